@@ -1,0 +1,391 @@
+//! Data-connection addresses: PORT and PASV (RFC 959 §4.1.2), EPRT and EPSV (RFC 2428).
+//!
+//! Parsers turn a command's argument into a [`SocketAddr`]; formatters produce the text of the 227 and
+//! 229 replies (without the code). Whether an address is acceptable (for example, that a PORT address
+//! is the control connection's peer) is the session's decision, not this module's.
+
+use alloc::string::String;
+use core::fmt;
+use core::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+
+/// Why a PORT, EPRT or EPSV argument was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AddrError {
+    /// The argument is malformed (reply 501).
+    Syntax,
+    /// The argument names a network protocol other than IPv4 (1) or IPv6 (2) (reply 522, RFC 2428 §2).
+    UnsupportedFamily,
+}
+
+impl fmt::Display for AddrError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Syntax => f.write_str("malformed address argument"),
+            Self::UnsupportedFamily => f.write_str("unsupported network protocol"),
+        }
+    }
+}
+
+impl core::error::Error for AddrError {}
+
+/// The argument of EPSV (RFC 2428 §3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EpsvArg {
+    /// No argument: a passive port on the control connection's address family.
+    Any,
+    /// `EPSV ALL`: from now on, refuse PORT, PASV and EPRT.
+    All,
+    /// A network protocol number: `1` (IPv4) or `2` (IPv6).
+    Family(u8),
+}
+
+/// Parses a PORT argument, `h1,h2,h3,h4,p1,p2`: an IPv4 address and a port (`p1 * 256 + p2`), each
+/// field a decimal number in `0..=255`. Whitespace around the whole argument is ignored.
+///
+/// # Errors
+/// [`AddrError::Syntax`] for anything else, including a missing, extra, empty or signed field.
+pub fn parse_port(arg: &str) -> Result<SocketAddrV4, AddrError> {
+    let mut fields = [0u8; 6];
+    let mut parts = arg.trim().split(',');
+    for field in &mut fields {
+        let value = parts
+            .next()
+            .and_then(|p| decimal(p, 255))
+            .ok_or(AddrError::Syntax)?;
+        *field = u8::try_from(value).map_err(|_| AddrError::Syntax)?;
+    }
+    if parts.next().is_some() {
+        return Err(AddrError::Syntax);
+    }
+    let [h1, h2, h3, h4, p1, p2] = fields;
+    Ok(SocketAddrV4::new(
+        Ipv4Addr::new(h1, h2, h3, h4),
+        u16::from_be_bytes([p1, p2]),
+    ))
+}
+
+/// Parses an EPRT argument, `<d><proto><d><address><d><port><d>` (RFC 2428 §2), such as
+/// `|1|132.235.1.2|6275|` or `|2|1080::8:800:200C:417A|5282|`.
+///
+/// The delimiter `d` is the first character, any printable ASCII character other than space; protocol
+/// `1` takes a dotted-quad IPv4 address and `2` an IPv6 address in text form; the port is decimal in
+/// `1..=65535`. Whitespace around the whole argument is ignored.
+///
+/// # Errors
+/// [`AddrError::UnsupportedFamily`] if the protocol is a number other than 1 or 2;
+/// [`AddrError::Syntax`] for any other malformation.
+pub fn parse_eprt(arg: &str) -> Result<SocketAddr, AddrError> {
+    let arg = arg.trim();
+    let delim = arg.chars().next().ok_or(AddrError::Syntax)?;
+    if !matches!(delim, '!'..='~') {
+        return Err(AddrError::Syntax);
+    }
+    let inner = arg[1..].strip_suffix(delim).ok_or(AddrError::Syntax)?;
+    let mut parts = inner.split(delim);
+    let (Some(proto), Some(host), Some(port), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(AddrError::Syntax);
+    };
+    // The family is checked first, so that an unknown family gets its own reply (522) whatever follows.
+    let v4 = protocol(proto)? == 1;
+    let ip = if v4 {
+        IpAddr::V4(host.parse().map_err(|_| AddrError::Syntax)?)
+    } else {
+        IpAddr::V6(host.parse().map_err(|_| AddrError::Syntax)?)
+    };
+    let port = decimal(port, u32::from(u16::MAX))
+        .and_then(|p| u16::try_from(p).ok())
+        .filter(|&p| p != 0)
+        .ok_or(AddrError::Syntax)?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// The text of a 227 reply for a passive listener at `addr`: `Entering Passive Mode (h1,h2,h3,h4,p1,p2).`
+pub fn format_pasv(addr: SocketAddrV4) -> String {
+    let [h1, h2, h3, h4] = addr.ip().octets();
+    let [p1, p2] = addr.port().to_be_bytes();
+    alloc::format!("Entering Passive Mode ({h1},{h2},{h3},{h4},{p1},{p2}).")
+}
+
+/// The text of a 229 reply for a passive listener on `port`: `Entering Extended Passive Mode (|||port|)`.
+pub fn format_epsv(port: u16) -> String {
+    alloc::format!("Entering Extended Passive Mode (|||{port}|)")
+}
+
+/// Parses an EPSV argument: empty, `ALL` (any case), or a network protocol number. Whitespace around
+/// the argument is ignored.
+///
+/// # Errors
+/// [`AddrError::UnsupportedFamily`] for a number other than 1 or 2; [`AddrError::Syntax`] for anything
+/// that is not a decimal number or `ALL`.
+pub fn parse_epsv_arg(arg: &str) -> Result<EpsvArg, AddrError> {
+    let arg = arg.trim();
+    if arg.is_empty() {
+        return Ok(EpsvArg::Any);
+    }
+    if arg.eq_ignore_ascii_case("ALL") {
+        return Ok(EpsvArg::All);
+    }
+    protocol(arg).map(EpsvArg::Family)
+}
+
+/// Parses an RFC 2428 network protocol number: `1` (IPv4) or `2` (IPv6), leading zeros allowed.
+///
+/// Any other decimal number, however long, is [`AddrError::UnsupportedFamily`]; anything that is not a
+/// decimal number is [`AddrError::Syntax`].
+fn protocol(s: &str) -> Result<u8, AddrError> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(AddrError::Syntax);
+    }
+    match s.trim_start_matches('0') {
+        "1" => Ok(1),
+        "2" => Ok(2),
+        _ => Err(AddrError::UnsupportedFamily),
+    }
+}
+
+/// Parses a non-empty string of ASCII digits (no sign, no spaces) with a value of at most `max`.
+fn decimal(s: &str, max: u32) -> Option<u32> {
+    if s.is_empty() {
+        return None;
+    }
+    s.bytes().try_fold(0u32, |acc, b| {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        acc.checked_mul(10)?
+            .checked_add(u32::from(b - b'0'))
+            .filter(|&v| v <= max)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::format;
+    use core::net::{Ipv6Addr, SocketAddrV6};
+    use proptest::prelude::*;
+
+    fn v4(a: [u8; 4], port: u16) -> SocketAddrV4 {
+        SocketAddrV4::new(Ipv4Addr::from(a), port)
+    }
+
+    #[test]
+    fn port_parses() {
+        assert_eq!(
+            parse_port("192,168,1,2,4,1"),
+            Ok(v4([192, 168, 1, 2], 1025))
+        );
+        assert_eq!(parse_port(" 0,0,0,0,0,0 \t"), Ok(v4([0, 0, 0, 0], 0)));
+        assert_eq!(
+            parse_port("255,255,255,255,255,255"),
+            Ok(v4([255; 4], 65535))
+        );
+        assert_eq!(parse_port("010,0,0,001,0,21"), Ok(v4([10, 0, 0, 1], 21)));
+    }
+
+    #[test]
+    fn port_rejects() {
+        for bad in [
+            "",
+            "1,2,3,4,5",
+            "1,2,3,4,5,6,7",
+            "1,2,3,4,5,",
+            ",1,2,3,4,5",
+            "1,2,3,4,5,256",
+            "1,2,3,4,5,99999999999999999999",
+            "1,2,3,+4,5,6",
+            "1,2,3,-4,5,6",
+            "1,2,3,4, 5,6",
+            "1.2.3.4,5,6",
+            "a,2,3,4,5,6",
+            "1,2,3,4,5,6x",
+            "1,2,3,4,5,\u{0661}",
+        ] {
+            assert_eq!(parse_port(bad), Err(AddrError::Syntax), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn eprt_parses() {
+        assert_eq!(
+            parse_eprt("|1|132.235.1.2|6275|"),
+            Ok(SocketAddr::V4(v4([132, 235, 1, 2], 6275)))
+        );
+        let v6: Ipv6Addr = "1080::8:800:200c:417a"
+            .parse()
+            .unwrap_or(Ipv6Addr::UNSPECIFIED);
+        assert_eq!(
+            parse_eprt("|2|1080::8:800:200C:417A|5282|"),
+            Ok(SocketAddr::V6(SocketAddrV6::new(v6, 5282, 0, 0)))
+        );
+        assert_eq!(
+            parse_eprt(" !1!10.0.0.1!65535! "),
+            Ok(SocketAddr::V4(v4([10, 0, 0, 1], 65535)))
+        );
+        assert_eq!(
+            parse_eprt("#2#::ffff:1.2.3.4#21#"),
+            Ok(SocketAddr::V6(SocketAddrV6::new(
+                Ipv4Addr::new(1, 2, 3, 4).to_ipv6_mapped(),
+                21,
+                0,
+                0
+            )))
+        );
+    }
+
+    #[test]
+    fn eprt_unsupported_family() {
+        assert_eq!(
+            parse_eprt("|3|1.2.3.4|21|"),
+            Err(AddrError::UnsupportedFamily)
+        );
+        assert_eq!(parse_eprt("|0|x|y|"), Err(AddrError::UnsupportedFamily));
+        assert_eq!(
+            parse_eprt("|99999999999999999999|x|y|"),
+            Err(AddrError::UnsupportedFamily)
+        );
+        assert_eq!(
+            parse_eprt("|02|::1|21|"),
+            Ok(SocketAddr::new(Ipv6Addr::LOCALHOST.into(), 21))
+        );
+    }
+
+    #[test]
+    fn eprt_rejects() {
+        for bad in [
+            "",
+            "|",
+            "||",
+            "|||",
+            "||||",
+            "|1|1.2.3.4|21",
+            "1|1.2.3.4|21|",
+            "|1|1.2.3.4|21||",
+            "|1|1.2.3.4|0|",
+            "|1|1.2.3.4|65536|",
+            "|1|1.2.3.4|+21|",
+            "|1|1.2.3.4||",
+            "|1|1.2.3|21|",
+            "|1|01.2.3.4|21|",
+            "|1|::1|21|",
+            "|2|1.2.3.4|21|",
+            "|2|fe80::1%eth0|21|",
+            "|x|1.2.3.4|21|",
+            "||1.2.3.4|21|",
+            "|1|1.2.3.4|21|5|",
+            "|1,1.2.3.4,21|",
+            " 1 1.2.3.4 21 ",
+            "\u{e9}1\u{e9}1.2.3.4\u{e9}21\u{e9}",
+        ] {
+            assert_eq!(parse_eprt(bad), Err(AddrError::Syntax), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn pasv_and_epsv_text() {
+        assert_eq!(
+            format_pasv(v4([192, 168, 1, 2], 50_001)),
+            "Entering Passive Mode (192,168,1,2,195,81)."
+        );
+        assert_eq!(
+            format_pasv(v4([0; 4], 0)),
+            "Entering Passive Mode (0,0,0,0,0,0)."
+        );
+        assert_eq!(
+            format_epsv(50_001),
+            "Entering Extended Passive Mode (|||50001|)"
+        );
+    }
+
+    #[test]
+    fn epsv_args() {
+        assert_eq!(parse_epsv_arg(""), Ok(EpsvArg::Any));
+        assert_eq!(parse_epsv_arg("  "), Ok(EpsvArg::Any));
+        assert_eq!(parse_epsv_arg("ALL"), Ok(EpsvArg::All));
+        assert_eq!(parse_epsv_arg("all"), Ok(EpsvArg::All));
+        assert_eq!(parse_epsv_arg("1"), Ok(EpsvArg::Family(1)));
+        assert_eq!(parse_epsv_arg("2"), Ok(EpsvArg::Family(2)));
+        assert_eq!(parse_epsv_arg("02"), Ok(EpsvArg::Family(2)));
+        assert_eq!(parse_epsv_arg("3"), Err(AddrError::UnsupportedFamily));
+        assert_eq!(parse_epsv_arg("0"), Err(AddrError::UnsupportedFamily));
+        assert_eq!(
+            parse_epsv_arg("99999999999999999999999"),
+            Err(AddrError::UnsupportedFamily)
+        );
+        assert_eq!(parse_epsv_arg("ALLX"), Err(AddrError::Syntax));
+        assert_eq!(parse_epsv_arg("-1"), Err(AddrError::Syntax));
+        assert_eq!(parse_epsv_arg("|||1|"), Err(AddrError::Syntax));
+    }
+
+    #[test]
+    fn error_display() {
+        assert_eq!(
+            format!("{}", AddrError::Syntax),
+            "malformed address argument"
+        );
+        assert_eq!(
+            format!("{}", AddrError::UnsupportedFamily),
+            "unsupported network protocol"
+        );
+    }
+
+    /// Delimiters that cannot occur in a formatted address or port.
+    fn delimiter() -> impl Strategy<Value = char> {
+        (33u8..=126)
+            .prop_filter("not in addresses", |b| {
+                !(b.is_ascii_hexdigit() || *b == b'.' || *b == b':')
+            })
+            .prop_map(char::from)
+    }
+
+    proptest! {
+        #[test]
+        fn port_roundtrips(ip in any::<[u8; 4]>(), port in any::<u16>()) {
+            let addr = v4(ip, port);
+            let [p1, p2] = port.to_be_bytes();
+            let arg = format!("{},{},{},{},{p1},{p2}", ip[0], ip[1], ip[2], ip[3]);
+            prop_assert_eq!(parse_port(&arg), Ok(addr));
+            // The PASV reply carries the same syntax between its parentheses.
+            let text = format_pasv(addr);
+            let inner = text.split(['(', ')']).nth(1).unwrap_or_default();
+            prop_assert_eq!(parse_port(inner), Ok(addr));
+        }
+
+        #[test]
+        fn eprt_roundtrips_v4(ip in any::<[u8; 4]>(), port in 1u16.., d in delimiter()) {
+            let ip = Ipv4Addr::from(ip);
+            prop_assert_eq!(
+                parse_eprt(&format!("{d}1{d}{ip}{d}{port}{d}")),
+                Ok(SocketAddr::V4(SocketAddrV4::new(ip, port)))
+            );
+        }
+
+        #[test]
+        fn eprt_roundtrips_v6(ip in any::<[u8; 16]>(), port in 1u16.., d in delimiter()) {
+            let ip = Ipv6Addr::from(ip);
+            prop_assert_eq!(
+                parse_eprt(&format!("{d}2{d}{ip}{d}{port}{d}")),
+                Ok(SocketAddr::V6(SocketAddrV6::new(ip, port, 0, 0)))
+            );
+        }
+
+        #[test]
+        fn parsers_never_panic(s in ".*") {
+            let _ = parse_port(&s);
+            let _ = parse_eprt(&s);
+            let _ = parse_epsv_arg(&s);
+        }
+
+        #[test]
+        fn near_misses_never_panic(s in "[|!\u{e9}]?[0-9]{0,2}[|!\u{e9}][0-9a-fA-F.:,%]{0,20}[|!\u{e9}][0-9+]{0,6}[|!\u{e9}]?") {
+            let _ = parse_port(&s);
+            if let Ok(addr) = parse_eprt(&s) {
+                prop_assert!(addr.port() != 0);
+            }
+            let _ = parse_epsv_arg(&s);
+        }
+    }
+}

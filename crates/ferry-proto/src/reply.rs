@@ -1,0 +1,259 @@
+//! FTP replies: three-digit codes and single- or multi-line text (RFC 959 §4.2).
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+/// A three-digit FTP reply code (RFC 959 §4.2).
+///
+/// The named constants cover every code Ferry sends; [`ReplyCode::new`] accepts any value in `100..=599`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReplyCode(u16);
+
+impl ReplyCode {
+    /// 110 Restart marker reply.
+    pub const RESTART_MARKER: Self = Self(110);
+    /// 125 Data connection already open; transfer starting.
+    pub const DATA_ALREADY_OPEN: Self = Self(125);
+    /// 150 File status okay; about to open data connection.
+    pub const FILE_STATUS_OK: Self = Self(150);
+    /// 200 Command okay.
+    pub const OK: Self = Self(200);
+    /// 202 Command not implemented, superfluous at this site.
+    pub const SUPERFLUOUS: Self = Self(202);
+    /// 211 System status, or system help reply (also FEAT).
+    pub const SYSTEM_STATUS: Self = Self(211);
+    /// 212 Directory status.
+    pub const DIRECTORY_STATUS: Self = Self(212);
+    /// 213 File status (SIZE, MDTM, STAT with a path).
+    pub const FILE_STATUS: Self = Self(213);
+    /// 214 Help message.
+    pub const HELP: Self = Self(214);
+    /// 215 NAME system type.
+    pub const SYSTEM_TYPE: Self = Self(215);
+    /// 220 Service ready for new user.
+    pub const SERVICE_READY: Self = Self(220);
+    /// 221 Service closing control connection.
+    pub const CLOSING: Self = Self(221);
+    /// 225 Data connection open; no transfer in progress.
+    pub const DATA_OPEN: Self = Self(225);
+    /// 226 Closing data connection; requested file action successful.
+    pub const TRANSFER_COMPLETE: Self = Self(226);
+    /// 227 Entering Passive Mode (h1,h2,h3,h4,p1,p2).
+    pub const PASSIVE_MODE: Self = Self(227);
+    /// 229 Entering Extended Passive Mode (|||port|) (RFC 2428).
+    pub const EXTENDED_PASSIVE_MODE: Self = Self(229);
+    /// 230 User logged in, proceed.
+    pub const LOGGED_IN: Self = Self(230);
+    /// 250 Requested file action okay, completed.
+    pub const FILE_ACTION_OK: Self = Self(250);
+    /// 257 "PATHNAME" created / is the current directory.
+    pub const PATH_CREATED: Self = Self(257);
+    /// 331 User name okay, need password.
+    pub const NEED_PASSWORD: Self = Self(331);
+    /// 332 Need account for login.
+    pub const NEED_ACCOUNT: Self = Self(332);
+    /// 350 Requested file action pending further information (REST, RNFR).
+    pub const PENDING: Self = Self(350);
+    /// 421 Service not available, closing control connection.
+    pub const NOT_AVAILABLE: Self = Self(421);
+    /// 425 Can't open data connection.
+    pub const CANT_OPEN_DATA: Self = Self(425);
+    /// 426 Connection closed; transfer aborted.
+    pub const TRANSFER_ABORTED: Self = Self(426);
+    /// 450 Requested file action not taken; file unavailable (busy).
+    pub const FILE_BUSY: Self = Self(450);
+    /// 451 Requested action aborted: local error in processing.
+    pub const LOCAL_ERROR: Self = Self(451);
+    /// 452 Requested action not taken: insufficient storage space.
+    pub const INSUFFICIENT_STORAGE: Self = Self(452);
+    /// 500 Syntax error, command unrecognized (also: line too long).
+    pub const SYNTAX_ERROR: Self = Self(500);
+    /// 501 Syntax error in parameters or arguments.
+    pub const BAD_ARGUMENTS: Self = Self(501);
+    /// 502 Command not implemented.
+    pub const NOT_IMPLEMENTED: Self = Self(502);
+    /// 503 Bad sequence of commands.
+    pub const BAD_SEQUENCE: Self = Self(503);
+    /// 504 Command not implemented for that parameter.
+    pub const NOT_IMPLEMENTED_FOR_PARAMETER: Self = Self(504);
+    /// 522 Network protocol not supported (RFC 2428).
+    pub const PROTOCOL_NOT_SUPPORTED: Self = Self(522);
+    /// 530 Not logged in.
+    pub const NOT_LOGGED_IN: Self = Self(530);
+    /// 550 Requested action not taken; file unavailable.
+    pub const FILE_UNAVAILABLE: Self = Self(550);
+    /// 551 Requested action aborted: page type unknown.
+    pub const PAGE_TYPE_UNKNOWN: Self = Self(551);
+    /// 552 Requested file action aborted: exceeded storage allocation.
+    pub const EXCEEDED_STORAGE: Self = Self(552);
+    /// 553 Requested action not taken: file name not allowed.
+    pub const NAME_NOT_ALLOWED: Self = Self(553);
+
+    /// Makes a code from a number, or `None` when it is not in `100..=599`.
+    pub const fn new(code: u16) -> Option<Self> {
+        if code >= 100 && code <= 599 {
+            Some(Self(code))
+        } else {
+            None
+        }
+    }
+
+    /// The numeric value.
+    pub const fn as_u16(self) -> u16 {
+        self.0
+    }
+
+    /// True for 1yz positive preliminary replies (another reply follows).
+    pub const fn is_preliminary(self) -> bool {
+        self.0 < 200
+    }
+}
+
+impl fmt::Display for ReplyCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// One reply: a code and one or more lines of text.
+///
+/// A reply with one line encodes as `CODE text\r\n`. With several lines it encodes in the RFC 959 §4.2
+/// multi-line form: `CODE-first\r\n`, the middle lines each indented by one space (so no middle line can
+/// be mistaken for the end), and `CODE last\r\n`. Text never contains CR or LF: they are replaced by
+/// spaces when the reply is built, so a file name can never inject a reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    code: ReplyCode,
+    lines: Vec<String>,
+}
+
+impl Reply {
+    /// A single-line reply.
+    pub fn new(code: ReplyCode, text: &str) -> Self {
+        Self {
+            code,
+            lines: alloc::vec![sanitize(text)],
+        }
+    }
+
+    /// A multi-line reply: `first` and `last` carry the code, `middle` lines are indented.
+    pub fn multiline<I, S>(code: ReplyCode, first: &str, middle: I, last: &str) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut lines = Vec::new();
+        lines.push(sanitize(first));
+        for line in middle {
+            lines.push(sanitize(line.as_ref()));
+        }
+        lines.push(sanitize(last));
+        Self { code, lines }
+    }
+
+    /// The reply code.
+    pub fn code(&self) -> ReplyCode {
+        self.code
+    }
+
+    /// The text lines (at least one).
+    pub fn lines(&self) -> &[String] {
+        &self.lines
+    }
+
+    /// Appends the wire form of this reply to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let code = self.code.0;
+        let digits = [
+            b'0' + (code / 100) as u8,
+            b'0' + (code / 10 % 10) as u8,
+            b'0' + (code % 10) as u8,
+        ];
+        let n = self.lines.len();
+        for (i, line) in self.lines.iter().enumerate() {
+            if i == 0 {
+                out.extend_from_slice(&digits);
+                out.push(if n == 1 { b' ' } else { b'-' });
+            } else if i + 1 == n {
+                out.extend_from_slice(&digits);
+                out.push(b' ');
+            } else {
+                out.push(b' ');
+            }
+            out.extend_from_slice(line.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+}
+
+/// Quotes a path for a 257 reply (RFC 959 Appendix II): wraps it in `"` and doubles inner quotes.
+pub fn quote_path(path: &str) -> String {
+    let mut s = String::with_capacity(path.len() + 2);
+    s.push('"');
+    for c in path.chars() {
+        if c == '"' {
+            s.push('"');
+        }
+        s.push(c);
+    }
+    s.push('"');
+    s
+}
+
+fn sanitize(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c == '\r' || c == '\n' || c == '\0' {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wire(r: &Reply) -> String {
+        let mut v = Vec::new();
+        r.encode(&mut v);
+        String::from_utf8(v).unwrap_or_default()
+    }
+
+    #[test]
+    fn single_line() {
+        assert_eq!(wire(&Reply::new(ReplyCode::OK, "Okay")), "200 Okay\r\n");
+    }
+
+    #[test]
+    fn multi_line_indents_middle() {
+        let r = Reply::multiline(
+            ReplyCode::SYSTEM_STATUS,
+            "Features:",
+            ["UTF8", "226 x"],
+            "End",
+        );
+        assert_eq!(wire(&r), "211-Features:\r\n UTF8\r\n 226 x\r\n211 End\r\n");
+    }
+
+    #[test]
+    fn newlines_cannot_inject() {
+        let r = Reply::new(ReplyCode::OK, "a\r\n230 evil");
+        assert_eq!(wire(&r), "200 a  230 evil\r\n");
+    }
+
+    #[test]
+    fn quotes_are_doubled() {
+        assert_eq!(quote_path("/a \"b\""), "\"/a \"\"b\"\"\"");
+    }
+
+    #[test]
+    fn code_range() {
+        assert!(ReplyCode::new(99).is_none());
+        assert!(ReplyCode::new(600).is_none());
+        assert_eq!(ReplyCode::new(550), Some(ReplyCode::FILE_UNAVAILABLE));
+    }
+}

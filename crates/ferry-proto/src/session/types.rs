@@ -1,0 +1,402 @@
+//! The values a [`Session`](super::Session) exchanges with its driver.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::net::SocketAddr;
+use core::time::Duration;
+
+use crate::listing::{Facts, FileInfo};
+use crate::path::VirtualPath;
+use crate::reply::{Reply, ReplyCode};
+
+/// What a logged-in user may do. Checked by the session before any storage action is emitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Permissions(u16);
+
+impl Permissions {
+    /// LIST, NLST, MLSD, MLST, STAT with a path, SIZE, MDTM.
+    pub const LIST: Self = Self(1 << 0);
+    /// RETR (download).
+    pub const READ: Self = Self(1 << 1);
+    /// STOR/STOU of a new file.
+    pub const WRITE: Self = Self(1 << 2);
+    /// STOR over an existing file, MFMT.
+    pub const OVERWRITE: Self = Self(1 << 3);
+    /// APPE and STOR after REST (resume).
+    pub const APPEND: Self = Self(1 << 4);
+    /// DELE.
+    pub const DELETE: Self = Self(1 << 5);
+    /// RNFR/RNTO.
+    pub const RENAME: Self = Self(1 << 6);
+    /// MKD.
+    pub const MKDIR: Self = Self(1 << 7);
+    /// RMD.
+    pub const RMDIR: Self = Self(1 << 8);
+    /// No permission at all.
+    pub const NONE: Self = Self(0);
+    /// Listing and downloading.
+    pub const READ_ONLY: Self = Self(Self::LIST.0 | Self::READ.0);
+    /// Everything.
+    pub const ALL: Self = Self(0x1ff);
+
+    /// True if every permission in `other` is in `self`.
+    pub const fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// The union of two sets.
+    pub const fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    /// The raw bits.
+    pub const fn bits(self) -> u16 {
+        self.0
+    }
+
+    /// Builds a set from raw bits (unknown bits dropped).
+    pub const fn from_bits(bits: u16) -> Self {
+        Self(bits & Self::ALL.0)
+    }
+
+    /// The RFC 3659 §7.5.5 `perm` fact for an entry of kind `dir` (true) or file (false).
+    pub fn mlst_perm(self, dir: bool) -> String {
+        let mut s = String::new();
+        let mut add = |p: Self, c: char| {
+            if self.contains(p) {
+                s.push(c);
+            }
+        };
+        if dir {
+            add(Self::WRITE, 'c');
+            add(Self::DELETE, 'd');
+            add(Self::NONE, 'e');
+            add(Self::RENAME, 'f');
+            add(Self::LIST, 'l');
+            add(Self::MKDIR, 'm');
+            add(Self::DELETE, 'p');
+        } else {
+            add(Self::APPEND, 'a');
+            add(Self::DELETE, 'd');
+            add(Self::RENAME, 'f');
+            add(Self::READ, 'r');
+            add(Self::OVERWRITE, 'w');
+        }
+        s
+    }
+}
+
+impl core::ops::BitOr for Permissions {
+    type Output = Self;
+    fn bitor(self, rhs: Self) -> Self {
+        self.union(rhs)
+    }
+}
+
+/// Session settings shared by every session of a server.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Text of the 220 greeting, after `220 `.
+    pub banner: String,
+    /// Longest accepted command line in bytes; a longer line gets 500 and is discarded unbuffered.
+    pub max_line: usize,
+    /// Time without a command (outside transfers) after which the session gets 421 and is closed.
+    pub idle_timeout: Duration,
+    /// Time from connect to a successful login after which the session gets 421 and is closed.
+    pub login_timeout: Duration,
+    /// Failed logins after which the session gets 421 and is closed.
+    pub max_failed_logins: u32,
+    /// Delay before the 530 of the first failed login; it doubles with each further failure.
+    pub failed_login_delay: Duration,
+    /// Upper bound of the failed-login delay.
+    pub max_failed_login_delay: Duration,
+    /// Commands a client may pipeline while a transfer runs before they are refused.
+    pub max_pipelined: usize,
+    /// Whether PORT/EPRT are accepted at all.
+    pub allow_active: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            banner: String::from("Ferry FTP server ready"),
+            max_line: 4096,
+            idle_timeout: Duration::from_secs(600),
+            login_timeout: Duration::from_secs(60),
+            max_failed_logins: 3,
+            failed_login_delay: Duration::from_millis(500),
+            max_failed_login_delay: Duration::from_secs(8),
+            max_pipelined: 16,
+            allow_active: true,
+        }
+    }
+}
+
+/// Where the next transfer's data connection comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataEndpoint {
+    /// The driver's passive listener (opened by [`Action::OpenPassive`]); the client connects.
+    Passive,
+    /// The server connects to this address (already checked against the control peer).
+    Active(SocketAddr),
+}
+
+/// How an upload opens its target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Create or replace.
+    Truncate,
+    /// Create only; fail with [`FsError::AlreadyExists`] if the file exists (user lacks overwrite).
+    CreateNew,
+    /// Keep the first `n` bytes and write from there (REST + STOR).
+    Resume(u64),
+    /// Write at the end (APPE).
+    Append,
+}
+
+/// The format of a directory listing sent over a data connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListFormat {
+    /// LIST: `ls -l` lines.
+    List,
+    /// NLST: names only.
+    Nlst,
+    /// MLSD: machine-readable facts (RFC 3659 §7).
+    Mlsd {
+        /// The facts selected with `OPTS MLST`.
+        facts: Facts,
+        /// The user's permissions, for the `perm` fact.
+        perms: Permissions,
+    },
+}
+
+/// What a data transfer does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TransferKind {
+    /// Send a file from `offset`.
+    Retr {
+        /// The file.
+        path: VirtualPath,
+        /// REST offset.
+        offset: u64,
+    },
+    /// Receive into a file.
+    Stor {
+        /// The file.
+        path: VirtualPath,
+        /// How to open it.
+        mode: WriteMode,
+    },
+    /// Receive into a new file with a unique name in `dir` (STOU), derived from `stem`.
+    Stou {
+        /// The directory.
+        dir: VirtualPath,
+        /// The base of the name.
+        stem: String,
+    },
+    /// Send a listing of `path`.
+    List {
+        /// Directory (or file) to list.
+        path: VirtualPath,
+        /// LIST, NLST or MLSD.
+        format: ListFormat,
+    },
+}
+
+/// A transfer the driver should prepare: open the storage side, then the data connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransferRequest {
+    /// What to transfer.
+    pub kind: TransferKind,
+    /// Where the data connection comes from.
+    pub endpoint: DataEndpoint,
+    /// True for TYPE A (convert line endings).
+    pub ascii: bool,
+}
+
+/// A file-system request outside data transfers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FsRequest {
+    /// Metadata of a path (follows symlinks inside the root).
+    Metadata(VirtualPath),
+    /// Entries of a directory, or the file itself (STAT with a path).
+    List(VirtualPath),
+    /// MKD.
+    CreateDir(VirtualPath),
+    /// RMD.
+    RemoveDir(VirtualPath),
+    /// DELE.
+    RemoveFile(VirtualPath),
+    /// RNFR/RNTO.
+    Rename {
+        /// Old path.
+        from: VirtualPath,
+        /// New path.
+        to: VirtualPath,
+    },
+    /// MFMT: set the modification time (Unix seconds, UTC).
+    SetModified {
+        /// The file.
+        path: VirtualPath,
+        /// New time.
+        secs: i64,
+    },
+}
+
+/// Successful results of an [`FsRequest`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FsResponse {
+    /// The request had no result besides success.
+    Done,
+    /// For [`FsRequest::Metadata`].
+    Metadata(FileInfo),
+    /// For [`FsRequest::List`].
+    Entries(Vec<FileInfo>),
+}
+
+/// Storage failures, independent of any backend. [`FsError::reply`] is the one table mapping them to FTP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FsError {
+    /// No such file or directory.
+    NotFound,
+    /// The backend refused access (including attempts to leave the root).
+    PermissionDenied,
+    /// The target exists already.
+    AlreadyExists,
+    /// A directory was expected.
+    NotADirectory,
+    /// A file was expected.
+    IsADirectory,
+    /// RMD of a directory that is not empty.
+    DirectoryNotEmpty,
+    /// The name cannot be stored.
+    InvalidName,
+    /// The file system is full.
+    NoSpace,
+    /// A REST offset beyond the end of the file.
+    InvalidOffset,
+    /// Anything else: a local error.
+    Other,
+}
+
+impl FsError {
+    /// The reply code and text for this error (RFC 959 §4.2.2).
+    pub fn reply_code(self) -> (ReplyCode, &'static str) {
+        match self {
+            Self::NotFound => (ReplyCode::FILE_UNAVAILABLE, "No such file or directory"),
+            Self::PermissionDenied => (ReplyCode::FILE_UNAVAILABLE, "Permission denied"),
+            Self::AlreadyExists => (ReplyCode::FILE_UNAVAILABLE, "File exists"),
+            Self::NotADirectory => (ReplyCode::FILE_UNAVAILABLE, "Not a directory"),
+            Self::IsADirectory => (ReplyCode::FILE_UNAVAILABLE, "Is a directory"),
+            Self::DirectoryNotEmpty => (ReplyCode::FILE_UNAVAILABLE, "Directory not empty"),
+            Self::InvalidName => (ReplyCode::NAME_NOT_ALLOWED, "File name not allowed"),
+            Self::NoSpace => (
+                ReplyCode::INSUFFICIENT_STORAGE,
+                "Insufficient storage space",
+            ),
+            Self::InvalidOffset => (
+                ReplyCode::FILE_UNAVAILABLE,
+                "Restart offset beyond end of file",
+            ),
+            Self::Other => (ReplyCode::LOCAL_ERROR, "Local error in processing"),
+        }
+    }
+
+    /// The reply for this error.
+    pub fn reply(self) -> Reply {
+        let (code, text) = self.reply_code();
+        Reply::new(code, text)
+    }
+}
+
+/// Why a transfer did not complete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransferError {
+    /// The data connection could not be opened (timeout, refused, no passive port): 425.
+    DataConnection,
+    /// The client closed or reset the data connection mid-transfer: 426.
+    ConnectionLost,
+    /// Cancelled by ABOR: 426, followed by 226 for the ABOR.
+    Aborted,
+    /// The storage side failed.
+    Storage(FsError),
+}
+
+/// Identity and rights granted by a successful login.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// What the user may do.
+    pub permissions: Permissions,
+}
+
+/// Why a login failed; the client only ever sees 530.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// Wrong user name or password (indistinguishable on purpose).
+    Invalid,
+    /// The authentication backend failed.
+    Unavailable,
+}
+
+/// Work the driver must do for the session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Action {
+    /// Check credentials; answer with [`Completion::Auth`].
+    Authenticate {
+        /// User name as sent.
+        user: String,
+        /// Password as sent.
+        password: String,
+    },
+    /// Run a file-system request; answer with [`Completion::Fs`].
+    Fs(FsRequest),
+    /// Open a passive listener (closing any previous one); answer with [`Completion::Passive`].
+    OpenPassive,
+    /// Prepare a transfer: open the storage side, then the data connection (for active mode, connect
+    /// now). Answer with [`Completion::TransferReady`] or [`Completion::TransferDone`] with an error.
+    Transfer(TransferRequest),
+    /// The preliminary reply has been queued before this action: flush it, then start copying. Answer
+    /// with [`Completion::TransferDone`].
+    StartTransfer,
+    /// Cancel the transfer in progress, and close any passive listener or idle data connection. A
+    /// running transfer still answers with [`Completion::TransferDone`].
+    Abort,
+    /// Close any passive listener or idle data connection (no transfer is running).
+    CloseData,
+    /// Flush the replies queued before this action and close the control connection.
+    Close,
+}
+
+/// The result of an [`Action`], fed back through [`Session::handle_completion`](super::Session::handle_completion).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Completion {
+    /// Result of [`Action::Authenticate`].
+    Auth(Result<Grant, AuthError>),
+    /// Result of [`Action::Fs`].
+    Fs(Result<FsResponse, FsError>),
+    /// Result of [`Action::OpenPassive`]: the address to advertise (its port is the listener's).
+    Passive(Option<SocketAddr>),
+    /// The transfer's storage side and data connection are ready.
+    TransferReady {
+        /// For STOU: the path of the file created.
+        created: Option<VirtualPath>,
+        /// For RETR: the number of bytes that will be sent, if known.
+        size: Option<u64>,
+    },
+    /// The transfer ended (or could not start): bytes moved, or why not.
+    TransferDone(Result<u64, TransferError>),
+}
+
+/// One item of session output, in the order it must be acted upon.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Send this reply on the control connection.
+    Reply(Reply),
+    /// Do this work.
+    Action(Action),
+}

@@ -1,0 +1,409 @@
+//! The control-connection driver: the one owner of a connection's socket and its [`Session`].
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use ferry_proto::session::{
+    Action, Completion, DataEndpoint, FsRequest, FsResponse, Output, Session, TransferError,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::auth::Authenticator;
+use crate::config::ServerConfig;
+use crate::data::PortPool;
+use crate::storage::Storage;
+use crate::transfer::{self, fs_error, DataSource, Job, Ready};
+
+/// Shutdown phases broadcast to every session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Phase {
+    /// Serving.
+    Running,
+    /// Finish the transfer in progress, then close with 421; idle sessions close at once.
+    Draining,
+    /// Close now, cutting any transfer.
+    Stop,
+}
+
+/// Shared state every driver needs.
+pub(crate) struct Shared<S, A> {
+    pub config: ServerConfig,
+    pub storage: Arc<S>,
+    pub auth: Arc<A>,
+    pub ports: PortPool,
+    pub epoch: Instant,
+}
+
+/// A transfer task and its handshake with the driver.
+struct Running {
+    ready: Option<oneshot::Receiver<Ready>>,
+    go: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<Result<u64, TransferError>>,
+    started: Instant,
+    what: String,
+}
+
+/// Drives one control connection until it closes.
+pub(crate) struct ControlDriver<S: Storage, A: Authenticator> {
+    shared: Arc<Shared<S, A>>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    session: Session,
+    /// Bytes read but not yet consumed by the session (usually empty).
+    pending: Vec<u8>,
+    wbuf: Vec<u8>,
+    passive: Option<(oneshot::Receiver<io::Result<TcpStream>>, JoinHandle<()>)>,
+    transfer: Option<Running>,
+    shutdown: watch::Receiver<Phase>,
+    closing: bool,
+}
+
+impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
+    pub(crate) fn new(
+        shared: Arc<Shared<S, A>>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        local: SocketAddr,
+        shutdown: watch::Receiver<Phase>,
+    ) -> Self {
+        let now = shared.epoch.elapsed();
+        let mut session = Session::new(Arc::clone(&shared.config.session), now, local, peer);
+        session.set_wall_clock(transfer::unix_now());
+        Self {
+            shared,
+            stream,
+            peer,
+            local,
+            session,
+            pending: Vec::new(),
+            wbuf: Vec::new(),
+            passive: None,
+            transfer: None,
+            shutdown,
+            closing: false,
+        }
+    }
+
+    fn now(&self) -> std::time::Duration {
+        self.shared.epoch.elapsed()
+    }
+
+    /// Runs the session to its end. I/O errors on the control connection end it quietly.
+    pub(crate) async fn run(mut self) {
+        if let Err(e) = self.run_inner().await {
+            debug!(peer = %self.peer, error = %e, "control connection ended");
+        }
+        self.teardown().await;
+    }
+
+    async fn run_inner(&mut self) -> io::Result<()> {
+        let mut rbuf = [0u8; 1024];
+        loop {
+            self.drain_output().await?;
+            if self.closing {
+                return Ok(());
+            }
+            if !self.pending.is_empty() {
+                let now = self.now();
+                let n = self.session.handle_input(now, &self.pending);
+                self.pending.drain(..n);
+                if n > 0 {
+                    continue;
+                }
+            }
+            if self.pending.is_empty()
+                && self.pending.capacity() > 0
+                && !self.session.is_transferring()
+            {
+                self.pending = Vec::new();
+                self.session.shrink();
+            }
+            let phase = *self.shutdown.borrow();
+            if phase == Phase::Stop || (phase == Phase::Draining && self.transfer.is_none()) {
+                self.session
+                    .shutdown("Server shutting down, closing control connection");
+                continue;
+            }
+            let deadline = self
+                .session
+                .poll_timeout()
+                .map(|d| tokio::time::Instant::from_std(self.shared.epoch + d));
+            let can_read = self.pending.len() < 2 * self.shared.config.session.max_line.max(1024);
+            tokio::select! {
+                r = self.stream.read(&mut rbuf), if can_read => {
+                    let n = r?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    let now = self.now();
+                    self.session.set_wall_clock(transfer::unix_now());
+                    if self.pending.is_empty() {
+                        let used = self.session.handle_input(now, &rbuf[..n]);
+                        self.pending.extend_from_slice(&rbuf[used..n]);
+                    } else {
+                        self.pending.extend_from_slice(&rbuf[..n]);
+                    }
+                }
+                _ = sleep_until(deadline), if deadline.is_some() => {
+                    let now = self.now();
+                    self.session.handle_timeout(now);
+                }
+                event = transfer_event(&mut self.transfer) => {
+                    let now = self.now();
+                    let completion = match event {
+                        TransferEvent::Ready(r) => Completion::TransferReady { created: r.created, size: r.size },
+                        TransferEvent::Done(result) => Completion::TransferDone(result),
+                    };
+                    self.session.handle_completion(now, completion);
+                }
+                _ = self.shutdown.changed() => {}
+            }
+        }
+    }
+
+    /// Acts on everything the session has queued, in order.
+    async fn drain_output(&mut self) -> io::Result<()> {
+        while let Some(out) = self.session.poll_output() {
+            match out {
+                Output::Reply(reply) => {
+                    debug!(peer = %self.peer, code = reply.code().as_u16(), text = %reply.lines()[0], "reply");
+                    reply.encode(&mut self.wbuf);
+                }
+                Output::Action(action) => {
+                    self.flush().await?;
+                    self.act(action).await;
+                }
+            }
+        }
+        self.flush().await
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        if !self.wbuf.is_empty() {
+            self.stream.write_all(&self.wbuf).await?;
+            self.wbuf.clear();
+            if self.wbuf.capacity() > 4096 {
+                self.wbuf = Vec::new();
+            }
+        }
+        Ok(())
+    }
+
+    async fn act(&mut self, action: Action) {
+        let epoch = self.shared.epoch;
+        let now = move || epoch.elapsed();
+        match action {
+            Action::Authenticate { user, password } => {
+                let result = self.shared.auth.authenticate(&user, &password).await;
+                match &result {
+                    Ok(_) => info!(peer = %self.peer, %user, "login"),
+                    Err(_) => warn!(peer = %self.peer, %user, "failed login"),
+                }
+                self.session
+                    .handle_completion(now(), Completion::Auth(result));
+            }
+            Action::Fs(req) => {
+                let result = self.fs(req).await;
+                self.session
+                    .handle_completion(now(), Completion::Fs(result));
+            }
+            Action::OpenPassive => {
+                let addr = self.open_passive().await;
+                self.session
+                    .handle_completion(now(), Completion::Passive(addr));
+            }
+            Action::Transfer(request) => self.start_transfer(request),
+            Action::StartTransfer => {
+                if let Some(go) = self.transfer.as_mut().and_then(|t| t.go.take()) {
+                    let _ = go.send(());
+                }
+            }
+            Action::Abort => {
+                self.close_data();
+                if let Some(t) = &mut self.transfer {
+                    t.ready = None;
+                    t.handle.abort();
+                }
+            }
+            Action::CloseData => self.close_data(),
+            Action::Close => self.closing = true,
+            _ => {}
+        }
+    }
+
+    async fn fs(&self, req: FsRequest) -> Result<FsResponse, ferry_proto::session::FsError> {
+        let st = &self.shared.storage;
+        let r = match req {
+            FsRequest::Metadata(p) => st.metadata(&p).await.map(FsResponse::Metadata),
+            FsRequest::List(p) => st.list(&p).await.map(FsResponse::Entries),
+            FsRequest::CreateDir(p) => st.create_dir(&p).await.map(|()| FsResponse::Done),
+            FsRequest::RemoveDir(p) => st.remove_dir(&p).await.map(|()| FsResponse::Done),
+            FsRequest::RemoveFile(p) => st.remove_file(&p).await.map(|()| FsResponse::Done),
+            FsRequest::Rename { from, to } => {
+                st.rename(&from, &to).await.map(|()| FsResponse::Done)
+            }
+            FsRequest::SetModified { path, secs } => st
+                .set_modified(&path, secs)
+                .await
+                .map(|()| FsResponse::Done),
+        };
+        r.map_err(|e| {
+            debug!(peer = %self.peer, error = %e, "storage error");
+            fs_error(&e)
+        })
+    }
+
+    /// Binds a passive listener and starts accepting in the background, so that clients that connect
+    /// right after PASV (before RETR/LIST) are served. Returns the address to advertise.
+    async fn open_passive(&mut self) -> Option<SocketAddr> {
+        self.close_data();
+        let local_ip = self.local.ip().to_canonical();
+        let limits = &self.shared.config.limits;
+        let listener = match self
+            .shared
+            .ports
+            .bind(local_ip, limits.data_connect_timeout)
+            .await
+        {
+            Ok(l) => l,
+            Err(e) => {
+                warn!(peer = %self.peer, error = %e, "no passive port");
+                return None;
+            }
+        };
+        let port = listener.local_addr().ok()?.port();
+        let advertise = self.advertised_ip(local_ip).await;
+        let (tx, rx) = oneshot::channel();
+        let peer_ip = self.peer.ip();
+        let timeout = limits.data_connect_timeout;
+        let task = tokio::spawn(async move {
+            let _ = tx.send(listener.accept_from(peer_ip, timeout).await);
+        });
+        self.passive = Some((rx, task));
+        Some(SocketAddr::new(advertise, port))
+    }
+
+    async fn advertised_ip(&self, local_ip: IpAddr) -> IpAddr {
+        if let Some(host) = &self.shared.config.passive.address {
+            if let Ok(ip) = host.parse::<IpAddr>() {
+                return ip;
+            }
+            if let Ok(mut addrs) = tokio::net::lookup_host((host.as_str(), 0)).await {
+                if let Some(a) = addrs.find(SocketAddr::is_ipv4) {
+                    return a.ip();
+                }
+            }
+            warn!(%host, "passive address did not resolve to IPv4; advertising the local address");
+        }
+        local_ip
+    }
+
+    fn close_data(&mut self) {
+        if let Some((_, task)) = self.passive.take() {
+            task.abort();
+        }
+    }
+
+    fn start_transfer(&mut self, request: ferry_proto::session::TransferRequest) {
+        let source = match request.endpoint {
+            DataEndpoint::Passive => match self.passive.take() {
+                Some((rx, _task)) => DataSource::Passive(rx),
+                None => {
+                    let (tx, rx) = oneshot::channel();
+                    let _ = tx.send(Err(io::Error::other("no passive listener")));
+                    DataSource::Passive(rx)
+                }
+            },
+            DataEndpoint::Active(addr) => DataSource::Active {
+                local_ip: self.local.ip(),
+                addr,
+            },
+        };
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let (go_tx, go_rx) = oneshot::channel();
+        let what = format!("{:?}", request.kind);
+        let limits = &self.shared.config.limits;
+        let job = Job {
+            storage: Arc::clone(&self.shared.storage),
+            request,
+            source,
+            connect_timeout: limits.data_connect_timeout,
+            idle_timeout: limits.data_idle_timeout,
+            ready: ready_tx,
+            go: go_rx,
+        };
+        let handle = tokio::spawn(transfer::run(job));
+        self.transfer = Some(Running {
+            ready: Some(ready_rx),
+            go: Some(go_tx),
+            handle,
+            started: Instant::now(),
+            what,
+        });
+    }
+
+    async fn teardown(&mut self) {
+        self.close_data();
+        if let Some(t) = self.transfer.take() {
+            t.handle.abort();
+        }
+        let _ = self.flush().await;
+        let _ = self.stream.shutdown().await;
+        info!(peer = %self.peer, user = self.session.user().unwrap_or("-"), "session closed");
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What a running transfer reports to the driver.
+enum TransferEvent {
+    Ready(Ready),
+    Done(Result<u64, TransferError>),
+}
+
+/// The next event of the running transfer; pending forever when there is none.
+async fn transfer_event(t: &mut Option<Running>) -> TransferEvent {
+    let Some(running) = t.as_mut() else {
+        return std::future::pending().await;
+    };
+    if let Some(rx) = running.ready.as_mut() {
+        let r = rx.await;
+        running.ready = None;
+        if let Ok(r) = r {
+            return TransferEvent::Ready(r);
+        }
+        // The task ended before it was ready: its result explains why.
+    }
+    let done = (&mut running.handle).await;
+    TransferEvent::Done(finish_running(t, done))
+}
+
+fn finish_running(
+    t: &mut Option<Running>,
+    done: Result<Result<u64, TransferError>, tokio::task::JoinError>,
+) -> Result<u64, TransferError> {
+    let result = match done {
+        Ok(r) => r,
+        Err(_) => Err(TransferError::Aborted),
+    };
+    if let Some(running) = t.take() {
+        let secs = running.started.elapsed().as_secs_f64();
+        match &result {
+            Ok(n) => info!(transfer = %running.what, bytes = n, secs, "transfer complete"),
+            Err(e) => info!(transfer = %running.what, error = ?e, secs, "transfer failed"),
+        }
+    }
+    result
+}

@@ -1,0 +1,417 @@
+//! Storage: the file system an FTP session works on.
+//!
+//! The [`Storage`] trait is the plug-in point between the FTP layer and whatever holds the files. Every
+//! operation takes [`VirtualPath`]s, which are absolute and normalised relative to the storage's own root;
+//! a backend must never let one name anything outside that root (see [`LocalStorage`] for how the local
+//! backend enforces this with `cap-std`). Failures are [`StorageError`]s whose [`StorageErrorKind`] the FTP
+//! layer maps to one reply code each.
+
+mod local;
+
+use core::fmt;
+use core::future::Future;
+use std::io;
+
+use ferry_proto::listing::FileInfo;
+use ferry_proto::path::VirtualPath;
+
+pub use local::LocalStorage;
+
+/// What went wrong in a storage operation; the FTP layer maps each kind to one reply code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StorageErrorKind {
+    /// The path (or one of its parent directories) does not exist, or a symlink on it cannot be resolved.
+    NotFound,
+    /// The operation is not allowed: file-system permissions, a read-only file system, a path that
+    /// would lead outside the root, or an object that is neither a regular file nor a directory.
+    PermissionDenied,
+    /// The target already exists.
+    AlreadyExists,
+    /// A directory was required but the path names something else.
+    NotADirectory,
+    /// A file operation was attempted on a directory.
+    IsADirectory,
+    /// The directory to remove (or to replace by a rename) is not empty.
+    DirectoryNotEmpty,
+    /// The name is not acceptable to the storage (too long, reserved, or otherwise invalid).
+    InvalidName,
+    /// A restart offset lies beyond the end of the existing file.
+    InvalidOffset,
+    /// The storage has no space left.
+    NoSpace,
+    /// A quota or a per-file size limit would be exceeded.
+    QuotaExceeded,
+    /// The storage cannot perform this operation (for example a rename across devices).
+    Unsupported,
+    /// Any other failure.
+    Io,
+}
+
+impl StorageErrorKind {
+    /// A short, lowercase, client-safe description of the kind, such as `"not found"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotFound => "not found",
+            Self::PermissionDenied => "permission denied",
+            Self::AlreadyExists => "already exists",
+            Self::NotADirectory => "not a directory",
+            Self::IsADirectory => "is a directory",
+            Self::DirectoryNotEmpty => "directory not empty",
+            Self::InvalidName => "invalid name",
+            Self::InvalidOffset => "invalid restart offset",
+            Self::NoSpace => "no space left",
+            Self::QuotaExceeded => "quota exceeded",
+            Self::Unsupported => "operation not supported",
+            Self::Io => "i/o error",
+        }
+    }
+}
+
+impl fmt::Display for StorageErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed storage operation: a [`StorageErrorKind`] plus a human-readable detail.
+///
+/// The message never contains host paths from the local backend (it is the operating system's error
+/// text or a fixed phrase), but the FTP layer should still prefer [`StorageErrorKind::as_str`] in replies.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind}: {message}")]
+pub struct StorageError {
+    kind: StorageErrorKind,
+    message: String,
+}
+
+impl StorageError {
+    /// Creates an error of `kind` with a detail message.
+    pub fn new(kind: StorageErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// What went wrong, for mapping to a reply code.
+    pub fn kind(&self) -> StorageErrorKind {
+        self.kind
+    }
+
+    /// The detail message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl From<io::Error> for StorageError {
+    /// Maps an I/O error to a kind: by [`io::ErrorKind`] first, then by raw OS error for codes std does
+    /// not name on the minimum supported Rust version (`ELOOP` → `NotFound`, `ENAMETOOLONG` →
+    /// `InvalidName`). `cap-std`'s refusal of a path that leads outside the root is a `PermissionDenied`
+    /// error and stays one.
+    fn from(err: io::Error) -> Self {
+        Self::new(kind_of(&err), err.to_string())
+    }
+}
+
+/// Classifies an I/O error.
+fn kind_of(err: &io::Error) -> StorageErrorKind {
+    use io::ErrorKind as E;
+    match err.kind() {
+        E::NotFound => StorageErrorKind::NotFound,
+        E::PermissionDenied | E::ReadOnlyFilesystem => StorageErrorKind::PermissionDenied,
+        E::AlreadyExists => StorageErrorKind::AlreadyExists,
+        E::NotADirectory => StorageErrorKind::NotADirectory,
+        E::IsADirectory => StorageErrorKind::IsADirectory,
+        E::DirectoryNotEmpty => StorageErrorKind::DirectoryNotEmpty,
+        E::InvalidInput => StorageErrorKind::InvalidName,
+        E::StorageFull => StorageErrorKind::NoSpace,
+        E::QuotaExceeded | E::FileTooLarge => StorageErrorKind::QuotaExceeded,
+        E::CrossesDevices | E::Unsupported => StorageErrorKind::Unsupported,
+        _ => match err.raw_os_error() {
+            Some(code) if Some(code) == errno::ELOOP => StorageErrorKind::NotFound,
+            Some(code) if Some(code) == errno::ENAMETOOLONG => StorageErrorKind::InvalidName,
+            _ => StorageErrorKind::Io,
+        },
+    }
+}
+
+/// Raw error numbers that `std::io::ErrorKind` does not (stably) name.
+mod errno {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub(super) const ELOOP: Option<i32> = Some(40);
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub(super) const ENAMETOOLONG: Option<i32> = Some(36);
+
+    #[cfg(any(
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly"
+    ))]
+    pub(super) const ELOOP: Option<i32> = Some(62);
+    #[cfg(any(
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly"
+    ))]
+    pub(super) const ENAMETOOLONG: Option<i32> = Some(63);
+
+    #[cfg(not(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly"
+    )))]
+    pub(super) const ELOOP: Option<i32> = None;
+    #[cfg(not(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly"
+    )))]
+    pub(super) const ENAMETOOLONG: Option<i32> = None;
+}
+
+/// How an upload opens its target file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Create the file, or empty it if it exists (STOR).
+    Truncate,
+    /// Keep the first `n` bytes of an existing file, drop the rest and write from offset `n` (REST + STOR).
+    ///
+    /// Fails with [`StorageErrorKind::InvalidOffset`] if the file is shorter than `n`. `Resume(0)` creates
+    /// the file if it is missing; a larger offset on a missing file fails with
+    /// [`StorageErrorKind::NotFound`].
+    Resume(u64),
+    /// Write at the end of the file, creating it if missing (APPE).
+    Append,
+    /// Create a new file; fail with [`StorageErrorKind::AlreadyExists`] if anything exists at the path.
+    CreateNew,
+}
+
+/// A file system an FTP session works on.
+///
+/// Paths are [`VirtualPath`]s relative to the storage's own root; an implementation must confine every
+/// operation to that root, whatever symlinks or other indirections the underlying system offers.
+///
+/// Methods return futures rather than being `async fn` so that the `Send` bound is part of the contract;
+/// implementations may still write them as `async fn`. A future that is dropped before completion may or
+/// may not have carried out its operation.
+pub trait Storage: Send + Sync + 'static {
+    /// Reads a file's bytes (RETR).
+    type Reader: tokio::io::AsyncRead + Send + Unpin + 'static;
+    /// Writes a file's bytes (STOR, APPE, STOU). Callers must `flush` or `shutdown` it and check the
+    /// result before reporting success: a write error may only surface there.
+    type Writer: tokio::io::AsyncWrite + Send + Unpin + 'static;
+
+    /// Metadata of the object at `path`, following symlinks as long as they stay inside the root.
+    ///
+    /// The returned [`FileInfo::name`] is the path's last component (empty for the root).
+    ///
+    /// # Errors
+    /// [`StorageErrorKind::NotFound`] if nothing is there; [`StorageErrorKind::PermissionDenied`] if
+    /// reaching it would leave the root; other kinds as the backend reports them.
+    fn metadata(
+        &self,
+        path: &VirtualPath,
+    ) -> impl Future<Output = Result<FileInfo, StorageError>> + Send;
+
+    /// The entries of the directory at `path` (without `.` and `..`), sorted by name; if `path` is a
+    /// file, a one-element list describing it (like `ls -l file`).
+    ///
+    /// Entries are described without following symlinks, so a symlink lists as
+    /// [`FileKind::Symlink`](ferry_proto::listing::FileKind::Symlink) wherever it points. Entries whose
+    /// metadata cannot be read, or whose names the backend cannot represent, are skipped.
+    ///
+    /// # Errors
+    /// As for [`Storage::metadata`], plus whatever reading the directory fails with.
+    fn list(
+        &self,
+        path: &VirtualPath,
+    ) -> impl Future<Output = Result<Vec<FileInfo>, StorageError>> + Send;
+
+    /// Opens the file at `path` for reading, positioned at `offset`, and returns it with the file's
+    /// total size. An offset at or beyond the end is allowed and reads nothing.
+    ///
+    /// # Errors
+    /// [`StorageErrorKind::IsADirectory`] for a directory, [`StorageErrorKind::NotFound`],
+    /// [`StorageErrorKind::PermissionDenied`], and other kinds as the backend reports them.
+    fn open_read(
+        &self,
+        path: &VirtualPath,
+        offset: u64,
+    ) -> impl Future<Output = Result<(Self::Reader, u64), StorageError>> + Send;
+
+    /// Opens the file at `path` for writing as `mode` says.
+    ///
+    /// # Errors
+    /// [`StorageErrorKind::IsADirectory`] if the target is a directory, [`StorageErrorKind::AlreadyExists`]
+    /// for [`WriteMode::CreateNew`] on an existing path, [`StorageErrorKind::InvalidOffset`] for
+    /// [`WriteMode::Resume`] past the end, [`StorageErrorKind::NotFound`] if the parent is missing, and
+    /// other kinds as the backend reports them.
+    fn open_write(
+        &self,
+        path: &VirtualPath,
+        mode: WriteMode,
+    ) -> impl Future<Output = Result<Self::Writer, StorageError>> + Send;
+
+    /// Creates a new file in `dir` named `stem`, or `stem.1`, `stem.2`, ... if taken (STOU), and returns
+    /// its path and a writer. Creation is atomic: an existing file is never opened or overwritten.
+    ///
+    /// # Errors
+    /// [`StorageErrorKind::InvalidName`] if `stem` is empty, `.`, `..`, or contains `/` or NUL;
+    /// [`StorageErrorKind::AlreadyExists`] if no free name was found within the backend's attempt limit;
+    /// otherwise as for [`Storage::open_write`].
+    fn create_unique(
+        &self,
+        dir: &VirtualPath,
+        stem: &str,
+    ) -> impl Future<Output = Result<(VirtualPath, Self::Writer), StorageError>> + Send;
+
+    /// Removes the file (or symlink itself) at `path` (DELE).
+    ///
+    /// # Errors
+    /// [`StorageErrorKind::IsADirectory`] for a directory, [`StorageErrorKind::NotFound`], and other
+    /// kinds as the backend reports them.
+    fn remove_file(
+        &self,
+        path: &VirtualPath,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// Creates the directory `path`; its parent must exist (MKD).
+    ///
+    /// # Errors
+    /// [`StorageErrorKind::AlreadyExists`] if anything exists at `path`, [`StorageErrorKind::NotFound`]
+    /// if the parent is missing, and other kinds as the backend reports them.
+    fn create_dir(
+        &self,
+        path: &VirtualPath,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// Removes the empty directory `path` (RMD). The root cannot be removed.
+    ///
+    /// # Errors
+    /// [`StorageErrorKind::DirectoryNotEmpty`], [`StorageErrorKind::NotADirectory`],
+    /// [`StorageErrorKind::PermissionDenied`] for the root, and other kinds as the backend reports them.
+    fn remove_dir(
+        &self,
+        path: &VirtualPath,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// Renames `from` to `to` (RNFR/RNTO). An existing file at `to` is replaced, as POSIX `rename` does;
+    /// a symlink is moved, not followed.
+    ///
+    /// # Errors
+    /// [`StorageErrorKind::NotFound`] if `from` is missing, [`StorageErrorKind::PermissionDenied`] if
+    /// either is the root, [`StorageErrorKind::IsADirectory`] / [`StorageErrorKind::NotADirectory`] /
+    /// [`StorageErrorKind::DirectoryNotEmpty`] when the kinds of `from` and `to` clash, and other kinds as
+    /// the backend reports them.
+    fn rename(
+        &self,
+        from: &VirtualPath,
+        to: &VirtualPath,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// Sets the last-modification time of `path` to `unix_secs` seconds since the Unix epoch (MFMT),
+    /// following symlinks inside the root.
+    ///
+    /// # Errors
+    /// [`StorageErrorKind::NotFound`], [`StorageErrorKind::PermissionDenied`], and other kinds as the
+    /// backend reports them.
+    fn set_modified(
+        &self,
+        path: &VirtualPath,
+        unix_secs: i64,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_io_kinds() {
+        let cases = [
+            (io::ErrorKind::NotFound, StorageErrorKind::NotFound),
+            (
+                io::ErrorKind::PermissionDenied,
+                StorageErrorKind::PermissionDenied,
+            ),
+            (
+                io::ErrorKind::AlreadyExists,
+                StorageErrorKind::AlreadyExists,
+            ),
+            (
+                io::ErrorKind::NotADirectory,
+                StorageErrorKind::NotADirectory,
+            ),
+            (io::ErrorKind::IsADirectory, StorageErrorKind::IsADirectory),
+            (
+                io::ErrorKind::DirectoryNotEmpty,
+                StorageErrorKind::DirectoryNotEmpty,
+            ),
+            (io::ErrorKind::InvalidInput, StorageErrorKind::InvalidName),
+            (io::ErrorKind::StorageFull, StorageErrorKind::NoSpace),
+            (
+                io::ErrorKind::QuotaExceeded,
+                StorageErrorKind::QuotaExceeded,
+            ),
+            (io::ErrorKind::CrossesDevices, StorageErrorKind::Unsupported),
+            (io::ErrorKind::Other, StorageErrorKind::Io),
+            (io::ErrorKind::UnexpectedEof, StorageErrorKind::Io),
+        ];
+        for (io_kind, kind) in cases {
+            assert_eq!(
+                StorageError::from(io::Error::from(io_kind)).kind(),
+                kind,
+                "{io_kind:?}"
+            );
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn maps_raw_os_errors() {
+        assert_eq!(
+            StorageError::from(io::Error::from_raw_os_error(40)).kind(),
+            StorageErrorKind::NotFound
+        );
+        assert_eq!(
+            StorageError::from(io::Error::from_raw_os_error(36)).kind(),
+            StorageErrorKind::InvalidName
+        );
+        assert_eq!(
+            StorageError::from(io::Error::from_raw_os_error(2)).kind(),
+            StorageErrorKind::NotFound
+        );
+        assert_eq!(
+            StorageError::from(io::Error::from_raw_os_error(18)).kind(),
+            StorageErrorKind::Unsupported
+        );
+    }
+
+    #[test]
+    fn displays_kind_and_message() {
+        let err = StorageError::new(StorageErrorKind::InvalidOffset, "offset 9 beyond end 3");
+        assert_eq!(
+            err.to_string(),
+            "invalid restart offset: offset 9 beyond end 3"
+        );
+        assert_eq!(err.message(), "offset 9 beyond end 3");
+    }
+}

@@ -1,0 +1,275 @@
+//! Data transfers: open the storage side and the data connection, then copy, in a task of their own.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ferry_proto::ascii::{FromNetwork, ToNetwork};
+use ferry_proto::listing::{self, FileInfo, FileKind};
+use ferry_proto::path::VirtualPath;
+use ferry_proto::session::{
+    FsError, ListFormat, TransferError, TransferKind, TransferRequest, WriteMode,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+use crate::data;
+use crate::storage::{self, Storage, StorageError, StorageErrorKind};
+
+/// Size of the copy buffer of one running transfer (allocated only while it runs).
+const BUF_SIZE: usize = 256 * 1024;
+
+/// Where a transfer's data connection comes from.
+#[derive(Debug)]
+pub(crate) enum DataSource {
+    /// A passive accept already under way since PASV/EPSV.
+    Passive(oneshot::Receiver<io::Result<TcpStream>>),
+    /// Connect to the client.
+    Active { local_ip: IpAddr, addr: SocketAddr },
+}
+
+/// What the transfer reports once its storage side and data connection are ready.
+#[derive(Debug)]
+pub(crate) struct Ready {
+    pub created: Option<VirtualPath>,
+    pub size: Option<u64>,
+}
+
+/// One transfer, run by [`run`] in its own task.
+pub(crate) struct Job<S: Storage> {
+    pub storage: Arc<S>,
+    pub request: TransferRequest,
+    pub source: DataSource,
+    pub connect_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub ready: oneshot::Sender<Ready>,
+    pub go: oneshot::Receiver<()>,
+}
+
+/// Maps a storage error to the protocol's error kinds (the reply table lives in ferry-proto).
+pub(crate) fn fs_error(e: &StorageError) -> FsError {
+    match e.kind() {
+        StorageErrorKind::NotFound => FsError::NotFound,
+        StorageErrorKind::PermissionDenied => FsError::PermissionDenied,
+        StorageErrorKind::AlreadyExists => FsError::AlreadyExists,
+        StorageErrorKind::NotADirectory => FsError::NotADirectory,
+        StorageErrorKind::IsADirectory => FsError::IsADirectory,
+        StorageErrorKind::DirectoryNotEmpty => FsError::DirectoryNotEmpty,
+        StorageErrorKind::InvalidName => FsError::InvalidName,
+        StorageErrorKind::NoSpace => FsError::NoSpace,
+        StorageErrorKind::InvalidOffset => FsError::InvalidOffset,
+        _ => FsError::Other,
+    }
+}
+
+fn storage_err(e: StorageError) -> TransferError {
+    TransferError::Storage(fs_error(&e))
+}
+
+fn storage_mode(mode: WriteMode) -> storage::WriteMode {
+    match mode {
+        WriteMode::Truncate => storage::WriteMode::Truncate,
+        WriteMode::CreateNew => storage::WriteMode::CreateNew,
+        WriteMode::Resume(n) => storage::WriteMode::Resume(n),
+        WriteMode::Append => storage::WriteMode::Append,
+    }
+}
+
+/// Runs a transfer to the end; the result becomes `Completion::TransferDone`.
+pub(crate) async fn run<S: Storage>(job: Job<S>) -> Result<u64, TransferError> {
+    let Job {
+        storage,
+        request,
+        source,
+        connect_timeout,
+        idle_timeout,
+        ready,
+        go,
+    } = job;
+    let ascii = request.ascii;
+    match request.kind {
+        TransferKind::Retr { path, offset } => {
+            let (reader, size) = storage
+                .open_read(&path, offset)
+                .await
+                .map_err(storage_err)?;
+            let mut stream = open_data(source, connect_timeout).await?;
+            start(ready, go, None, Some(size.saturating_sub(offset))).await?;
+            let n = send(reader, &mut stream, ascii, idle_timeout).await?;
+            finish(&mut stream, idle_timeout).await?;
+            Ok(n)
+        }
+        TransferKind::List { path, format } => {
+            let entries = storage.list(&path).await.map_err(storage_err)?;
+            let body = format_listing(&entries, format, unix_now());
+            let mut stream = open_data(source, connect_timeout).await?;
+            start(ready, go, None, None).await?;
+            let n = send(&body[..], &mut stream, false, idle_timeout).await?;
+            finish(&mut stream, idle_timeout).await?;
+            Ok(n)
+        }
+        TransferKind::Stor { path, mode } => {
+            // Data connection first: a failed one must not truncate or create anything.
+            let mut stream = open_data(source, connect_timeout).await?;
+            let writer = storage
+                .open_write(&path, storage_mode(mode))
+                .await
+                .map_err(storage_err)?;
+            start(ready, go, None, None).await?;
+            receive(&mut stream, writer, ascii, idle_timeout).await
+        }
+        TransferKind::Stou { dir, stem } => {
+            let mut stream = open_data(source, connect_timeout).await?;
+            let (created, writer) = storage
+                .create_unique(&dir, &stem)
+                .await
+                .map_err(storage_err)?;
+            start(ready, go, Some(created), None).await?;
+            receive(&mut stream, writer, ascii, idle_timeout).await
+        }
+    }
+}
+
+async fn open_data(source: DataSource, timeout: Duration) -> Result<TcpStream, TransferError> {
+    match source {
+        DataSource::Passive(rx) => match rx.await {
+            Ok(Ok(stream)) => Ok(stream),
+            _ => Err(TransferError::DataConnection),
+        },
+        DataSource::Active { local_ip, addr } => data::connect_active(local_ip, addr, timeout)
+            .await
+            .map_err(|_| TransferError::DataConnection),
+    }
+}
+
+/// Reports readiness and waits until the driver has sent the preliminary reply.
+async fn start(
+    ready: oneshot::Sender<Ready>,
+    go: oneshot::Receiver<()>,
+    created: Option<VirtualPath>,
+    size: Option<u64>,
+) -> Result<(), TransferError> {
+    ready
+        .send(Ready { created, size })
+        .map_err(|_| TransferError::Aborted)?;
+    go.await.map_err(|_| TransferError::Aborted)
+}
+
+async fn send<R: AsyncRead + Unpin>(
+    mut reader: R,
+    stream: &mut TcpStream,
+    ascii: bool,
+    idle: Duration,
+) -> Result<u64, TransferError> {
+    let mut buf = vec![0u8; BUF_SIZE];
+    let mut converted = Vec::new();
+    let mut conv = ToNetwork::default();
+    let mut total = 0u64;
+    loop {
+        let n = reader
+            .read(&mut buf)
+            .await
+            .map_err(|e| storage_err(e.into()))?;
+        if n == 0 {
+            return Ok(total);
+        }
+        let out = if ascii {
+            converted.clear();
+            conv.convert(&buf[..n], &mut converted);
+            &converted[..]
+        } else {
+            &buf[..n]
+        };
+        with_idle(idle, stream.write_all(out)).await?;
+        total += n as u64;
+    }
+}
+
+async fn receive<W: AsyncWrite + Unpin>(
+    stream: &mut TcpStream,
+    mut writer: W,
+    ascii: bool,
+    idle: Duration,
+) -> Result<u64, TransferError> {
+    let mut buf = vec![0u8; BUF_SIZE];
+    let mut converted = Vec::new();
+    let mut conv = FromNetwork::default();
+    let mut total = 0u64;
+    loop {
+        let n = with_idle(idle, stream.read(&mut buf)).await?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        let data = if ascii {
+            converted.clear();
+            conv.convert(&buf[..n], &mut converted);
+            &converted[..]
+        } else {
+            &buf[..n]
+        };
+        writer
+            .write_all(data)
+            .await
+            .map_err(|e| storage_err(e.into()))?;
+    }
+    if ascii {
+        converted.clear();
+        conv.finish(&mut converted);
+        writer
+            .write_all(&converted)
+            .await
+            .map_err(|e| storage_err(e.into()))?;
+    }
+    // A write error may surface only here: success is reported only once the data is handed over.
+    writer.flush().await.map_err(|e| storage_err(e.into()))?;
+    writer.shutdown().await.map_err(|e| storage_err(e.into()))?;
+    Ok(total)
+}
+
+/// Ends a sending transfer with a clean close (FIN), so the client sees the end of the data.
+async fn finish(stream: &mut TcpStream, idle: Duration) -> Result<(), TransferError> {
+    with_idle(idle, stream.shutdown()).await
+}
+
+async fn with_idle<T>(
+    idle: Duration,
+    f: impl std::future::Future<Output = io::Result<T>>,
+) -> Result<T, TransferError> {
+    match tokio::time::timeout(idle, f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(_)) | Err(_) => Err(TransferError::ConnectionLost),
+    }
+}
+
+/// The wall clock in Unix seconds (for the six-month rule of LIST dates).
+pub(crate) fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Formats a whole listing, CRLF-terminated lines.
+pub(crate) fn format_listing(entries: &[FileInfo], format: ListFormat, now: i64) -> Vec<u8> {
+    let mut out = String::with_capacity(entries.len() * 64);
+    for e in entries {
+        match format {
+            ListFormat::List => listing::write_list_line(&mut out, e, now),
+            ListFormat::Nlst => out.push_str(&e.name),
+            ListFormat::Mlsd { facts, perms } => {
+                listing::write_facts(
+                    &mut out,
+                    e,
+                    facts,
+                    &perms.mlst_perm(e.kind == FileKind::Dir),
+                );
+                out.push(' ');
+                out.push_str(&e.name);
+            }
+        }
+        out.push_str("\r\n");
+    }
+    out.into_bytes()
+}

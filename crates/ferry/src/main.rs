@@ -1,0 +1,189 @@
+//! `ferry`: serve a local folder over FTP.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, ValueEnum};
+use ferry_proto::session::Config as SessionConfig;
+use ferry_server::{
+    AnonymousMode, LocalStorage, PassiveConfig, Server, ServerConfig, StaticAuthenticator,
+};
+use tracing::info;
+
+/// Ferry: a small, fast and secure FTP server.
+#[derive(Debug, Parser)]
+#[command(name = "ferry", version, about)]
+struct Cli {
+    /// Folder to serve (the root every user sees as `/`).
+    #[arg(long, default_value = ".")]
+    root: PathBuf,
+    /// Address to listen on, ADDR:PORT (repeatable; IPv6 as `[::1]:2121`).
+    #[arg(long = "listen", value_name = "ADDR:PORT")]
+    listen: Vec<SocketAddr>,
+    /// A user NAME:PASSWORD with full rights (repeatable). For quick starts only: the password is
+    /// visible in the process list; FERRY_USERS (same form, comma-separated) avoids that.
+    #[arg(long = "user", value_name = "NAME:PASSWORD")]
+    users: Vec<String>,
+    /// Anonymous access (users `anonymous` and `ftp`): off, ro or rw. Default: ro when no user is given,
+    /// off otherwise.
+    #[arg(long, value_enum)]
+    anonymous: Option<Anonymous>,
+    /// Passive data ports, MIN-MAX (default: any free port).
+    #[arg(long = "passive-ports", value_name = "MIN-MAX")]
+    passive_ports: Option<String>,
+    /// Address advertised in PASV replies (IPv4 or host name), for servers behind NAT.
+    #[arg(long = "passive-address", value_name = "HOST")]
+    passive_address: Option<String>,
+    /// Greeting text sent after `220 `.
+    #[arg(long)]
+    banner: Option<String>,
+    /// Maximum sessions at once.
+    #[arg(long, default_value_t = 1000)]
+    max_sessions: usize,
+    /// Maximum sessions at once from one IP address.
+    #[arg(long, default_value_t = 50)]
+    max_sessions_per_ip: usize,
+    /// Seconds without a command before a session is closed.
+    #[arg(long, default_value_t = 600)]
+    idle_timeout: u64,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Anonymous {
+    Off,
+    Ro,
+    Rw,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve(cli))
+}
+
+async fn serve(cli: Cli) -> Result<()> {
+    let root = cli
+        .root
+        .canonicalize()
+        .with_context(|| format!("cannot open root {}", cli.root.display()))?;
+    if !root.is_dir() {
+        bail!("root {} is not a directory", root.display());
+    }
+    let storage = LocalStorage::open(&root)
+        .with_context(|| format!("cannot open root {}", root.display()))?;
+
+    let mut user_specs = cli.users.clone();
+    if let Ok(env) = std::env::var("FERRY_USERS") {
+        user_specs.extend(env.split(',').filter(|s| !s.is_empty()).map(str::to_owned));
+    }
+    let anonymous = match cli.anonymous {
+        Some(Anonymous::Off) => AnonymousMode::Off,
+        Some(Anonymous::Ro) => AnonymousMode::ReadOnly,
+        Some(Anonymous::Rw) => AnonymousMode::ReadWrite,
+        None if user_specs.is_empty() => AnonymousMode::ReadOnly,
+        None => AnonymousMode::Off,
+    };
+    let mut auth = StaticAuthenticator::new(anonymous);
+    let mut names = Vec::new();
+    for spec in &user_specs {
+        let Some((name, password)) = spec.split_once(':') else {
+            bail!("--user wants NAME:PASSWORD, got {spec:?}");
+        };
+        if name.is_empty() {
+            bail!("--user: empty user name");
+        }
+        auth.add_user(name, password);
+        names.push(name.to_owned());
+    }
+
+    let mut config = ServerConfig::default();
+    if !cli.listen.is_empty() {
+        config.listen = cli.listen.clone();
+    }
+    let mut session = SessionConfig::default();
+    if let Some(b) = &cli.banner {
+        session.banner = b.clone();
+    }
+    session.idle_timeout = std::time::Duration::from_secs(cli.idle_timeout.max(1));
+    config.session = Arc::new(session);
+    config.limits.max_sessions = cli.max_sessions.max(1);
+    config.limits.max_sessions_per_ip = cli.max_sessions_per_ip.max(1);
+    config.passive = PassiveConfig {
+        ports: cli.passive_ports.as_deref().map(parse_range).transpose()?,
+        address: cli.passive_address.clone(),
+    };
+
+    let server = Server::bind(config, storage, auth)?;
+    let addrs = server.local_addrs();
+    println!("Ferry serving {}", root.display());
+    for a in &addrs {
+        println!("  listening on ftp://{a}/");
+    }
+    match anonymous {
+        AnonymousMode::Off => {}
+        AnonymousMode::ReadOnly => {
+            println!("  anonymous: read-only (user anonymous, any password)")
+        }
+        AnonymousMode::ReadWrite => {
+            println!("  anonymous: read-write (user anonymous, any password)")
+        }
+    }
+    for n in &names {
+        println!("  user: {n}");
+    }
+    if let Some(a) = addrs.first() {
+        let who = names
+            .first()
+            .map_or_else(|| "anonymous".to_owned(), |n| format!("{n}:PASSWORD"));
+        println!(
+            "Try: curl ftp://{who}@{a}/   or   lftp -u {} -p {} {}",
+            who.split(':').next().unwrap_or("anonymous"),
+            a.port(),
+            a.ip()
+        );
+    }
+    info!(?addrs, "ferry started");
+    server.run(shutdown_signal()).await;
+    Ok(())
+}
+
+fn parse_range(s: &str) -> Result<std::ops::RangeInclusive<u16>> {
+    let (a, b) = s.split_once('-').context("--passive-ports wants MIN-MAX")?;
+    let (a, b): (u16, u16) = (a.trim().parse()?, b.trim().parse()?);
+    if a == 0 || a > b {
+        bail!("--passive-ports: MIN must be 1..=MAX");
+    }
+    Ok(a..=b)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    info!("signal received");
+}
