@@ -18,6 +18,10 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// Passive-mode settings.
     pub passive: PassiveConfig,
+    /// Certificate and TLS options; `None` means no FTPS.
+    pub tls: Option<crate::tls::TlsConfig>,
+    /// Addresses for implicit TLS (TLS from the first byte; conventionally port 990).
+    pub implicit_listen: Vec<SocketAddr>,
 }
 
 impl Default for ServerConfig {
@@ -27,6 +31,8 @@ impl Default for ServerConfig {
             session: Arc::new(SessionConfig::default()),
             limits: Limits::default(),
             passive: PassiveConfig::default(),
+            tls: None,
+            implicit_listen: Vec::new(),
         }
     }
 }

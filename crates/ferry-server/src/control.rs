@@ -18,6 +18,8 @@ use crate::auth::Authenticator;
 use crate::config::ServerConfig;
 use crate::data::PortPool;
 use crate::storage::Storage;
+use crate::stream::MaybeTls;
+use crate::tls::TlsContext;
 use crate::transfer::{self, fs_error, DataSource, Job, Ready};
 
 /// Shutdown phases broadcast to every session.
@@ -38,6 +40,7 @@ pub(crate) struct Shared<S, A> {
     pub auth: Arc<A>,
     pub ports: PortPool,
     pub epoch: Instant,
+    pub tls: Option<Arc<TlsContext>>,
 }
 
 /// A transfer task and its handshake with the driver.
@@ -52,7 +55,8 @@ struct Running {
 /// Drives one control connection until it closes.
 pub(crate) struct ControlDriver<S: Storage, A: Authenticator> {
     shared: Arc<Shared<S, A>>,
-    stream: TcpStream,
+    /// The control connection; `None` only while a TLS handshake takes it over.
+    stream: Option<MaybeTls>,
     peer: SocketAddr,
     local: SocketAddr,
     session: Session,
@@ -68,17 +72,20 @@ pub(crate) struct ControlDriver<S: Storage, A: Authenticator> {
 impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
     pub(crate) fn new(
         shared: Arc<Shared<S, A>>,
-        stream: TcpStream,
+        stream: MaybeTls,
         peer: SocketAddr,
         local: SocketAddr,
         shutdown: watch::Receiver<Phase>,
     ) -> Self {
         let now = shared.epoch.elapsed();
         let mut session = Session::new(Arc::clone(&shared.config.session), now, local, peer);
+        if stream.is_tls() {
+            session.set_implicit_tls();
+        }
         session.set_wall_clock(transfer::unix_now());
         Self {
             shared,
-            stream,
+            stream: Some(stream),
             peer,
             local,
             session,
@@ -137,7 +144,7 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
                 .map(|d| tokio::time::Instant::from_std(self.shared.epoch + d));
             let can_read = self.pending.len() < 2 * self.shared.config.session.max_line.max(1024);
             tokio::select! {
-                r = self.stream.read(&mut rbuf), if can_read => {
+                r = read_some(&mut self.stream, &mut rbuf), if can_read => {
                     let n = r?;
                     if n == 0 {
                         return Ok(());
@@ -187,7 +194,11 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
 
     async fn flush(&mut self) -> io::Result<()> {
         if !self.wbuf.is_empty() {
-            self.stream.write_all(&self.wbuf).await?;
+            let stream = self
+                .stream
+                .as_mut()
+                .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))?;
+            stream.write_all(&self.wbuf).await?;
             self.wbuf.clear();
             if self.wbuf.capacity() > 4096 {
                 self.wbuf = Vec::new();
@@ -233,8 +244,39 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
                 }
             }
             Action::CloseData => self.close_data(),
+            Action::StartTls => {
+                // Anything the client sent after AUTH was clear text: never treat it as protected.
+                self.pending.clear();
+                let ok = self.start_tls().await;
+                self.session
+                    .handle_completion(now(), Completion::TlsStarted(ok));
+            }
             Action::Close => self.closing = true,
             _ => {}
+        }
+    }
+
+    /// Upgrades the control connection to TLS (AUTH TLS). On failure the connection is gone.
+    async fn start_tls(&mut self) -> bool {
+        let Some(tls) = self.shared.tls.clone() else {
+            return false;
+        };
+        match self.stream.take() {
+            Some(MaybeTls::Plain(tcp)) => match tls.accept(tcp).await {
+                Ok(stream) => {
+                    info!(peer = %self.peer, "control connection protected by TLS");
+                    self.stream = Some(stream);
+                    true
+                }
+                Err(e) => {
+                    info!(peer = %self.peer, error = %e, "control TLS handshake failed");
+                    false
+                }
+            },
+            other => {
+                self.stream = other;
+                false
+            }
         }
     }
 
@@ -338,6 +380,7 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
             idle_timeout: limits.data_idle_timeout,
             ready: ready_tx,
             go: go_rx,
+            tls: self.shared.tls.clone(),
         };
         let handle = tokio::spawn(transfer::run(job));
         self.transfer = Some(Running {
@@ -355,8 +398,36 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
             t.handle.abort();
         }
         let _ = self.flush().await;
-        let _ = self.stream.shutdown().await;
+        if let Some(stream) = self.stream.as_mut() {
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_secs(2), stream.shutdown()).await;
+        }
         info!(peer = %self.peer, user = self.session.user().unwrap_or("-"), "session closed");
+    }
+}
+
+async fn read_some(stream: &mut Option<MaybeTls>, buf: &mut [u8]) -> io::Result<usize> {
+    match stream {
+        Some(MaybeTls::Plain(tcp)) => read_plain(tcp, buf).await,
+        Some(s) => s.read(buf).await,
+        None => Err(io::ErrorKind::NotConnected.into()),
+    }
+}
+
+/// Reads from a plain control connection.
+///
+/// Not `AsyncReadExt::read`: tokio assumes a read that fills less than the buffer drained the socket and
+/// waits for the next readiness event, but a read also stops at the TCP urgent mark, which clients set
+/// with the Telnet Synch before ABOR (RFC 959 §4.1.3). The rest of the line (often just its LF) would
+/// then sit unread until the client sends more, which it does not: it waits for the 426/226.
+/// `try_read` clears readiness only on `WouldBlock`.
+async fn read_plain(tcp: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        tcp.readable().await?;
+        match tcp.try_read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            r => return r,
+        }
     }
 }
 

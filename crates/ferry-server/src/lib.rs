@@ -12,6 +12,8 @@ pub mod config;
 mod control;
 pub mod data;
 pub mod storage;
+mod stream;
+pub mod tls;
 mod transfer;
 
 use std::collections::HashMap;
@@ -48,28 +50,56 @@ pub enum ServerError {
     /// The configuration has no listen address.
     #[error("no listen address configured")]
     NoListener,
+    /// Implicit-TLS listeners need a certificate.
+    #[error("implicit TLS listeners need a TLS certificate and key")]
+    ImplicitWithoutTls,
+    /// The certificate or key could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// An FTP server bound to its listen addresses, ready to [`run`](Server::run).
 pub struct Server<S: Storage, A: Authenticator> {
     shared: Arc<Shared<S, A>>,
-    listeners: Vec<TcpListener>,
+    /// Listeners, each with `true` when it speaks implicit TLS.
+    listeners: Vec<(TcpListener, bool)>,
 }
 
 impl<S: Storage, A: Authenticator> Server<S, A> {
     /// Binds every configured listen address.
     ///
+    /// When `config.tls` is set, the certificate and key are loaded and AUTH TLS is offered
+    /// (`config.session.tls.enabled` is set accordingly; the `require_*` flags are taken as given).
+    ///
     /// # Errors
-    /// [`ServerError::Bind`] if an address cannot be bound, [`ServerError::NoListener`] if none is set.
-    pub fn bind(config: ServerConfig, storage: S, auth: A) -> Result<Self, ServerError> {
-        if config.listen.is_empty() {
+    /// [`ServerError::Bind`] if an address cannot be bound, [`ServerError::NoListener`] if none is set,
+    /// [`ServerError::Tls`] if the certificate or key cannot be loaded, and
+    /// [`ServerError::ImplicitWithoutTls`] for implicit listeners without a certificate.
+    pub fn bind(mut config: ServerConfig, storage: S, auth: A) -> Result<Self, ServerError> {
+        if config.listen.is_empty() && config.implicit_listen.is_empty() {
             return Err(ServerError::NoListener);
         }
-        let mut listeners = Vec::with_capacity(config.listen.len());
-        for &addr in &config.listen {
+        let tls = match &config.tls {
+            Some(t) => Some(Arc::new(tls::TlsContext::load(t.clone())?)),
+            None if !config.implicit_listen.is_empty() => {
+                return Err(ServerError::ImplicitWithoutTls)
+            }
+            None => None,
+        };
+        let mut session = (*config.session).clone();
+        session.tls.enabled = tls.is_some();
+        config.session = Arc::new(session);
+        let all: Vec<(SocketAddr, bool)> = config
+            .listen
+            .iter()
+            .map(|a| (*a, false))
+            .chain(config.implicit_listen.iter().map(|a| (*a, true)))
+            .collect();
+        let mut listeners = Vec::with_capacity(all.len());
+        for (addr, implicit) in all {
             let l = listen(addr, config.limits.backlog)
                 .map_err(|source| ServerError::Bind { addr, source })?;
-            listeners.push(l);
+            listeners.push((l, implicit));
         }
         let ports = data::PortPool::new(config.passive.ports.clone());
         let shared = Arc::new(Shared {
@@ -78,16 +108,32 @@ impl<S: Storage, A: Authenticator> Server<S, A> {
             auth: Arc::new(auth),
             ports,
             epoch: Instant::now(),
+            tls,
         });
         Ok(Self { shared, listeners })
     }
 
-    /// The bound addresses (with the real ports when port 0 was asked for).
+    /// The bound explicit (plain, AUTH TLS) addresses, with the real ports when port 0 was asked for.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners
             .iter()
-            .filter_map(|l| l.local_addr().ok())
+            .filter(|(_, i)| !i)
+            .filter_map(|(l, _)| l.local_addr().ok())
             .collect()
+    }
+
+    /// The bound implicit-TLS addresses.
+    pub fn implicit_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter(|(_, i)| *i)
+            .filter_map(|(l, _)| l.local_addr().ok())
+            .collect()
+    }
+
+    /// The TLS context, to [`reload`](tls::TlsContext::reload) certificates (for example on SIGHUP).
+    pub fn tls(&self) -> Option<Arc<tls::TlsContext>> {
+        self.shared.tls.clone()
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets running transfers finish for the
@@ -99,7 +145,7 @@ impl<S: Storage, A: Authenticator> Server<S, A> {
         let sessions = Arc::new(Semaphore::new(limits.max_sessions));
         let per_ip: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
         let mut accept_tasks = JoinSet::new();
-        for listener in listeners {
+        for (listener, implicit) in listeners {
             let shared = Arc::clone(&shared);
             let sessions = Arc::clone(&sessions);
             let per_ip = Arc::clone(&per_ip);
@@ -115,7 +161,15 @@ impl<S: Storage, A: Authenticator> Server<S, A> {
                             continue;
                         }
                     };
-                    admit(&shared, stream, peer, &sessions, &per_ip, phase_rx.clone());
+                    admit(
+                        &shared,
+                        stream,
+                        peer,
+                        implicit,
+                        &sessions,
+                        &per_ip,
+                        phase_rx.clone(),
+                    );
                 }
             });
         }
@@ -145,6 +199,7 @@ fn admit<S: Storage, A: Authenticator>(
     shared: &Arc<Shared<S, A>>,
     stream: TcpStream,
     peer: SocketAddr,
+    implicit: bool,
     sessions: &Arc<Semaphore>,
     per_ip: &Arc<Mutex<HashMap<IpAddr, usize>>>,
     phase: watch::Receiver<Phase>,
@@ -166,10 +221,23 @@ fn admit<S: Storage, A: Authenticator>(
         Ok(a) => a,
         Err(_) => return,
     };
-    info!(%peer, "session opened");
-    let driver = ControlDriver::new(Arc::clone(shared), stream, peer, local, phase);
+    info!(%peer, implicit_tls = implicit, "session opened");
+    let shared = Arc::clone(shared);
     tokio::spawn(async move {
-        driver.run().await;
+        // The permits are held from here, so handshakes count against the session limits.
+        let stream = match (&shared.tls, implicit) {
+            (Some(tls), true) => match tls.accept(stream).await {
+                Ok(s) => s,
+                Err(e) => {
+                    info!(%peer, error = %e, "implicit TLS handshake failed");
+                    return;
+                }
+            },
+            _ => stream::MaybeTls::Plain(stream),
+        };
+        ControlDriver::new(shared, stream, peer, local, phase)
+            .run()
+            .await;
         drop(ip_guard);
         drop(permit);
     });

@@ -17,6 +17,8 @@ use tokio::sync::oneshot;
 
 use crate::data;
 use crate::storage::{self, Storage, StorageError, StorageErrorKind};
+use crate::stream::MaybeTls;
+use crate::tls::TlsContext;
 
 /// Size of the copy buffer of one running transfer (allocated only while it runs).
 const BUF_SIZE: usize = 256 * 1024;
@@ -46,6 +48,8 @@ pub(crate) struct Job<S: Storage> {
     pub idle_timeout: Duration,
     pub ready: oneshot::Sender<Ready>,
     pub go: oneshot::Receiver<()>,
+    /// The server's TLS context, for PROT P transfers.
+    pub tls: Option<Arc<TlsContext>>,
 }
 
 /// Maps a storage error to the protocol's error kinds (the reply table lives in ferry-proto).
@@ -87,16 +91,21 @@ pub(crate) async fn run<S: Storage>(job: Job<S>) -> Result<u64, TransferError> {
         idle_timeout,
         ready,
         go,
+        tls,
     } = job;
     let ascii = request.ascii;
+    // TLS on the data connection starts after the 150 (as clients such as Python's ftplib expect); a
+    // client that starts it earlier simply has its ClientHello read then.
+    let protect = |tcp: TcpStream| secure(tcp, request.tls, tls.clone());
     match request.kind {
         TransferKind::Retr { path, offset } => {
             let (reader, size) = storage
                 .open_read(&path, offset)
                 .await
                 .map_err(storage_err)?;
-            let mut stream = open_data(source, connect_timeout).await?;
+            let tcp = open_data(source, connect_timeout).await?;
             start(ready, go, None, Some(size.saturating_sub(offset))).await?;
+            let mut stream = protect(tcp).await?;
             let n = send(reader, &mut stream, ascii, idle_timeout).await?;
             finish(&mut stream, idle_timeout).await?;
             Ok(n)
@@ -104,30 +113,39 @@ pub(crate) async fn run<S: Storage>(job: Job<S>) -> Result<u64, TransferError> {
         TransferKind::List { path, format } => {
             let entries = storage.list(&path).await.map_err(storage_err)?;
             let body = format_listing(&entries, format, unix_now());
-            let mut stream = open_data(source, connect_timeout).await?;
+            let tcp = open_data(source, connect_timeout).await?;
             start(ready, go, None, None).await?;
+            let mut stream = protect(tcp).await?;
             let n = send(&body[..], &mut stream, false, idle_timeout).await?;
             finish(&mut stream, idle_timeout).await?;
             Ok(n)
         }
         TransferKind::Stor { path, mode } => {
             // Data connection first: a failed one must not truncate or create anything.
-            let mut stream = open_data(source, connect_timeout).await?;
+            let tcp = open_data(source, connect_timeout).await?;
             let writer = storage
                 .open_write(&path, storage_mode(mode))
                 .await
                 .map_err(storage_err)?;
             start(ready, go, None, None).await?;
-            receive(&mut stream, writer, ascii, idle_timeout).await
+            let mut stream = protect(tcp).await?;
+            let n = receive(&mut stream, writer, ascii, idle_timeout).await?;
+            // Answer the client's close_notify with ours (clients such as ftplib wait for it).
+            let _ = finish(&mut stream, idle_timeout).await;
+            Ok(n)
         }
         TransferKind::Stou { dir, stem } => {
-            let mut stream = open_data(source, connect_timeout).await?;
+            let tcp = open_data(source, connect_timeout).await?;
             let (created, writer) = storage
                 .create_unique(&dir, &stem)
                 .await
                 .map_err(storage_err)?;
             start(ready, go, Some(created), None).await?;
-            receive(&mut stream, writer, ascii, idle_timeout).await
+            let mut stream = protect(tcp).await?;
+            let n = receive(&mut stream, writer, ascii, idle_timeout).await?;
+            // Answer the client's close_notify with ours (clients such as ftplib wait for it).
+            let _ = finish(&mut stream, idle_timeout).await;
+            Ok(n)
         }
     }
 }
@@ -142,6 +160,23 @@ async fn open_data(source: DataSource, timeout: Duration) -> Result<TcpStream, T
             .await
             .map_err(|_| TransferError::DataConnection),
     }
+}
+
+async fn secure(
+    tcp: TcpStream,
+    protect: bool,
+    tls: Option<Arc<TlsContext>>,
+) -> Result<MaybeTls, TransferError> {
+    if !protect {
+        return Ok(MaybeTls::Plain(tcp));
+    }
+    let Some(tls) = tls else {
+        return Err(TransferError::TlsHandshake);
+    };
+    tls.accept_data(tcp).await.map_err(|e| {
+        tracing::info!(error = %e, "data connection TLS handshake failed");
+        TransferError::TlsHandshake
+    })
 }
 
 /// Reports readiness and waits until the driver has sent the preliminary reply.
@@ -159,7 +194,7 @@ async fn start(
 
 async fn send<R: AsyncRead + Unpin>(
     mut reader: R,
-    stream: &mut TcpStream,
+    stream: &mut MaybeTls,
     ascii: bool,
     idle: Duration,
 ) -> Result<u64, TransferError> {
@@ -188,7 +223,7 @@ async fn send<R: AsyncRead + Unpin>(
 }
 
 async fn receive<W: AsyncWrite + Unpin>(
-    stream: &mut TcpStream,
+    stream: &mut MaybeTls,
     mut writer: W,
     ascii: bool,
     idle: Duration,
@@ -198,7 +233,13 @@ async fn receive<W: AsyncWrite + Unpin>(
     let mut conv = FromNetwork::default();
     let mut total = 0u64;
     loop {
-        let n = with_idle(idle, stream.read(&mut buf)).await?;
+        let n = match tokio::time::timeout(idle, stream.read(&mut buf)).await {
+            Ok(Ok(n)) => n,
+            // A TLS peer that closes TCP without close_notify: accepted as the end of the upload, as
+            // common clients do this; the byte count in the 226 tells what arrived.
+            Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof && stream.is_tls() => 0,
+            Ok(Err(_)) | Err(_) => return Err(TransferError::ConnectionLost),
+        };
         if n == 0 {
             break;
         }
@@ -230,7 +271,7 @@ async fn receive<W: AsyncWrite + Unpin>(
 }
 
 /// Ends a sending transfer with a clean close (FIN), so the client sees the end of the data.
-async fn finish(stream: &mut TcpStream, idle: Duration) -> Result<(), TransferError> {
+async fn finish(stream: &mut MaybeTls, idle: Duration) -> Result<(), TransferError> {
     with_idle(idle, stream.shutdown()).await
 }
 

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, ValueEnum};
-use ferry_proto::session::Config as SessionConfig;
+use clap::{Parser, Subcommand, ValueEnum};
+use ferry_proto::session::{Config as SessionConfig, TlsPolicy};
+use ferry_server::tls::TlsConfig;
 use ferry_server::{
     AnonymousMode, LocalStorage, PassiveConfig, Server, ServerConfig, StaticAuthenticator,
 };
@@ -16,6 +17,9 @@ use tracing::info;
 #[derive(Debug, Parser)]
 #[command(name = "ferry", version, about)]
 struct Cli {
+    /// A tool instead of the server.
+    #[command(subcommand)]
+    command: Option<Tool>,
     /// Folder to serve (the root every user sees as `/`).
     #[arg(long, default_value = ".")]
     root: PathBuf,
@@ -48,6 +52,50 @@ struct Cli {
     /// Seconds without a command before a session is closed.
     #[arg(long, default_value_t = 600)]
     idle_timeout: u64,
+    /// PEM certificate chain: turns on explicit FTPS (AUTH TLS). Needs --tls-key.
+    #[arg(long = "tls-cert", value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long = "tls-key", value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Also listen for implicit FTPS (TLS from the first byte) on ADDR:PORT (repeatable; usually port 990).
+    #[arg(
+        long = "implicit-listen",
+        value_name = "ADDR:PORT",
+        requires = "tls_cert"
+    )]
+    implicit_listen: Vec<SocketAddr>,
+    /// What TLS is required for: none, login (USER/PASS only after AUTH TLS) or all (login and every data
+    /// connection). Default with a certificate: all.
+    #[arg(long = "tls-required", value_enum)]
+    tls_required: Option<TlsRequired>,
+    /// Refuse TLS data connections that do not resume the control connection's TLS session (protects
+    /// against data-connection theft; Python's ftplib cannot do it).
+    #[arg(long = "tls-require-resumption", requires = "tls_cert")]
+    tls_require_resumption: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Tool {
+    /// Write a self-signed certificate and key for development (not for production use).
+    GenCert {
+        /// Where to write the certificate (PEM).
+        #[arg(long, default_value = "ferry-cert.pem")]
+        cert: PathBuf,
+        /// Where to write the private key (PEM, mode 0600).
+        #[arg(long, default_value = "ferry-key.pem")]
+        key: PathBuf,
+        /// Host names and IP addresses the certificate is for (repeatable).
+        #[arg(long = "name", default_values_t = ["localhost".to_owned(), "127.0.0.1".to_owned()])]
+        names: Vec<String>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum TlsRequired {
+    None,
+    Login,
+    All,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -64,7 +112,12 @@ fn main() -> Result<()> {
             tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
                 .unwrap_or_else(|_| "info".into()),
         )
+        // Logs go to stderr: stdout carries only the startup lines (`listening on ...`) for scripts.
+        .with_writer(std::io::stderr)
         .init();
+    if let Some(Tool::GenCert { cert, key, names }) = &cli.command {
+        return gen_cert(cert, key, names);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -118,6 +171,26 @@ async fn serve(cli: Cli) -> Result<()> {
     config.session = Arc::new(session);
     config.limits.max_sessions = cli.max_sessions.max(1);
     config.limits.max_sessions_per_ip = cli.max_sessions_per_ip.max(1);
+    if let (Some(cert), Some(key)) = (&cli.tls_cert, &cli.tls_key) {
+        let mut tls = TlsConfig::new(cert, key);
+        tls.require_resumption = cli.tls_require_resumption;
+        config.tls = Some(tls);
+        config.implicit_listen = cli.implicit_listen.clone();
+        let required = cli.tls_required.unwrap_or(TlsRequired::All);
+        let mut session = (*config.session).clone();
+        session.tls = TlsPolicy {
+            enabled: true,
+            require_login: !matches!(required, TlsRequired::None),
+            require_data: matches!(required, TlsRequired::All),
+            exempt_anonymous: false,
+        };
+        config.session = Arc::new(session);
+    } else if cli
+        .tls_required
+        .is_some_and(|r| !matches!(r, TlsRequired::None))
+    {
+        bail!("--tls-required needs --tls-cert and --tls-key");
+    }
     config.passive = PassiveConfig {
         ports: cli.passive_ports.as_deref().map(parse_range).transpose()?,
         address: cli.passive_address.clone(),
@@ -128,6 +201,17 @@ async fn serve(cli: Cli) -> Result<()> {
     println!("Ferry serving {}", root.display());
     for a in &addrs {
         println!("  listening on ftp://{a}/");
+    }
+    for a in server.implicit_addrs() {
+        println!("  listening on ftps://{a}/ (implicit TLS)");
+    }
+    if let Some(tls) = server.tls() {
+        println!(
+            "  explicit FTPS (AUTH TLS) with {}",
+            tls.settings().cert.display()
+        );
+        #[cfg(unix)]
+        tokio::spawn(reload_on_hangup(tls));
     }
     match anonymous {
         AnonymousMode::Off => {}
@@ -154,6 +238,50 @@ async fn serve(cli: Cli) -> Result<()> {
     }
     info!(?addrs, "ferry started");
     server.run(shutdown_signal()).await;
+    Ok(())
+}
+
+/// Re-reads the certificate and key on SIGHUP; a bad file is logged and the old one stays.
+#[cfg(unix)]
+async fn reload_on_hangup(tls: Arc<ferry_server::tls::TlsContext>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match tls.reload() {
+            Ok(()) => info!("TLS certificate reloaded"),
+            Err(e) => {
+                tracing::error!(error = %e, "TLS reload failed; keeping the previous certificate")
+            }
+        }
+    }
+}
+
+fn gen_cert(cert: &std::path::Path, key: &std::path::Path, names: &[String]) -> Result<()> {
+    let certified =
+        rcgen::generate_simple_self_signed(names.to_vec()).context("generating the certificate")?;
+    std::fs::write(cert, certified.cert.pem())
+        .with_context(|| format!("writing {}", cert.display()))?;
+    write_private(key, certified.signing_key.serialize_pem().as_bytes())?;
+    println!(
+        "wrote {} and {} for {}",
+        cert.display(),
+        key.display(),
+        names.join(", ")
+    );
+    Ok(())
+}
+
+fn write_private(path: &std::path::Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(data)?;
     Ok(())
 }
 

@@ -4,9 +4,10 @@
 //! transfer parameters, the data-connection endpoint and the command in progress. It performs no I/O.
 //! The driver calls:
 //! - [`Session::handle_input`] with bytes read from the control connection; it returns how many it
-//!   consumed. While the session waits for a [`Completion`], it stops consuming at a line boundary (except
-//!   ABOR, STAT and NOOP during a transfer); the driver keeps the rest and offers it again after the
-//!   next completion.
+//!   consumed. While the session waits for a [`Completion`], it stops consuming at a line boundary; the
+//!   driver keeps the rest and offers it again after the next completion (or timeout). During a
+//!   transfer it keeps consuming: ABOR, STAT and NOOP are answered at once, other commands are queued
+//!   (up to [`Config::max_pipelined`]) and answered in order after the transfer.
 //! - [`Session::handle_completion`] with the result of each [`Action`] it was given.
 //! - [`Session::handle_timeout`] when [`Session::poll_timeout`]'s deadline has passed.
 //! - [`Session::poll_output`] after each of the above, until it returns `None`, acting on each
@@ -74,6 +75,8 @@ enum Wait {
     Passive { extended: bool },
     /// A transfer (ready, then done).
     Transfer(TransferState),
+    /// The control connection's TLS handshake.
+    Tls,
     /// A failed-login delay; at `until` the 530 (and maybe 421) goes out.
     LoginDelay { until: Duration, close: bool },
     /// The connection is closing; nothing more is read.
@@ -123,6 +126,12 @@ pub struct Session {
     last_activity: Duration,
     connected_at: Duration,
     unix_now: i64,
+    /// The control connection is protected by TLS.
+    control_tls: bool,
+    /// PBSZ has been received (RFC 4217 §9: required before PROT).
+    pbsz: bool,
+    /// PROT P is in force.
+    prot_private: bool,
 }
 
 impl Session {
@@ -149,10 +158,27 @@ impl Session {
             last_activity: now,
             connected_at: now,
             unix_now: 0,
+            control_tls: false,
+            pbsz: false,
+            prot_private: false,
         };
         let banner = s.config.banner.clone();
         s.reply(ReplyCode::SERVICE_READY, &banner);
         s
+    }
+
+    /// Marks the control connection as protected from the first byte (implicit FTPS): data connections
+    /// are protected by default (as if `PBSZ 0` and `PROT P` had been sent). Call right after
+    /// [`Session::new`].
+    pub fn set_implicit_tls(&mut self) {
+        self.control_tls = true;
+        self.pbsz = true;
+        self.prot_private = true;
+    }
+
+    /// True once the control connection is protected by TLS.
+    pub fn is_tls(&self) -> bool {
+        self.control_tls
     }
 
     /// A session that greets with 421 and closes at once (server full, shutting down, banned).
@@ -282,25 +308,28 @@ impl Session {
     fn accepting_input(&self) -> bool {
         match self.wait {
             Wait::Idle => self.deferred.is_empty(),
-            Wait::Transfer(_) => self.deferred.is_empty(),
+            // Keep reading so that ABOR, STAT and NOOP are seen behind queued commands; the queue is
+            // bounded by `max_pipelined`.
+            Wait::Transfer(_) => true,
             _ => false,
         }
     }
 
     fn handle_line(&mut self, now: Duration, line: &[u8]) {
-        if let Wait::Transfer(_) = self.wait {
-            // During a transfer only ABOR, STAT and NOOP are answered at once (RFC 959 §4.1.3).
+        if let Wait::Transfer(t) = &self.wait {
+            // During a transfer only ABOR, STAT and NOOP are answered at once (RFC 959 §4.1.3). A
+            // repeated ABOR waits like other commands, so that it gets its own reply afterwards.
+            let aborting = t.aborting;
             match Command::parse(line) {
-                Ok(Command::Abor) => return self.abort_transfer(),
+                Ok(Command::Abor) if !aborting => return self.abort_transfer(),
                 Ok(Command::Noop) => return self.reply(ReplyCode::OK, "NOOP ok"),
                 Ok(Command::Stat(None)) => return self.status(),
                 _ => {}
             }
             if self.deferred.len() >= self.config.max_pipelined {
-                return self.reply(
-                    ReplyCode::NOT_AVAILABLE,
-                    "Too many commands during a transfer",
-                );
+                // 421 means closing (RFC 959 §4.2); answering out of turn and going on would also
+                // pair the replies with the wrong commands.
+                return self.shutdown("Too many commands during a transfer, closing");
             }
             self.deferred.push_back(line.to_vec());
             return;
@@ -338,7 +367,7 @@ impl Session {
         }
         // Commands allowed before login.
         match cmd {
-            Command::User(name) => return self.user_cmd(name),
+            Command::User(name) => return self.user_cmd(now, name),
             Command::Pass(pw) => return self.pass_cmd(pw),
             Command::Acct(_) => {
                 return if matches!(self.login, Login::LoggedIn { .. }) {
@@ -369,10 +398,13 @@ impl Session {
                     "Session reset, ready for new user",
                 );
             }
-            Command::Auth(_) | Command::Pbsz(_) | Command::Prot(_) | Command::Ccc => {
+            Command::Auth(mech) => return self.auth_tls(mech),
+            Command::Pbsz(size) => return self.pbsz(size),
+            Command::Prot(level) => return self.prot(level),
+            Command::Ccc => {
                 return self.reply(
-                    ReplyCode::NOT_IMPLEMENTED,
-                    "TLS is not configured on this server",
+                    ReplyCode::DENIED_FOR_POLICY,
+                    "CCC refused: the control connection stays protected",
                 );
             }
             Command::NotImplemented(v) => {
@@ -497,6 +529,8 @@ impl Session {
                         "Only EPSV is allowed after EPSV ALL",
                     );
                 }
+                // OpenPassive closes any previous listener; a failure must leave no endpoint behind.
+                self.data = None;
                 self.wait = Wait::Passive { extended: false };
                 self.action(Action::OpenPassive);
             }
@@ -505,13 +539,14 @@ impl Session {
                     self.epsv_all = true;
                     self.reply(ReplyCode::OK, "EPSV ALL ok");
                 }
-                EpsvArg::Family(f) if (f == 1) != self.local.is_ipv4() => {
+                EpsvArg::Family(f) if (f == 1) != canonical(self.local.ip()).is_ipv4() => {
                     self.reply(
                         ReplyCode::PROTOCOL_NOT_SUPPORTED,
                         "Network protocol not supported, use (1,2)",
                     );
                 }
                 _ => {
+                    self.data = None;
                     self.wait = Wait::Passive { extended: true };
                     self.action(Action::OpenPassive);
                 }
@@ -592,10 +627,20 @@ impl Session {
         }
     }
 
-    fn user_cmd(&mut self, name: &str) {
+    fn user_cmd(&mut self, now: Duration, name: &str) {
+        let tls = self.config.tls;
+        if tls.require_login && !self.control_tls && !(tls.exempt_anonymous && is_anonymous(name)) {
+            self.login = Login::AwaitUser;
+            return self.reply(
+                ReplyCode::NOT_LOGGED_IN,
+                "This server requires TLS: use AUTH TLS before USER",
+            );
+        }
         if matches!(self.login, Login::LoggedIn { .. }) {
-            // A new USER starts a new login (RFC 959 §4.1.1 allows changing user).
+            // A new USER starts a new login (RFC 959 §4.1.1 allows changing user), with a fresh login
+            // timer as after REIN.
             self.reset_transfer_state();
+            self.connected_at = now;
         }
         self.login = Login::AwaitPass {
             user: String::from(name),
@@ -620,11 +665,69 @@ impl Session {
         }
     }
 
+    fn auth_tls(&mut self, mech: &str) {
+        if !self.config.tls.enabled {
+            return self.reply(ReplyCode::NOT_IMPLEMENTED, "TLS is not configured on this server");
+        }
+        let mech = mech.trim();
+        let known = ["TLS", "SSL", "TLS-C", "TLS-P"].iter().any(|m| mech.eq_ignore_ascii_case(m));
+        if !known {
+            return self.reply(ReplyCode::NOT_IMPLEMENTED_FOR_PARAMETER, "Unsupported mechanism; use AUTH TLS");
+        }
+        if self.control_tls {
+            return self.reply(ReplyCode::BAD_SEQUENCE, "The control connection is already protected");
+        }
+        // RFC 4217 §4: a new security exchange resets the login.
+        self.login = Login::AwaitUser;
+        self.reply(ReplyCode::AUTH_OK, "AUTH TLS successful, start TLS handshake");
+        self.wait = Wait::Tls;
+        self.action(Action::StartTls);
+    }
+
+    fn pbsz(&mut self, size: &str) {
+        if !self.control_tls {
+            return self.reply(ReplyCode::BAD_SEQUENCE, "PBSZ needs a protected control connection (AUTH TLS)");
+        }
+        if !size.trim().bytes().all(|b| b.is_ascii_digit()) || size.trim().is_empty() {
+            return self.reply(ReplyCode::BAD_ARGUMENTS, "PBSZ wants a number");
+        }
+        self.pbsz = true;
+        self.reply(ReplyCode::OK, "PBSZ=0");
+    }
+
+    fn prot(&mut self, level: &str) {
+        if !self.control_tls || !self.pbsz {
+            return self.reply(ReplyCode::BAD_SEQUENCE, "PROT needs AUTH TLS and PBSZ first");
+        }
+        match level.trim().to_ascii_uppercase().as_str() {
+            "P" => {
+                self.prot_private = true;
+                self.reply(ReplyCode::OK, "Protection level set to Private");
+            }
+            "C" => {
+                if self.config.tls.require_data && !self.anonymous_exempt() {
+                    return self.reply(ReplyCode::DENIED_FOR_POLICY, "PROT C refused: data connections must be protected");
+                }
+                self.prot_private = false;
+                self.reply(ReplyCode::OK, "Protection level set to Clear");
+            }
+            "S" | "E" => self.reply(ReplyCode::PROT_NOT_SUPPORTED, "Only PROT C and PROT P are supported"),
+            _ => self.reply(ReplyCode::NOT_IMPLEMENTED_FOR_PARAMETER, "Unknown protection level"),
+        }
+    }
+
+    fn anonymous_exempt(&self) -> bool {
+        self.config.tls.exempt_anonymous && self.user().is_some_and(is_anonymous)
+    }
+
     fn feat(&mut self) {
         let mut mlst = String::new();
         self.facts.write_feat(&mut mlst);
-        let mut lines: Vec<&str> = Vec::with_capacity(FEATURES.len() + 1);
+        let mut lines: Vec<&str> = Vec::with_capacity(FEATURES.len() + 4);
         lines.extend_from_slice(FEATURES);
+        if self.config.tls.enabled {
+            lines.extend_from_slice(&["AUTH TLS", "PBSZ", "PROT"]);
+        }
         lines.push(&mlst);
         lines.sort_unstable();
         self.out.push_back(Output::Reply(Reply::multiline(
@@ -754,6 +857,7 @@ impl Session {
             kind,
             endpoint,
             ascii: self.ascii,
+            tls: self.prot_private,
         }));
     }
 
@@ -772,9 +876,17 @@ impl Session {
         let wait = core::mem::replace(&mut self.wait, Wait::Idle);
         match (wait, completion) {
             (Wait::Auth { user }, Completion::Auth(result)) => self.auth_done(now, user, result),
+            (Wait::Tls, Completion::TlsStarted(ok)) => {
+                if ok {
+                    self.control_tls = true;
+                } else {
+                    self.close();
+                }
+            }
             (Wait::Fs(pending), Completion::Fs(result)) => self.fs_done(pending, result),
             (Wait::Passive { extended }, Completion::Passive(addr)) => {
-                self.passive_done(extended, addr)
+                self.passive_done(extended, addr);
+                self.resume_deferred(now);
             }
             (Wait::Transfer(t), Completion::TransferReady { created, size }) => {
                 if t.aborting {
@@ -809,6 +921,10 @@ impl Session {
                         };
                         self.reply(ReplyCode::TRANSFER_COMPLETE, &text);
                     }
+                    Err(TransferError::TlsHandshake) => self.reply(
+                        ReplyCode::CANT_OPEN_DATA,
+                        "TLS handshake on the data connection failed",
+                    ),
                     Err(TransferError::DataConnection) => {
                         self.reply(ReplyCode::CANT_OPEN_DATA, "Can't open data connection")
                     }
@@ -1052,6 +1168,11 @@ impl Session {
         self.wait = Wait::Closed;
         self.out.push_back(Output::Action(Action::Close));
     }
+}
+
+/// The names that log in anonymously.
+fn is_anonymous(user: &str) -> bool {
+    user.eq_ignore_ascii_case("anonymous") || user.eq_ignore_ascii_case("ftp")
 }
 
 fn canonical(ip: IpAddr) -> IpAddr {

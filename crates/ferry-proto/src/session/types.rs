@@ -110,10 +110,26 @@ pub struct Config {
     pub failed_login_delay: Duration,
     /// Upper bound of the failed-login delay.
     pub max_failed_login_delay: Duration,
-    /// Commands a client may pipeline while a transfer runs before they are refused.
+    /// Commands a client may queue while a transfer runs (answered in order after it); one more aborts
+    /// the transfer and closes the session with 421.
     pub max_pipelined: usize,
     /// Whether PORT/EPRT are accepted at all.
     pub allow_active: bool,
+    /// FTPS policy (RFC 4217).
+    pub tls: TlsPolicy,
+}
+
+/// What the session offers and demands of TLS (RFC 4217).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TlsPolicy {
+    /// A certificate is configured: AUTH TLS, PBSZ and PROT are offered and listed by FEAT.
+    pub enabled: bool,
+    /// USER is refused with 530 until the control connection is protected.
+    pub require_login: bool,
+    /// Transfers are refused with 521 unless PROT P is in force, and PROT C is refused with 534.
+    pub require_data: bool,
+    /// Anonymous users are exempt from `require_login` and `require_data`.
+    pub exempt_anonymous: bool,
 }
 
 impl Default for Config {
@@ -128,6 +144,7 @@ impl Default for Config {
             max_failed_login_delay: Duration::from_secs(8),
             max_pipelined: 16,
             allow_active: true,
+            tls: TlsPolicy::default(),
         }
     }
 }
@@ -212,6 +229,8 @@ pub struct TransferRequest {
     pub endpoint: DataEndpoint,
     /// True for TYPE A (convert line endings).
     pub ascii: bool,
+    /// True when PROT P is in force: the data connection must be wrapped in TLS.
+    pub tls: bool,
 }
 
 /// A file-system request outside data transfers.
@@ -316,6 +335,9 @@ impl FsError {
 pub enum TransferError {
     /// The data connection could not be opened (timeout, refused, no passive port): 425.
     DataConnection,
+    /// The data connection's TLS handshake failed, or did not resume the control connection's TLS
+    /// session when that is required: 425.
+    TlsHandshake,
     /// The client closed or reset the data connection mid-transfer: 426.
     ConnectionLost,
     /// Cancelled by ABOR: 426, followed by 226 for the ABOR.
@@ -367,6 +389,10 @@ pub enum Action {
     Abort,
     /// Close any passive listener or idle data connection (no transfer is running).
     CloseData,
+    /// Flush the replies queued before this action, discard any input read after the AUTH command
+    /// (it was sent in clear text), and start a TLS handshake on the control connection. Answer with
+    /// [`Completion::TlsStarted`].
+    StartTls,
     /// Flush the replies queued before this action and close the control connection.
     Close,
 }
@@ -390,6 +416,9 @@ pub enum Completion {
     },
     /// The transfer ended (or could not start): bytes moved, or why not.
     TransferDone(Result<u64, TransferError>),
+    /// Result of [`Action::StartTls`]: `true` once the control connection is protected. On `false`
+    /// the session closes (nothing can be said in clear text after a failed handshake).
+    TlsStarted(bool),
 }
 
 /// One item of session output, in the order it must be acted upon.
