@@ -22,6 +22,8 @@ pub struct ServerConfig {
     pub tls: Option<crate::tls::TlsConfig>,
     /// Addresses for implicit TLS (TLS from the first byte; conventionally port 990).
     pub implicit_listen: Vec<SocketAddr>,
+    /// Brute-force protection: failed logins per address and per name, delays, bans and locks.
+    pub login_limits: crate::auth::LoginLimits,
 }
 
 impl Default for ServerConfig {
@@ -33,6 +35,7 @@ impl Default for ServerConfig {
             passive: PassiveConfig::default(),
             tls: None,
             implicit_listen: Vec::new(),
+            login_limits: crate::auth::LoginLimits::default(),
         }
     }
 }

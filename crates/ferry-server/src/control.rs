@@ -1,12 +1,14 @@
 //! The control-connection driver: the one owner of a connection's socket and its [`Session`].
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use ferry_proto::session::{
-    Action, Completion, DataEndpoint, FsRequest, FsResponse, Output, Session, TransferError,
+    Action, AuthError, Completion, DataEndpoint, FsRequest, FsResponse, Grant, Output, Session,
+    TransferError,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -14,13 +16,16 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::auth::Authenticator;
+use crate::auth::{Account, Authenticator, Check, Credentials, LoginLimiter};
 use crate::config::ServerConfig;
 use crate::data::PortPool;
 use crate::storage::Storage;
 use crate::stream::MaybeTls;
 use crate::tls::TlsContext;
 use crate::transfer::{self, fs_error, DataSource, Job, Ready};
+
+/// How long a passive port stays open after the transfer it was opened for failed without using it.
+const PASSIVE_LINGER: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Shutdown phases broadcast to every session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -41,6 +46,10 @@ pub(crate) struct Shared<S, A> {
     pub ports: PortPool,
     pub epoch: Instant,
     pub tls: Option<Arc<TlsContext>>,
+    /// Failed logins across sessions: delays, bans, locks.
+    pub limiter: LoginLimiter,
+    /// Sessions logged in per account name.
+    pub user_sessions: Arc<Mutex<HashMap<String, usize>>>,
 }
 
 /// A transfer task and its handshake with the driver.
@@ -60,6 +69,10 @@ pub(crate) struct ControlDriver<S: Storage, A: Authenticator> {
     peer: SocketAddr,
     local: SocketAddr,
     session: Session,
+    /// The logged-in account's storage (its home), or the server's root before any login.
+    storage: Arc<S>,
+    /// The logged-in account's share of its session count; released when the session logs out.
+    account: Option<UserGuard>,
     /// Bytes read but not yet consumed by the session (usually empty).
     pending: Vec<u8>,
     wbuf: Vec<u8>,
@@ -84,6 +97,8 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
         }
         session.set_wall_clock(transfer::unix_now());
         Self {
+            storage: Arc::clone(&shared.storage),
+            account: None,
             shared,
             stream: Some(stream),
             peer,
@@ -189,6 +204,11 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
                 }
             }
         }
+        if self.account.is_some() && self.session.user().is_none() {
+            // REIN or a new USER ended the login: free the account's session slot before the reply
+            // goes out, so a client that reconnects on seeing it finds the slot free.
+            self.account = None;
+        }
         self.flush().await
     }
 
@@ -199,6 +219,9 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
                 .as_mut()
                 .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))?;
             stream.write_all(&self.wbuf).await?;
+            // Over TLS, a write may leave records buffered in the TLS session when the socket is not
+            // ready (tokio-rustls returns Ok anyway); only flush guarantees the reply goes out.
+            stream.flush().await?;
             self.wbuf.clear();
             if self.wbuf.capacity() > 4096 {
                 self.wbuf = Vec::new();
@@ -211,15 +234,7 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
         let epoch = self.shared.epoch;
         let now = move || epoch.elapsed();
         match action {
-            Action::Authenticate { user, password } => {
-                let result = self.shared.auth.authenticate(&user, &password).await;
-                match &result {
-                    Ok(_) => info!(peer = %self.peer, %user, "login"),
-                    Err(_) => warn!(peer = %self.peer, %user, "failed login"),
-                }
-                self.session
-                    .handle_completion(now(), Completion::Auth(result));
-            }
+            Action::Authenticate { user, password } => self.login(&user, &password).await,
             Action::Fs(req) => {
                 let result = self.fs(req).await;
                 self.session
@@ -256,6 +271,84 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
         }
     }
 
+    /// Checks a login with the limiter and the authenticator, opens the account's home, and completes
+    /// the session's authentication; or closes the session with 421 when the address is (or becomes)
+    /// banned or the server shuts down meanwhile.
+    async fn login(&mut self, user: &str, password: &str) {
+        self.account = None;
+        let shared = Arc::clone(&self.shared);
+        let ip = self.peer.ip();
+        let result = match shared.limiter.check(ip, user, Instant::now()) {
+            Check::Banned => return self.refuse_banned(),
+            // A locked name is refused without looking at the password.
+            Check::Locked => Err(AuthError::Invalid),
+            Check::Allowed => {
+                let credentials = Credentials {
+                    user,
+                    password,
+                    peer: ip,
+                };
+                let verified = tokio::select! {
+                    r = shared.auth.authenticate(credentials) => r,
+                    _ = self.shutdown.changed() => return self.session.shutdown("Server shutting down, closing control connection"),
+                };
+                match verified {
+                    Ok(account) => self.open_account(account).await,
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        match result {
+            Ok(_) => {
+                shared.limiter.record_success(ip, user);
+                info!(peer = %self.peer, user = ?user, "login");
+            }
+            Err(AuthError::Invalid) => {
+                let failure = shared.limiter.record_failure(ip, user, Instant::now());
+                if failure.banned {
+                    return self.refuse_banned();
+                }
+                if !failure.delay.is_zero() {
+                    tokio::select! {
+                        () = tokio::time::sleep(failure.delay) => {}
+                        _ = self.shutdown.changed() => return self.session.shutdown("Server shutting down, closing control connection"),
+                    }
+                }
+            }
+            Err(e) => info!(peer = %self.peer, user = ?user, error = ?e, "login refused"),
+        }
+        let now = self.now();
+        self.session
+            .handle_completion(now, Completion::Auth(result));
+    }
+
+    fn refuse_banned(&mut self) {
+        self.session
+            .shutdown("Too many failed logins from your address, try again later");
+    }
+
+    /// Takes a session slot for `account` and opens its home; the session's storage from now on.
+    async fn open_account(&mut self, account: Account) -> Result<Grant, AuthError> {
+        let max = account.max_sessions.unwrap_or(usize::MAX);
+        let Some(guard) = UserGuard::acquire(&self.shared.user_sessions, &account.user, max) else {
+            info!(peer = %self.peer, user = ?account.user, max, "login refused: too many sessions for this user");
+            return Err(AuthError::TooManySessions);
+        };
+        let storage = match &account.home {
+            None => Arc::clone(&self.shared.storage),
+            Some(home) => match self.shared.storage.open_home(home).await {
+                Ok(s) => Arc::new(s),
+                Err(e) => {
+                    tracing::error!(user = ?account.user, home = %home.display(), error = %e, "cannot open the user's home; login refused");
+                    return Err(AuthError::Unavailable);
+                }
+            },
+        };
+        self.storage = storage;
+        self.account = Some(guard);
+        Ok(account.grant)
+    }
+
     /// Upgrades the control connection to TLS (AUTH TLS). On failure the connection is gone.
     async fn start_tls(&mut self) -> bool {
         let Some(tls) = self.shared.tls.clone() else {
@@ -281,7 +374,7 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
     }
 
     async fn fs(&self, req: FsRequest) -> Result<FsResponse, ferry_proto::session::FsError> {
-        let st = &self.shared.storage;
+        let st = &self.storage;
         let r = match req {
             FsRequest::Metadata(p) => st.metadata(&p).await.map(FsResponse::Metadata),
             FsRequest::List(p) => st.list(&p).await.map(FsResponse::Entries),
@@ -322,11 +415,27 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
         };
         let port = listener.local_addr().ok()?.port();
         let advertise = self.advertised_ip(local_ip).await;
-        let (tx, rx) = oneshot::channel();
+        let (mut tx, rx) = oneshot::channel();
         let peer_ip = self.peer.ip();
         let timeout = limits.data_connect_timeout;
         let task = tokio::spawn(async move {
-            let _ = tx.send(listener.accept_from(peer_ip, timeout).await);
+            // Stop as soon as no transfer can use the connection (the transfer failed before it needed
+            // one and dropped the receiver), so the port goes back to the pool now, not at the timeout.
+            let accepted = tokio::select! {
+                r = listener.accept_from(peer_ip, timeout) => Some(r),
+                () = tx.closed() => None,
+            };
+            match accepted {
+                Some(r) => {
+                    let _ = tx.send(r);
+                }
+                None => {
+                    // Some clients (suppaftp, for one) send RETR before they connect: give them a
+                    // moment to connect and read the error reply instead of a refused connection.
+                    let _ = listener.accept_from(peer_ip, PASSIVE_LINGER).await;
+                }
+            }
+            drop(listener);
         });
         self.passive = Some((rx, task));
         Some(SocketAddr::new(advertise, port))
@@ -373,7 +482,7 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
         let what = format!("{:?}", request.kind);
         let limits = &self.shared.config.limits;
         let job = Job {
-            storage: Arc::clone(&self.shared.storage),
+            storage: Arc::clone(&self.storage),
             request,
             source,
             connect_timeout: limits.data_connect_timeout,
@@ -411,6 +520,47 @@ async fn read_some(stream: &mut Option<MaybeTls>, buf: &mut [u8]) -> io::Result<
         Some(MaybeTls::Plain(tcp)) => read_plain(tcp, buf).await,
         Some(s) => s.read(buf).await,
         None => Err(io::ErrorKind::NotConnected.into()),
+    }
+}
+
+/// One logged-in session's share of its account's session count; released on drop.
+struct UserGuard {
+    map: Arc<Mutex<HashMap<String, usize>>>,
+    user: String,
+}
+
+impl UserGuard {
+    fn acquire(map: &Arc<Mutex<HashMap<String, usize>>>, user: &str, max: usize) -> Option<Self> {
+        let mut m = map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = m.entry(user.to_owned()).or_insert(0);
+        if *n >= max {
+            if *n == 0 {
+                m.remove(user);
+            }
+            return None;
+        }
+        *n += 1;
+        Some(Self {
+            map: Arc::clone(map),
+            user: user.to_owned(),
+        })
+    }
+}
+
+impl Drop for UserGuard {
+    fn drop(&mut self) {
+        let mut m = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = m.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.user);
+            }
+        }
     }
 }
 

@@ -89,11 +89,11 @@ impl PassiveListener {
     }
 
     /// Accepts the first connection from `peer_ip` within `timeout`; connections from other addresses are
-    /// dropped (no PASV port theft). The port is released when this returns.
+    /// dropped (no PASV port theft). The port is released when the listener is dropped.
     ///
     /// # Errors
     /// Timeout or accept failure.
-    pub async fn accept_from(self, peer_ip: IpAddr, timeout: Duration) -> io::Result<TcpStream> {
+    pub async fn accept_from(&self, peer_ip: IpAddr, timeout: Duration) -> io::Result<TcpStream> {
         tokio::time::timeout(timeout, async {
             loop {
                 let (stream, addr) = self.listener.accept().await?;

@@ -4,8 +4,9 @@
 //! control driver) that alone owns its socket and its [`ferry_proto::session::Session`]. Data transfers
 //! run in tasks of their own and report back, so the control connection answers ABOR, STAT and NOOP
 //! while a transfer runs. File access goes through the [`storage::Storage`] trait and logins through
-//! [`auth::Authenticator`]; [`storage::LocalStorage`] and [`auth::StaticAuthenticator`] are the
-//! built-in backends.
+//! [`auth::Authenticator`]; [`storage::LocalStorage`], [`auth::UsersAuthenticator`] (a users file with
+//! argon2id hashes, per-user homes and permissions) and [`auth::StaticAuthenticator`] are the built-in
+//! backends. Every login passes the server's [`auth::LoginLimiter`] (brute-force delays and bans).
 
 pub mod auth;
 pub mod config;
@@ -30,7 +31,10 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-pub use auth::{AnonymousMode, Authenticator, StaticAuthenticator};
+pub use auth::{
+    Account, AnonymousMode, Authenticator, Credentials, LoginLimits, StaticAuthenticator,
+    UsersAuthenticator,
+};
 pub use config::{Limits, PassiveConfig, ServerConfig};
 use control::{ControlDriver, Phase, Shared};
 pub use storage::{LocalStorage, Storage};
@@ -102,7 +106,10 @@ impl<S: Storage, A: Authenticator> Server<S, A> {
             listeners.push((l, implicit));
         }
         let ports = data::PortPool::new(config.passive.ports.clone());
+        let limiter = auth::LoginLimiter::new(config.login_limits.clone());
         let shared = Arc::new(Shared {
+            limiter,
+            user_sessions: Arc::default(),
             config,
             storage: Arc::new(storage),
             auth: Arc::new(auth),
@@ -205,6 +212,14 @@ fn admit<S: Storage, A: Authenticator>(
     phase: watch::Receiver<Phase>,
 ) {
     let limits = &shared.config.limits;
+    if shared.limiter.is_banned(peer.ip(), Instant::now()) {
+        // Logged at debug only: a banned client that keeps reconnecting must not flood the log.
+        tracing::debug!(%peer, "refused: address banned after failed logins");
+        return refuse(
+            stream,
+            "Too many failed logins from your address, try again later",
+        );
+    }
     let Ok(permit) = Arc::clone(sessions).try_acquire_owned() else {
         warn!(%peer, "refused: too many sessions");
         return refuse(stream, "Too many users, try again later");

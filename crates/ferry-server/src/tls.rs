@@ -59,11 +59,11 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
 }
 
-/// The live TLS state: the current rustls configuration (replaced on reload) and the session cache and
+/// The live TLS state: the current rustls configurations (replaced on reload) and the session cache and
 /// ticket keys that outlive reloads, so sessions stay resumable.
 pub struct TlsContext {
     settings: TlsConfig,
-    current: RwLock<Arc<ServerConfig>>,
+    current: RwLock<Configs>,
     cache: Arc<dyn StoresServerSessions>,
     ticketer: Arc<dyn ProducesTickets>,
 }
@@ -84,7 +84,7 @@ impl TlsContext {
     pub fn load(settings: TlsConfig) -> Result<Self, TlsError> {
         let cache: Arc<dyn StoresServerSessions> = ServerSessionMemoryCache::new(8192);
         let ticketer = ring::Ticketer::new()?;
-        let config = build(&settings, Arc::clone(&cache), Arc::clone(&ticketer))?;
+        let config = Configs::build(&settings, Arc::clone(&cache), Arc::clone(&ticketer))?;
         Ok(Self {
             settings,
             current: RwLock::new(config),
@@ -99,7 +99,7 @@ impl TlsContext {
     /// # Errors
     /// As for [`TlsContext::load`].
     pub fn reload(&self) -> Result<(), TlsError> {
-        let config = build(
+        let config = Configs::build(
             &self.settings,
             Arc::clone(&self.cache),
             Arc::clone(&self.ticketer),
@@ -116,12 +116,16 @@ impl TlsContext {
         &self.settings
     }
 
-    fn acceptor(&self) -> TlsAcceptor {
-        let config = self
+    fn acceptor(&self, upload: bool) -> TlsAcceptor {
+        let configs = self
             .current
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        TlsAcceptor::from(Arc::clone(&config))
+        TlsAcceptor::from(Arc::clone(if upload {
+            &configs.upload
+        } else {
+            &configs.full
+        }))
     }
 
     /// Runs the server side of a TLS handshake on `tcp` within the handshake timeout.
@@ -129,7 +133,11 @@ impl TlsContext {
     /// # Errors
     /// Timeout, or a failed handshake (garbage, wrong protocol, client gave up).
     pub(crate) async fn accept(&self, tcp: TcpStream) -> io::Result<MaybeTls> {
-        let acceptor = self.acceptor();
+        self.accept_with(tcp, false).await
+    }
+
+    async fn accept_with(&self, tcp: TcpStream, upload: bool) -> io::Result<MaybeTls> {
+        let acceptor = self.acceptor(upload);
         let stream = tokio::time::timeout(self.settings.handshake_timeout, acceptor.accept(tcp))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
@@ -137,11 +145,13 @@ impl TlsContext {
     }
 
     /// Like [`TlsContext::accept`] for a data connection: also enforces session resumption when required.
+    /// `upload` is true when the client will only send (STOR, APPE, STOU): such connections get no
+    /// TLS 1.3 session tickets (see [`Configs`]).
     ///
     /// # Errors
     /// As for `accept`, or `PermissionDenied` when resumption is required and did not happen.
-    pub(crate) async fn accept_data(&self, tcp: TcpStream) -> io::Result<MaybeTls> {
-        let stream = self.accept(tcp).await?;
+    pub(crate) async fn accept_data(&self, tcp: TcpStream, upload: bool) -> io::Result<MaybeTls> {
+        let stream = self.accept_with(tcp, upload).await?;
         if self.settings.require_resumption {
             if let MaybeTls::Tls(s) = &stream {
                 if s.get_ref().1.handshake_kind() != Some(HandshakeKind::Resumed) {
@@ -153,6 +163,36 @@ impl TlsContext {
             }
         }
         Ok(stream)
+    }
+}
+
+/// The rustls configurations in force: `full` for control connections and downloads, and `upload`, the
+/// same without TLS 1.3 session tickets, for the data connections of uploads.
+///
+/// A TLS 1.3 server sends its session tickets after the handshake. A client that only writes to an
+/// upload's data connection never reads them, and when it then closes its socket with that unread data,
+/// its kernel sends a reset instead of a FIN, which throws away the end of the upload still in flight:
+/// the server sees a reset without close_notify and answers 426 (seen with suppaftp/rustls). Uploads
+/// resume the control connection's session anyway; downloads, which clients read, keep supplying fresh
+/// tickets to clients that use each ticket once (rustls).
+struct Configs {
+    full: Arc<ServerConfig>,
+    upload: Arc<ServerConfig>,
+}
+
+impl Configs {
+    fn build(
+        settings: &TlsConfig,
+        cache: Arc<dyn StoresServerSessions>,
+        ticketer: Arc<dyn ProducesTickets>,
+    ) -> Result<Self, TlsError> {
+        let full = build(settings, cache, ticketer)?;
+        let mut upload = (*full).clone();
+        upload.send_tls13_tickets = 0;
+        Ok(Self {
+            full,
+            upload: Arc::new(upload),
+        })
     }
 }
 

@@ -96,7 +96,7 @@ pub(crate) async fn run<S: Storage>(job: Job<S>) -> Result<u64, TransferError> {
     let ascii = request.ascii;
     // TLS on the data connection starts after the 150 (as clients such as Python's ftplib expect); a
     // client that starts it earlier simply has its ClientHello read then.
-    let protect = |tcp: TcpStream| secure(tcp, request.tls, tls.clone());
+    let protect = |tcp: TcpStream, upload: bool| secure(tcp, request.tls, upload, tls.clone());
     match request.kind {
         TransferKind::Retr { path, offset } => {
             let (reader, size) = storage
@@ -105,7 +105,7 @@ pub(crate) async fn run<S: Storage>(job: Job<S>) -> Result<u64, TransferError> {
                 .map_err(storage_err)?;
             let tcp = open_data(source, connect_timeout).await?;
             start(ready, go, None, Some(size.saturating_sub(offset))).await?;
-            let mut stream = protect(tcp).await?;
+            let mut stream = protect(tcp, false).await?;
             let n = send(reader, &mut stream, ascii, idle_timeout).await?;
             finish(&mut stream, idle_timeout).await?;
             Ok(n)
@@ -115,7 +115,7 @@ pub(crate) async fn run<S: Storage>(job: Job<S>) -> Result<u64, TransferError> {
             let body = format_listing(&entries, format, unix_now());
             let tcp = open_data(source, connect_timeout).await?;
             start(ready, go, None, None).await?;
-            let mut stream = protect(tcp).await?;
+            let mut stream = protect(tcp, false).await?;
             let n = send(&body[..], &mut stream, false, idle_timeout).await?;
             finish(&mut stream, idle_timeout).await?;
             Ok(n)
@@ -123,12 +123,30 @@ pub(crate) async fn run<S: Storage>(job: Job<S>) -> Result<u64, TransferError> {
         TransferKind::Stor { path, mode } => {
             // Data connection first: a failed one must not truncate or create anything.
             let tcp = open_data(source, connect_timeout).await?;
-            let writer = storage
-                .open_write(&path, storage_mode(mode))
-                .await
-                .map_err(storage_err)?;
-            start(ready, go, None, None).await?;
-            let mut stream = protect(tcp).await?;
+            let (writer, stream) = if request.tls {
+                // The TLS handshake comes after the 150 and may fail: open (and so truncate) the
+                // target only once it succeeded. A directory is still refused before the 150.
+                if let Ok(info) = storage.metadata(&path).await {
+                    if info.kind == ferry_proto::listing::FileKind::Dir {
+                        return Err(TransferError::Storage(FsError::IsADirectory));
+                    }
+                }
+                start(ready, go, None, None).await?;
+                let stream = protect(tcp, true).await?;
+                let writer = storage
+                    .open_write(&path, storage_mode(mode))
+                    .await
+                    .map_err(storage_err)?;
+                (writer, stream)
+            } else {
+                let writer = storage
+                    .open_write(&path, storage_mode(mode))
+                    .await
+                    .map_err(storage_err)?;
+                start(ready, go, None, None).await?;
+                (writer, protect(tcp, true).await?)
+            };
+            let mut stream = stream;
             let n = receive(&mut stream, writer, ascii, idle_timeout).await?;
             // Answer the client's close_notify with ours (clients such as ftplib wait for it).
             let _ = finish(&mut stream, idle_timeout).await;
@@ -141,7 +159,7 @@ pub(crate) async fn run<S: Storage>(job: Job<S>) -> Result<u64, TransferError> {
                 .await
                 .map_err(storage_err)?;
             start(ready, go, Some(created), None).await?;
-            let mut stream = protect(tcp).await?;
+            let mut stream = protect(tcp, true).await?;
             let n = receive(&mut stream, writer, ascii, idle_timeout).await?;
             // Answer the client's close_notify with ours (clients such as ftplib wait for it).
             let _ = finish(&mut stream, idle_timeout).await;
@@ -165,6 +183,7 @@ async fn open_data(source: DataSource, timeout: Duration) -> Result<TcpStream, T
 async fn secure(
     tcp: TcpStream,
     protect: bool,
+    upload: bool,
     tls: Option<Arc<TlsContext>>,
 ) -> Result<MaybeTls, TransferError> {
     if !protect {
@@ -173,7 +192,7 @@ async fn secure(
     let Some(tls) = tls else {
         return Err(TransferError::TlsHandshake);
     };
-    tls.accept_data(tcp).await.map_err(|e| {
+    tls.accept_data(tcp, upload).await.map_err(|e| {
         tracing::info!(error = %e, "data connection TLS handshake failed");
         TransferError::TlsHandshake
     })

@@ -1,5 +1,7 @@
 //! `ferry`: serve a local folder over FTP.
 
+mod users_cli;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -7,9 +9,11 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use ferry_proto::session::{Config as SessionConfig, TlsPolicy};
+use ferry_server::auth::{UsersFile, UsersOptions};
 use ferry_server::tls::TlsConfig;
 use ferry_server::{
-    AnonymousMode, LocalStorage, PassiveConfig, Server, ServerConfig, StaticAuthenticator,
+    AnonymousMode, Authenticator, LocalStorage, PassiveConfig, Server, ServerConfig,
+    StaticAuthenticator, UsersAuthenticator,
 };
 use tracing::info;
 
@@ -30,6 +34,23 @@ struct Cli {
     /// visible in the process list; FERRY_USERS (same form, comma-separated) avoids that.
     #[arg(long = "user", value_name = "NAME:PASSWORD")]
     users: Vec<String>,
+    /// Users file (TOML, argon2id hashes, per-user homes and permissions; see docs/users.md). Re-read on
+    /// SIGHUP. Homes are relative to --root; users without a home get --root itself.
+    #[arg(long = "users", value_name = "FILE", conflicts_with_all = ["users", "anonymous"])]
+    users_file: Option<PathBuf>,
+    /// Failed logins from one address (within 15 minutes) that ban it for --ban-time; 0: no bans.
+    #[arg(long = "ban-after", value_name = "N", default_value_t = 10)]
+    ban_after: u32,
+    /// Seconds a ban (and a user-name lock) lasts.
+    #[arg(long = "ban-time", value_name = "SECS", default_value_t = 900)]
+    ban_time: u64,
+    /// Failed logins for one user name, from any addresses, that lock the name for --ban-time; 0: no
+    /// locks.
+    #[arg(long = "lock-user-after", value_name = "N", default_value_t = 30)]
+    lock_user_after: u32,
+    /// Password verifications running at once (default: half the CPUs).
+    #[arg(long = "verify-threads", value_name = "N")]
+    verify_threads: Option<usize>,
     /// Anonymous access (users `anonymous` and `ftp`): off, ro or rw. Default: ro when no user is given,
     /// off otherwise.
     #[arg(long, value_enum)]
@@ -89,6 +110,16 @@ enum Tool {
         #[arg(long = "name", default_values_t = ["localhost".to_owned(), "127.0.0.1".to_owned()])]
         names: Vec<String>,
     },
+    /// Manage a users file: add, passwd, del, enable, disable, list.
+    User {
+        #[command(subcommand)]
+        command: users_cli::UserCommand,
+    },
+    /// Print the argon2id hash of a password (read from the terminal, or one line of stdin).
+    HashPassword {
+        #[command(flatten)]
+        cost: users_cli::CostArgs,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -114,9 +145,14 @@ fn main() -> Result<()> {
         )
         // Logs go to stderr: stdout carries only the startup lines (`listening on ...`) for scripts.
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: log files are read by fail2ban and friends.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    if let Some(Tool::GenCert { cert, key, names }) = &cli.command {
-        return gen_cert(cert, key, names);
+    match &cli.command {
+        Some(Tool::GenCert { cert, key, names }) => return gen_cert(cert, key, names),
+        Some(Tool::User { command }) => return users_cli::run(command),
+        Some(Tool::HashPassword { cost }) => return users_cli::hash_password_command(cost),
+        None => {}
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -138,6 +174,9 @@ async fn serve(cli: Cli) -> Result<()> {
     let mut user_specs = cli.users.clone();
     if let Ok(env) = std::env::var("FERRY_USERS") {
         user_specs.extend(env.split(',').filter(|s| !s.is_empty()).map(str::to_owned));
+    }
+    if cli.users_file.is_some() && !user_specs.is_empty() {
+        bail!("--users cannot be combined with --user or FERRY_USERS: put every user in the file");
     }
     let anonymous = match cli.anonymous {
         Some(Anonymous::Off) => AnonymousMode::Off,
@@ -195,8 +234,80 @@ async fn serve(cli: Cli) -> Result<()> {
         ports: cli.passive_ports.as_deref().map(parse_range).transpose()?,
         address: cli.passive_address.clone(),
     };
+    config.login_limits.ban_after = cli.ban_after;
+    config.login_limits.ban_duration = std::time::Duration::from_secs(cli.ban_time.max(1));
+    config.login_limits.lock_duration = config.login_limits.ban_duration;
+    config.login_limits.lock_user_after = cli.lock_user_after;
 
+    let Some(users_path) = &cli.users_file else {
+        let access = Access {
+            anonymous: match anonymous {
+                AnonymousMode::Off => None,
+                AnonymousMode::ReadOnly => Some("read-only".to_owned()),
+                AnonymousMode::ReadWrite => Some("read-write".to_owned()),
+            },
+            names,
+            users: None,
+        };
+        return run_server(config, storage, auth, &root, access).await;
+    };
+    let mut options = UsersOptions::default();
+    if let Some(n) = cli.verify_threads {
+        options.verify_concurrency = n.max(1);
+    }
+    let users = UsersAuthenticator::open(users_path, options)
+        .with_context(|| format!("loading the users file {}", users_path.display()))?;
+    let file = users.file();
+    let access = Access {
+        anonymous: file.anonymous().filter(|a| a.enabled).map(|a| {
+            let rights = a.role.map_or_else(
+                || ferry_server::auth::users::permission_names(a.permissions).join(","),
+                |r| r.name().to_owned(),
+            );
+            match &a.home {
+                Some(home) => format!("{rights} in {}", home.display()),
+                None => rights,
+            }
+        }),
+        names: file.users().map(|(n, _)| n.to_owned()).collect(),
+        users: Some((users.clone(), file)),
+    };
+    run_server(config, storage, users, &root, access).await
+}
+
+/// Who may log in, for the startup lines; and the users file to reload on SIGHUP.
+struct Access {
+    /// What anonymous users may do, when they may log in.
+    anonymous: Option<String>,
+    names: Vec<String>,
+    users: Option<(UsersAuthenticator, std::sync::Arc<UsersFile>)>,
+}
+
+async fn run_server<A: Authenticator>(
+    config: ServerConfig,
+    storage: LocalStorage,
+    auth: A,
+    root: &std::path::Path,
+    access: Access,
+) -> Result<()> {
+    let Access {
+        anonymous,
+        names,
+        users,
+    } = access;
     let server = Server::bind(config, storage, auth)?;
+    // Listen for SIGHUP before announcing the server, so that a reload asked for right after start-up
+    // is not taken for the default action (terminate).
+    #[cfg(unix)]
+    if server.tls().is_some() || users.is_some() {
+        let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("installing the SIGHUP handler")?;
+        tokio::spawn(reload_on_hangup(
+            hup,
+            server.tls(),
+            users.as_ref().map(|(u, _)| u.clone()),
+        ));
+    }
     let addrs = server.local_addrs();
     println!("Ferry serving {}", root.display());
     for a in &addrs {
@@ -210,20 +321,20 @@ async fn serve(cli: Cli) -> Result<()> {
             "  explicit FTPS (AUTH TLS) with {}",
             tls.settings().cert.display()
         );
-        #[cfg(unix)]
-        tokio::spawn(reload_on_hangup(tls));
     }
-    match anonymous {
-        AnonymousMode::Off => {}
-        AnonymousMode::ReadOnly => {
-            println!("  anonymous: read-only (user anonymous, any password)")
+    if let Some((users, _)) = &users {
+        if let Some(path) = users.path() {
+            println!("  users from {} (reloaded on SIGHUP)", path.display());
         }
-        AnonymousMode::ReadWrite => {
-            println!("  anonymous: read-write (user anonymous, any password)")
-        }
+    }
+    if let Some(what) = anonymous {
+        println!("  anonymous: {what} (user anonymous, any password)");
     }
     for n in &names {
-        println!("  user: {n}");
+        match users.as_ref().and_then(|(_, f)| f.user(n)) {
+            Some(u) if !u.enabled => println!("  user: {n} (disabled)"),
+            _ => println!("  user: {n}"),
+        }
     }
     if let Some(a) = addrs.first() {
         let who = names
@@ -241,17 +352,32 @@ async fn serve(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-/// Re-reads the certificate and key on SIGHUP; a bad file is logged and the old one stays.
+/// Re-reads the certificate and key, and the users file, on SIGHUP; a bad file is logged and the old
+/// one stays in force. Sessions already logged in keep their accounts; new logins use the new file.
 #[cfg(unix)]
-async fn reload_on_hangup(tls: Arc<ferry_server::tls::TlsContext>) {
-    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-        return;
-    };
+async fn reload_on_hangup(
+    mut hup: tokio::signal::unix::Signal,
+    tls: Option<Arc<ferry_server::tls::TlsContext>>,
+    users: Option<UsersAuthenticator>,
+) {
     while hup.recv().await.is_some() {
-        match tls.reload() {
-            Ok(()) => info!("TLS certificate reloaded"),
-            Err(e) => {
-                tracing::error!(error = %e, "TLS reload failed; keeping the previous certificate")
+        if let Some(tls) = &tls {
+            match tls.reload() {
+                Ok(()) => info!("TLS certificate reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "TLS reload failed; keeping the previous certificate")
+                }
+            }
+        }
+        if let Some(users) = &users {
+            // Reading the file and hashing the dummy password block: keep them off the async workers.
+            let u = users.clone();
+            match tokio::task::spawn_blocking(move || u.reload()).await {
+                Ok(Ok(n)) => info!(users = n, "users file reloaded"),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "users file reload failed; keeping the previous users")
+                }
+                Err(e) => tracing::error!(error = %e, "users file reload failed"),
             }
         }
     }

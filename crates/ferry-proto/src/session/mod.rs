@@ -92,6 +92,11 @@ enum FsPending {
     Mdtm,
     Mlst(VirtualPath),
     Rnfr(VirtualPath),
+    /// RNTO by a user without OVERWRITE: the destination must not exist.
+    RntoTarget {
+        from: VirtualPath,
+        to: VirtualPath,
+    },
     StatPath(VirtualPath),
     Mfmt(VirtualPath, i64),
 }
@@ -283,11 +288,17 @@ impl Session {
     pub fn handle_input(&mut self, now: Duration, mut input: &[u8]) -> usize {
         let total = input.len();
         while !input.is_empty() && self.accepting_input() {
+            let transferring = self.is_transferring();
             let (n, event) = self.lines.feed(input);
             input = &input[n..];
             let Some(event) = event else { continue };
             self.last_activity = now;
             match event {
+                LineEvent::TooLong if transferring => {
+                    // Answered in turn after the transfer like any other command: an empty line
+                    // waits its turn and gets 500 then.
+                    self.handle_line(now, &[]);
+                }
                 LineEvent::TooLong => {
                     let max = self.config.max_line;
                     self.out.push_back(Output::Reply(Reply::new(
@@ -466,6 +477,13 @@ impl Session {
                         return s.reply(
                             ReplyCode::NAME_NOT_ALLOWED,
                             "Cannot move a directory into itself",
+                        );
+                    }
+                    if !perms.contains(Permissions::OVERWRITE) && to != from {
+                        // Replacing an existing file is an overwrite: look first.
+                        return s.fs(
+                            FsRequest::Metadata(to.clone()),
+                            FsPending::RntoTarget { from, to },
                         );
                     }
                     s.fs(
@@ -667,26 +685,43 @@ impl Session {
 
     fn auth_tls(&mut self, mech: &str) {
         if !self.config.tls.enabled {
-            return self.reply(ReplyCode::NOT_IMPLEMENTED, "TLS is not configured on this server");
+            return self.reply(
+                ReplyCode::NOT_IMPLEMENTED,
+                "TLS is not configured on this server",
+            );
         }
         let mech = mech.trim();
-        let known = ["TLS", "SSL", "TLS-C", "TLS-P"].iter().any(|m| mech.eq_ignore_ascii_case(m));
+        let known = ["TLS", "SSL", "TLS-C", "TLS-P"]
+            .iter()
+            .any(|m| mech.eq_ignore_ascii_case(m));
         if !known {
-            return self.reply(ReplyCode::NOT_IMPLEMENTED_FOR_PARAMETER, "Unsupported mechanism; use AUTH TLS");
+            return self.reply(
+                ReplyCode::NOT_IMPLEMENTED_FOR_PARAMETER,
+                "Unsupported mechanism; use AUTH TLS",
+            );
         }
         if self.control_tls {
-            return self.reply(ReplyCode::BAD_SEQUENCE, "The control connection is already protected");
+            return self.reply(
+                ReplyCode::BAD_SEQUENCE,
+                "The control connection is already protected",
+            );
         }
         // RFC 4217 §4: a new security exchange resets the login.
         self.login = Login::AwaitUser;
-        self.reply(ReplyCode::AUTH_OK, "AUTH TLS successful, start TLS handshake");
+        self.reply(
+            ReplyCode::AUTH_OK,
+            "AUTH TLS successful, start TLS handshake",
+        );
         self.wait = Wait::Tls;
         self.action(Action::StartTls);
     }
 
     fn pbsz(&mut self, size: &str) {
         if !self.control_tls {
-            return self.reply(ReplyCode::BAD_SEQUENCE, "PBSZ needs a protected control connection (AUTH TLS)");
+            return self.reply(
+                ReplyCode::BAD_SEQUENCE,
+                "PBSZ needs a protected control connection (AUTH TLS)",
+            );
         }
         if !size.trim().bytes().all(|b| b.is_ascii_digit()) || size.trim().is_empty() {
             return self.reply(ReplyCode::BAD_ARGUMENTS, "PBSZ wants a number");
@@ -697,7 +732,10 @@ impl Session {
 
     fn prot(&mut self, level: &str) {
         if !self.control_tls || !self.pbsz {
-            return self.reply(ReplyCode::BAD_SEQUENCE, "PROT needs AUTH TLS and PBSZ first");
+            return self.reply(
+                ReplyCode::BAD_SEQUENCE,
+                "PROT needs AUTH TLS and PBSZ first",
+            );
         }
         match level.trim().to_ascii_uppercase().as_str() {
             "P" => {
@@ -706,13 +744,22 @@ impl Session {
             }
             "C" => {
                 if self.config.tls.require_data && !self.anonymous_exempt() {
-                    return self.reply(ReplyCode::DENIED_FOR_POLICY, "PROT C refused: data connections must be protected");
+                    return self.reply(
+                        ReplyCode::DENIED_FOR_POLICY,
+                        "PROT C refused: data connections must be protected",
+                    );
                 }
                 self.prot_private = false;
                 self.reply(ReplyCode::OK, "Protection level set to Clear");
             }
-            "S" | "E" => self.reply(ReplyCode::PROT_NOT_SUPPORTED, "Only PROT C and PROT P are supported"),
-            _ => self.reply(ReplyCode::NOT_IMPLEMENTED_FOR_PARAMETER, "Unknown protection level"),
+            "S" | "E" => self.reply(
+                ReplyCode::PROT_NOT_SUPPORTED,
+                "Only PROT C and PROT P are supported",
+            ),
+            _ => self.reply(
+                ReplyCode::NOT_IMPLEMENTED_FOR_PARAMETER,
+                "Unknown protection level",
+            ),
         }
     }
 
@@ -842,6 +889,13 @@ impl Session {
     }
 
     fn transfer(&mut self, kind: TransferKind) {
+        if self.config.tls.require_data && !self.prot_private && !self.anonymous_exempt() {
+            // RFC 4217 §9: the policy demands PROT P for data connections.
+            return self.reply(
+                ReplyCode::PROT_REQUIRED,
+                "Data connections must be protected: use PBSZ 0 and PROT P",
+            );
+        }
         let Some(endpoint) = self.data.take() else {
             return self.reply(
                 ReplyCode::CANT_OPEN_DATA,
@@ -969,6 +1023,14 @@ impl Session {
                 self.reply(ReplyCode::LOGGED_IN, &text);
                 self.resume_deferred(now);
             }
+            Err(AuthError::TooManySessions) => {
+                // Right credentials: not a failed login, and no delay.
+                self.reply(
+                    ReplyCode::NOT_LOGGED_IN,
+                    "Too many sessions for this user, try again later",
+                );
+                self.resume_deferred(now);
+            }
             Err(_) => {
                 self.failed_logins = self.failed_logins.saturating_add(1);
                 let exp = self.failed_logins.saturating_sub(1).min(16);
@@ -987,6 +1049,12 @@ impl Session {
     }
 
     fn fs_done(&mut self, pending: FsPending, result: Result<FsResponse, FsError>) {
+        let pending = match pending {
+            FsPending::RntoTarget { from, to } => {
+                return self.rnto_target_checked(from, to, result)
+            }
+            other => other,
+        };
         let response = match result {
             Ok(r) => r,
             Err(e) => {
@@ -1071,6 +1139,31 @@ impl Session {
                 )));
             }
             _ => self.reply(ReplyCode::LOCAL_ERROR, "Unexpected storage response"),
+        }
+        self.resume_deferred(self.last_activity);
+    }
+
+    /// RNTO without OVERWRITE: renames only if the destination does not exist (RFC 959 §4.1.3). Another
+    /// session could create the destination between the check and the rename; the storage's rename
+    /// would then replace it.
+    fn rnto_target_checked(
+        &mut self,
+        from: VirtualPath,
+        to: VirtualPath,
+        result: Result<FsResponse, FsError>,
+    ) {
+        match result {
+            Err(FsError::NotFound) => {
+                return self.fs(
+                    FsRequest::Rename { from, to },
+                    FsPending::Done("Rename successful"),
+                )
+            }
+            Ok(_) => self.reply(
+                ReplyCode::FILE_UNAVAILABLE,
+                "Permission denied: the destination exists and may not be overwritten",
+            ),
+            Err(e) => self.out.push_back(Output::Reply(e.reply())),
         }
         self.resume_deferred(self.last_activity);
     }
@@ -1179,5 +1272,7 @@ fn canonical(ip: IpAddr) -> IpAddr {
     ip.to_canonical()
 }
 
+#[cfg(test)]
+mod permission_tests;
 #[cfg(test)]
 mod tests;

@@ -20,7 +20,7 @@ impl Permissions {
     pub const READ: Self = Self(1 << 1);
     /// STOR/STOU of a new file.
     pub const WRITE: Self = Self(1 << 2);
-    /// STOR over an existing file, MFMT.
+    /// STOR over an existing file, RNTO onto an existing name, MFMT.
     pub const OVERWRITE: Self = Self(1 << 3);
     /// APPE and STOR after REST (resume).
     pub const APPEND: Self = Self(1 << 4);
@@ -69,7 +69,7 @@ impl Permissions {
         };
         if dir {
             add(Self::WRITE, 'c');
-            add(Self::DELETE, 'd');
+            add(Self::RMDIR, 'd');
             add(Self::NONE, 'e');
             add(Self::RENAME, 'f');
             add(Self::LIST, 'l');
@@ -361,6 +361,9 @@ pub enum AuthError {
     Invalid,
     /// The authentication backend failed.
     Unavailable,
+    /// The credentials are right but the account may not open another session now (its maximum
+    /// number of sessions is reached): 530 at once, not counted as a failed login.
+    TooManySessions,
 }
 
 /// Work the driver must do for the session.

@@ -1,22 +1,96 @@
-//! Authentication: the [`Authenticator`] trait and a simple in-memory backend.
+//! Authentication: the [`Authenticator`] trait, an in-memory backend for quick starts
+//! ([`StaticAuthenticator`]), the users-file backend ([`UsersAuthenticator`]) and the brute-force
+//! limiter the server applies to every backend ([`LoginLimiter`]).
+//!
+//! An authenticator answers one question: given a name, a password and the client's address, who is
+//! this and what may they do? The answer, an [`Account`], carries the protocol-level [`Grant`] and a
+//! *home*: the location, in the server's storage, that becomes the user's `/`. The server (not the
+//! authenticator) turns the home into a storage with [`Storage::open_home`](crate::Storage::open_home),
+//! so an authenticator stays independent of the storage backend, and the server can refuse a home it
+//! cannot open without the authenticator knowing how storage works.
+
+mod cidr;
+pub mod limiter;
+pub mod users;
 
 use std::collections::HashMap;
+use std::fmt;
 use std::future::Future;
+use std::net::IpAddr;
+use std::path::PathBuf;
 
 use ferry_proto::session::{AuthError, Grant, Permissions};
 
+pub use cidr::{Cidr, CidrError};
+pub use limiter::{Check, Failure, LoginLimiter, LoginLimits};
+pub use users::{UsersAuthenticator, UsersFile, UsersFileError, UsersOptions};
+
+/// A login attempt: the name and password the client sent, and where it came from.
+#[derive(Clone, Copy)]
+pub struct Credentials<'a> {
+    /// The name sent with USER.
+    pub user: &'a str,
+    /// The password sent with PASS.
+    pub password: &'a str,
+    /// The client's IP address (of the control connection).
+    pub peer: IpAddr,
+}
+
+impl fmt::Debug for Credentials<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .field("peer", &self.peer)
+            .finish()
+    }
+}
+
+/// Who logged in, and what they get.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    /// The account's name, used to count its sessions (`anonymous` for both anonymous names).
+    pub user: String,
+    /// What the user may do.
+    pub grant: Grant,
+    /// The user's root: `None` for the server's storage root as it is, or a location that the server
+    /// opens with [`Storage::open_home`](crate::Storage::open_home) (for [`LocalStorage`](crate::LocalStorage):
+    /// a relative path inside the server root, or an absolute path on the host).
+    pub home: Option<PathBuf>,
+    /// Sessions this account may have open at once; `None` for no limit of its own. A login beyond it
+    /// gets `530` at once and does not count as a failed login.
+    pub max_sessions: Option<usize>,
+}
+
+impl Account {
+    /// An account named `user` with `permissions`, rooted at the server root, without a session limit.
+    pub fn new(user: &str, permissions: Permissions) -> Self {
+        Self {
+            user: user.to_owned(),
+            grant: Grant { permissions },
+            home: None,
+            max_sessions: None,
+        }
+    }
+}
+
 /// Checks credentials and decides what a user may do.
+///
+/// The server wraps every call in its [`LoginLimiter`] (delays, bans) and opens the account's home;
+/// an implementation only verifies. It should take the same time for unknown and known names, and run
+/// expensive work (password hashing) off the async worker threads, bounded, as
+/// [`UsersAuthenticator`] does.
 pub trait Authenticator: Send + Sync + 'static {
-    /// Verifies `user`/`password`.
+    /// Verifies a login attempt.
     ///
     /// # Errors
-    /// [`AuthError::Invalid`] for unknown users and wrong passwords alike (no user enumeration),
-    /// [`AuthError::Unavailable`] when the backend cannot answer.
+    /// [`AuthError::Invalid`] for unknown users, wrong passwords, disabled accounts and addresses an
+    /// account does not accept, alike (no user enumeration); [`AuthError::Unavailable`] when the
+    /// backend cannot answer.
     fn authenticate(
         &self,
-        user: &str,
-        password: &str,
-    ) -> impl Future<Output = Result<Grant, AuthError>> + Send;
+        credentials: Credentials<'_>,
+    ) -> impl Future<Output = Result<Account, AuthError>> + Send;
 }
 
 /// What anonymous users (`anonymous` or `ftp`, any password) may do.
@@ -55,29 +129,30 @@ impl StaticAuthenticator {
 }
 
 impl Authenticator for StaticAuthenticator {
-    async fn authenticate(&self, user: &str, password: &str) -> Result<Grant, AuthError> {
+    async fn authenticate(&self, credentials: Credentials<'_>) -> Result<Account, AuthError> {
+        let Credentials { user, password, .. } = credentials;
         if let Some(expected) = self.users.get(user) {
             return if constant_time_eq(expected.as_bytes(), password.as_bytes()) {
-                Ok(Grant {
-                    permissions: Permissions::ALL,
-                })
+                Ok(Account::new(user, Permissions::ALL))
             } else {
                 Err(AuthError::Invalid)
             };
         }
         // Compare against a dummy so unknown users cost the same time as known ones.
         let _ = constant_time_eq(b"ferry-dummy-password", password.as_bytes());
-        let anonymous = user.eq_ignore_ascii_case("anonymous") || user.eq_ignore_ascii_case("ftp");
-        match (anonymous, self.anonymous) {
-            (true, AnonymousMode::ReadOnly) => Ok(Grant {
-                permissions: Permissions::READ_ONLY,
-            }),
-            (true, AnonymousMode::ReadWrite) => Ok(Grant {
-                permissions: Permissions::ALL,
-            }),
+        match (is_anonymous(user), self.anonymous) {
+            (true, AnonymousMode::ReadOnly) => {
+                Ok(Account::new("anonymous", Permissions::READ_ONLY))
+            }
+            (true, AnonymousMode::ReadWrite) => Ok(Account::new("anonymous", Permissions::ALL)),
             _ => Err(AuthError::Invalid),
         }
     }
+}
+
+/// True for the names that log in anonymously (`anonymous` and `ftp`, any case).
+pub fn is_anonymous(user: &str) -> bool {
+    user.eq_ignore_ascii_case("anonymous") || user.eq_ignore_ascii_case("ftp")
 }
 
 /// Compares two byte strings in time that depends only on their lengths.
@@ -93,33 +168,49 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 mod tests {
     use super::*;
 
+    fn creds<'a>(user: &'a str, password: &'a str) -> Credentials<'a> {
+        Credentials {
+            user,
+            password,
+            peer: IpAddr::from([127, 0, 0, 1]),
+        }
+    }
+
     #[tokio::test]
     async fn users_and_anonymous() {
         let mut a = StaticAuthenticator::new(AnonymousMode::ReadOnly);
         a.add_user("bob", "secret");
         assert_eq!(
-            a.authenticate("bob", "secret").await,
-            Ok(Grant {
-                permissions: Permissions::ALL
-            })
+            a.authenticate(creds("bob", "secret")).await,
+            Ok(Account::new("bob", Permissions::ALL))
         );
         assert_eq!(
-            a.authenticate("bob", "secreT").await,
-            Err(AuthError::Invalid)
-        );
-        assert_eq!(a.authenticate("bob", "").await, Err(AuthError::Invalid));
-        assert_eq!(
-            a.authenticate("eve", "secret").await,
+            a.authenticate(creds("bob", "secreT")).await,
             Err(AuthError::Invalid)
         );
         assert_eq!(
-            a.authenticate("anonymous", "me@x").await,
-            Ok(Grant {
-                permissions: Permissions::READ_ONLY
-            })
+            a.authenticate(creds("bob", "")).await,
+            Err(AuthError::Invalid)
+        );
+        assert_eq!(
+            a.authenticate(creds("eve", "secret")).await,
+            Err(AuthError::Invalid)
+        );
+        assert_eq!(
+            a.authenticate(creds("FTP", "me@x")).await,
+            Ok(Account::new("anonymous", Permissions::READ_ONLY))
         );
         let off = StaticAuthenticator::new(AnonymousMode::Off);
-        assert_eq!(off.authenticate("ftp", "").await, Err(AuthError::Invalid));
+        assert_eq!(
+            off.authenticate(creds("ftp", "")).await,
+            Err(AuthError::Invalid)
+        );
+    }
+
+    #[test]
+    fn credentials_debug_hides_the_password() {
+        let text = format!("{:?}", creds("bob", "hunter2"));
+        assert!(text.contains("bob") && !text.contains("hunter2"), "{text}");
     }
 
     #[test]

@@ -251,6 +251,24 @@ impl Storage for LocalStorage {
         })
         .await
     }
+
+    /// A relative `home` is opened inside this root through the jail (`..`, absolute symlinks and
+    /// symlinks leading out are refused); an absolute one is opened as a new root with ambient
+    /// authority, since the administrator chose it. Either way the result is jailed at the home.
+    async fn open_home(&self, home: &Path) -> Result<Self, StorageError> {
+        let home = home.to_owned();
+        if home.is_absolute() {
+            return match tokio::task::spawn_blocking(move || Self::open(&home)).await {
+                Ok(result) => result,
+                Err(err) => Err(StorageError::new(
+                    StorageErrorKind::Io,
+                    format!("storage task failed: {err}"),
+                )),
+            };
+        }
+        self.blocking(move |root| Ok(Self::from_dir(root.open_dir(&home)?)))
+            .await
+    }
 }
 
 /// The `cap-std` path for a virtual path: relative to the root, `.` for the root itself.

@@ -338,6 +338,38 @@ pub trait Storage: Send + Sync + 'static {
         path: &VirtualPath,
         unix_secs: i64,
     ) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// A storage for one user, rooted at `home`: the per-session storage of an account whose
+    /// [`Account::home`](crate::auth::Account::home) is set.
+    ///
+    /// This is how per-user homes work without the authenticator knowing about storage: the server keeps
+    /// one storage (its root), and derives each session's from it at login. A backend decides what a
+    /// home means; for [`LocalStorage`] a relative path is a directory inside this storage's root
+    /// (opened through the jail, so it cannot lead outside) and an absolute path is a directory of the
+    /// host, as the administrator wrote it. The derived storage is a jail of its own: nothing above
+    /// `home` is reachable from it.
+    ///
+    /// The default refuses every home with [`StorageErrorKind::Unsupported`].
+    ///
+    /// # Errors
+    /// [`StorageErrorKind::NotFound`] or [`StorageErrorKind::NotADirectory`] if the home is missing or
+    /// not a directory, [`StorageErrorKind::PermissionDenied`] if a relative home leads outside the
+    /// root, and other kinds as the backend reports them.
+    fn open_home(
+        &self,
+        home: &std::path::Path,
+    ) -> impl Future<Output = Result<Self, StorageError>> + Send
+    where
+        Self: Sized,
+    {
+        let _ = home;
+        async {
+            Err(StorageError::new(
+                StorageErrorKind::Unsupported,
+                "this storage has no per-user homes",
+            ))
+        }
+    }
 }
 
 #[cfg(test)]
