@@ -56,28 +56,39 @@ impl PortPool {
                 _permit: None,
             });
         };
-        let permit = tokio::time::timeout(wait, Arc::clone(&self.permits).acquire_owned())
+        let deadline = tokio::time::Instant::now() + wait;
+        let permit = tokio::time::timeout_at(deadline, Arc::clone(&self.permits).acquire_owned())
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no passive port free"))?
             .map_err(|_| io::Error::other("port pool closed"))?;
         let (lo, count) = (*range.start(), range.clone().count());
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut last = io::Error::new(io::ErrorKind::AddrInUse, "no passive port free");
-        for i in 0..count {
-            let offset = u16::try_from((start + i) % count).unwrap_or(0);
-            match listen(SocketAddr::new(ip, lo.saturating_add(offset))) {
-                Ok(listener) => {
-                    return Ok(PassiveListener {
-                        listener,
-                        _permit: Some(permit),
-                    })
+        loop {
+            // A port whose last data connection is still closing cannot be listened on for a moment,
+            // even with SO_REUSEADDR; another port of the range, or the same one shortly, will do.
+            let start = self.next.fetch_add(1, Ordering::Relaxed);
+            let mut last = io::Error::new(io::ErrorKind::AddrInUse, "no passive port free");
+            for i in 0..count {
+                let offset = u16::try_from((start + i) % count).unwrap_or(0);
+                match listen(SocketAddr::new(ip, lo.saturating_add(offset))) {
+                    Ok(listener) => {
+                        return Ok(PassiveListener {
+                            listener,
+                            _permit: Some(permit),
+                        })
+                    }
+                    Err(e) => last = e,
                 }
-                Err(e) => last = e,
             }
+            if tokio::time::Instant::now() + BIND_RETRY > deadline {
+                return Err(last);
+            }
+            tokio::time::sleep(BIND_RETRY).await;
         }
-        Err(last)
     }
 }
+
+/// Pause between two rounds of binding attempts over a busy passive range.
+const BIND_RETRY: Duration = Duration::from_millis(20);
 
 impl PassiveListener {
     /// The bound address.
@@ -177,12 +188,14 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         // The only port is taken: a second bind times out.
         assert!(pool.bind(ip, Duration::from_millis(100)).await.is_err());
-        // Accepting releases it.
+        // Accept, then release it.
         let addr = first.local_addr().unwrap_or_else(|e| panic!("{e}"));
         let client = tokio::spawn(async move { TcpStream::connect(addr).await });
         let stream = first.accept_from(ip, Duration::from_secs(2)).await;
         assert!(stream.is_ok());
         assert!(client.await.is_ok());
+        // Dropping the listener releases the port.
+        drop(first);
         assert!(pool.bind(ip, Duration::from_secs(1)).await.is_ok());
     }
 }
