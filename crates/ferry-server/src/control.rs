@@ -14,18 +14,25 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
+use crate::activity::TransferInfo;
 use crate::auth::{Account, Authenticator, Check, Credentials, LoginLimiter};
 use crate::config::ServerConfig;
 use crate::data::PortPool;
+use crate::metrics::LoginOutcome;
 use crate::storage::Storage;
 use crate::stream::MaybeTls;
 use crate::tls::TlsContext;
 use crate::transfer::{self, fs_error, DataSource, Job, Ready};
+use crate::upload::{self, UploadPolicy};
 
 /// How long a passive port stays open after the transfer it was opened for failed without using it.
 const PASSIVE_LINGER: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// How long a closing session waits for its cancelled transfer to clean up (close its files, remove
+/// an atomic upload's temporary file) before aborting the task.
+const TRANSFER_CLEANUP: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Shutdown phases broadcast to every session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -50,15 +57,19 @@ pub(crate) struct Shared<S, A> {
     pub limiter: LoginLimiter,
     /// Sessions logged in per account name.
     pub user_sessions: Arc<Mutex<HashMap<String, usize>>>,
+    /// Limits and session settings that a reload may change for new sessions.
+    pub live: Arc<crate::reload::Live>,
 }
 
 /// A transfer task and its handshake with the driver.
 struct Running {
     ready: Option<oneshot::Receiver<Ready>>,
     go: Option<oneshot::Sender<()>>,
+    /// Cancels the transfer (ABOR, teardown); it then cleans up and reports `Aborted`.
+    cancel: Option<oneshot::Sender<()>>,
     handle: JoinHandle<Result<u64, TransferError>>,
-    started: Instant,
-    what: String,
+    /// What it moves, for its log line, xferlog line and metrics.
+    info: TransferInfo,
 }
 
 /// Drives one control connection until it closes.
@@ -73,13 +84,19 @@ pub(crate) struct ControlDriver<S: Storage, A: Authenticator> {
     storage: Arc<S>,
     /// The logged-in account's share of its session count; released when the session logs out.
     account: Option<UserGuard>,
+    /// How this session's uploads are written: the server's policy with the account's overrides.
+    upload: UploadPolicy,
     /// Bytes read but not yet consumed by the session (usually empty).
     pending: Vec<u8>,
     wbuf: Vec<u8>,
     passive: Option<(oneshot::Receiver<io::Result<TcpStream>>, JoinHandle<()>)>,
     transfer: Option<Running>,
     shutdown: watch::Receiver<Phase>,
+    /// The shutdown sender is gone (the server stopped waiting); the phase no longer changes.
+    shutdown_gone: bool,
     closing: bool,
+    /// The command being answered and when it started, until its first reply (latency metrics).
+    command: Option<(&'static str, Instant)>,
 }
 
 impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
@@ -91,7 +108,7 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
         shutdown: watch::Receiver<Phase>,
     ) -> Self {
         let now = shared.epoch.elapsed();
-        let mut session = Session::new(Arc::clone(&shared.config.session), now, local, peer);
+        let mut session = Session::new(shared.live.session(), now, local, peer);
         if stream.is_tls() {
             session.set_implicit_tls();
         }
@@ -99,6 +116,7 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
         Self {
             storage: Arc::clone(&shared.storage),
             account: None,
+            upload: shared.config.uploads,
             shared,
             stream: Some(stream),
             peer,
@@ -109,7 +127,9 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
             passive: None,
             transfer: None,
             shutdown,
+            shutdown_gone: false,
             closing: false,
+            command: None,
         }
     }
 
@@ -180,12 +200,25 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
                 event = transfer_event(&mut self.transfer) => {
                     let now = self.now();
                     let completion = match event {
-                        TransferEvent::Ready(r) => Completion::TransferReady { created: r.created, size: r.size },
-                        TransferEvent::Done(result) => Completion::TransferDone(result),
+                        TransferEvent::Ready(r) => {
+                            if let (Some(created), Some(t)) = (&r.created, self.transfer.as_mut()) {
+                                t.info.path = created.as_str().to_owned();
+                            }
+                            Completion::TransferReady { created: r.created, size: r.size }
+                        }
+                        TransferEvent::Done(result, info) => {
+                            if let Some(info) = info {
+                                self.record_transfer(&info, &result);
+                            }
+                            Completion::TransferDone(result)
+                        }
                     };
                     self.session.handle_completion(now, completion);
                 }
-                _ = self.shutdown.changed() => {}
+                r = self.shutdown.changed(), if !self.shutdown_gone => {
+                    // The server dropped its sender: no more phases will come; stop polling it.
+                    self.shutdown_gone = r.is_err();
+                }
             }
         }
     }
@@ -195,8 +228,19 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
         while let Some(out) = self.session.poll_output() {
             match out {
                 Output::Reply(reply) => {
-                    debug!(peer = %self.peer, code = reply.code().as_u16(), text = %reply.lines()[0], "reply");
+                    let code = reply.code().as_u16();
+                    debug!(code, text = %reply.lines()[0], "reply");
+                    if let Some(m) = &self.shared.config.metrics {
+                        m.reply(code);
+                        if let Some((verb, at)) = self.command.take() {
+                            m.command(verb, at.elapsed());
+                        }
+                    }
                     reply.encode(&mut self.wbuf);
+                }
+                Output::Command { verb, arg } => {
+                    debug!(verb, arg = %arg, "command");
+                    self.command = Some((verb, Instant::now()));
                 }
                 Output::Action(action) => {
                     self.flush().await?;
@@ -255,7 +299,9 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
                 self.close_data();
                 if let Some(t) = &mut self.transfer {
                     t.ready = None;
-                    t.handle.abort();
+                    if let Some(cancel) = t.cancel.take() {
+                        let _ = cancel.send(());
+                    }
                 }
             }
             Action::CloseData => self.close_data(),
@@ -279,7 +325,10 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
         let shared = Arc::clone(&self.shared);
         let ip = self.peer.ip();
         let result = match shared.limiter.check(ip, user, Instant::now()) {
-            Check::Banned => return self.refuse_banned(),
+            Check::Banned => {
+                self.count_login(LoginOutcome::Failure);
+                return self.refuse_banned();
+            }
             // A locked name is refused without looking at the password.
             Check::Locked => Err(AuthError::Invalid),
             Check::Allowed => {
@@ -301,11 +350,18 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
         match result {
             Ok(_) => {
                 shared.limiter.record_success(ip, user);
+                // From now on every line of the session names its user.
+                tracing::Span::current().record("user", user);
                 info!(peer = %self.peer, user = ?user, "login");
+                self.count_login(LoginOutcome::Success);
             }
             Err(AuthError::Invalid) => {
+                self.count_login(LoginOutcome::Failure);
                 let failure = shared.limiter.record_failure(ip, user, Instant::now());
                 if failure.banned {
+                    if let Some(m) = &self.shared.config.metrics {
+                        m.ban();
+                    }
                     return self.refuse_banned();
                 }
                 if !failure.delay.is_zero() {
@@ -315,11 +371,34 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
                     }
                 }
             }
-            Err(e) => info!(peer = %self.peer, user = ?user, error = ?e, "login refused"),
+            Err(e) => {
+                info!(peer = %self.peer, user = ?user, error = ?e, "login refused");
+                self.count_login(if e == AuthError::TooManySessions {
+                    LoginOutcome::Refused
+                } else {
+                    LoginOutcome::Error
+                });
+            }
         }
         let now = self.now();
         self.session
             .handle_completion(now, Completion::Auth(result));
+    }
+
+    fn count_login(&self, outcome: LoginOutcome) {
+        if let Some(m) = &self.shared.config.metrics {
+            m.login(outcome);
+        }
+    }
+
+    /// Logs a finished transfer, writes its xferlog line and counts it.
+    fn record_transfer(&self, info: &TransferInfo, result: &Result<u64, TransferError>) {
+        info.finish(
+            &self.shared.config,
+            result,
+            self.peer.ip(),
+            self.session.user(),
+        );
     }
 
     fn refuse_banned(&mut self) {
@@ -346,6 +425,11 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
         };
         self.storage = storage;
         self.account = Some(guard);
+        self.upload = self
+            .shared
+            .config
+            .uploads
+            .with_overrides(account.upload_mode, account.partial_uploads);
         Ok(account.grant)
     }
 
@@ -374,10 +458,15 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
     }
 
     async fn fs(&self, req: FsRequest) -> Result<FsResponse, ferry_proto::session::FsError> {
+        // The temporary files of atomic uploads are invisible to clients.
+        upload::check_request(&req)?;
         let st = &self.storage;
         let r = match req {
             FsRequest::Metadata(p) => st.metadata(&p).await.map(FsResponse::Metadata),
-            FsRequest::List(p) => st.list(&p).await.map(FsResponse::Entries),
+            FsRequest::List(p) => st.list(&p).await.map(|mut entries| {
+                upload::hide_temps(&mut entries);
+                FsResponse::Entries(entries)
+            }),
             FsRequest::CreateDir(p) => st.create_dir(&p).await.map(|()| FsResponse::Done),
             FsRequest::RemoveDir(p) => st.remove_dir(&p).await.map(|()| FsResponse::Done),
             FsRequest::RemoveFile(p) => st.remove_file(&p).await.map(|()| FsResponse::Done),
@@ -390,8 +479,19 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
                 .map(|()| FsResponse::Done),
         };
         r.map_err(|e| {
-            debug!(peer = %self.peer, error = %e, "storage error");
-            fs_error(&e)
+            let kind = fs_error(&e);
+            // Failures of the host (not of the client's request) are worth an administrator's look.
+            if matches!(
+                kind,
+                ferry_proto::session::FsError::Other
+                    | ferry_proto::session::FsError::NoSpace
+                    | ferry_proto::session::FsError::PermissionDenied
+            ) {
+                info!(error = %e, "storage error");
+            } else {
+                debug!(peer = %self.peer, error = %e, "storage error");
+            }
+            kind
         })
     }
 
@@ -418,7 +518,10 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
         let (mut tx, rx) = oneshot::channel();
         let peer_ip = self.peer.ip();
         let timeout = limits.data_connect_timeout;
+        let in_use = self.shared.config.metrics.as_ref().map(|m| m.passive_port());
         let task = tokio::spawn(async move {
+            // Counted as in use until the listener goes, with this task (also when it is aborted).
+            let _in_use = in_use;
             // Stop as soon as no transfer can use the connection (the transfer failed before it needed
             // one and dropped the receiver), so the port goes back to the pool now, not at the timeout.
             let accepted = tokio::select! {
@@ -436,7 +539,7 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
                 }
             }
             drop(listener);
-        });
+        }.in_current_span());
         self.passive = Some((rx, task));
         Some(SocketAddr::new(advertise, port))
     }
@@ -479,7 +582,8 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
         };
         let (ready_tx, ready_rx) = oneshot::channel();
         let (go_tx, go_rx) = oneshot::channel();
-        let what = format!("{:?}", request.kind);
+        let (cancel_tx, cancel_rx) = oneshot::channel();
+        let info = TransferInfo::new(&request.kind, request.ascii);
         let limits = &self.shared.config.limits;
         let job = Job {
             storage: Arc::clone(&self.storage),
@@ -490,21 +594,35 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
             ready: ready_tx,
             go: go_rx,
             tls: self.shared.tls.clone(),
+            upload: self.upload,
+            progress: Arc::clone(&info.progress),
         };
-        let handle = tokio::spawn(transfer::run(job));
+        let handle = tokio::spawn(transfer::run(job, cancel_rx).in_current_span());
         self.transfer = Some(Running {
             ready: Some(ready_rx),
             go: Some(go_tx),
+            cancel: Some(cancel_tx),
             handle,
-            started: Instant::now(),
-            what,
+            info,
         });
     }
 
     async fn teardown(&mut self) {
         self.close_data();
-        if let Some(t) = self.transfer.take() {
-            t.handle.abort();
+        if let Some(mut t) = self.transfer.take() {
+            // Cancel and let the transfer clean up (a partial upload must not outlive the session);
+            // abort only a transfer that does not finish cleaning up in time.
+            drop(t.cancel.take());
+            let done = tokio::time::timeout(TRANSFER_CLEANUP, &mut t.handle).await;
+            if done.is_err() {
+                warn!(peer = %self.peer, "transfer did not stop in time; aborting it");
+                t.handle.abort();
+            }
+            let result = match done {
+                Ok(Ok(r)) => r,
+                _ => Err(TransferError::Aborted),
+            };
+            self.record_transfer(&t.info, &result);
         }
         let _ = self.flush().await;
         if let Some(stream) = self.stream.as_mut() {
@@ -591,7 +709,8 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 /// What a running transfer reports to the driver.
 enum TransferEvent {
     Ready(Ready),
-    Done(Result<u64, TransferError>),
+    /// The result, and the transfer's description unless it was already gone.
+    Done(Result<u64, TransferError>, Option<TransferInfo>),
 }
 
 /// The next event of the running transfer; pending forever when there is none.
@@ -608,23 +727,10 @@ async fn transfer_event(t: &mut Option<Running>) -> TransferEvent {
         // The task ended before it was ready: its result explains why.
     }
     let done = (&mut running.handle).await;
-    TransferEvent::Done(finish_running(t, done))
-}
-
-fn finish_running(
-    t: &mut Option<Running>,
-    done: Result<Result<u64, TransferError>, tokio::task::JoinError>,
-) -> Result<u64, TransferError> {
     let result = match done {
         Ok(r) => r,
         Err(_) => Err(TransferError::Aborted),
     };
-    if let Some(running) = t.take() {
-        let secs = running.started.elapsed().as_secs_f64();
-        match &result {
-            Ok(n) => info!(transfer = %running.what, bytes = n, secs, "transfer complete"),
-            Err(e) => info!(transfer = %running.what, error = ?e, secs, "transfer failed"),
-        }
-    }
-    result
+    TransferEvent::Done(result, t.take().map(|running| running.info))
 }
+
