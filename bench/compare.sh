@@ -237,9 +237,16 @@ start_server() { # name plain|tls
 stop_server() {
     kill -TERM -- "-$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
-    # Stragglers of the group (vsftpd session processes) get a moment, then KILL.
+    # Stragglers of the group (vsftpd session processes) get a moment, then KILL; the next run starts
+    # only once all of them are gone (reaping 20,000 processes takes a while and loads the CPUs).
     sleep 0.2
     kill -KILL -- "-$SERVER_PID" 2>/dev/null || true
+    local i
+    for ((i = 0; i < 600; i++)); do
+        pgrep -g "$SERVER_PID" >/dev/null || break
+        sleep 0.1
+    done
+    sleep 1
     local keep=() p
     for p in "${PIDS[@]}"; do [[ $p == "$SERVER_PID" ]] || keep+=("$p"); done
     PIDS=("${keep[@]}")
@@ -347,8 +354,13 @@ done
 log "done in $((SECONDS - started)) s"
 cut -d' ' -f1-3 /proc/loadavg >"$OUT/load-end.txt"
 
-plot_args=("$OUT")
 if [[ ${BENCH_DOCS:-0} == 1 ]]; then
-    plot_args+=(--charts "$REPO/docs/bench" --update-docs "$REPO/docs/benchmarks.md")
+    # The docs keep the raw results of the run they show.
+    rm -rf "$REPO/docs/bench/results"
+    mkdir -p "$REPO/docs/bench/results"
+    cp "$OUT"/*.json "$OUT/load-end.txt" "$REPO/docs/bench/results/"
+    python3 "$REPO/bench/plot.py" "$REPO/docs/bench/results" --charts "$REPO/docs/bench" \
+        --update-docs "$REPO/docs/benchmarks.md"
+else
+    python3 "$REPO/bench/plot.py" "$OUT"
 fi
-python3 "$REPO/bench/plot.py" "${plot_args[@]}"
