@@ -9,6 +9,7 @@
 
 mod ftp;
 mod procmem;
+mod soak;
 mod stats;
 mod tls;
 mod workloads;
@@ -175,6 +176,10 @@ impl Report {
 }
 
 fn main() -> std::process::ExitCode {
+    // `ferry-bench soak ...`: the reliability soak, with options of its own (see soak.rs).
+    if std::env::args_os().nth(1).is_some_and(|a| a == "soak") {
+        return soak::main();
+    }
     let cli = Cli::parse();
     let nofile = raise_nofile_limit();
     let result = tokio::runtime::Builder::new_multi_thread()

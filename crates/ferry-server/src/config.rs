@@ -24,6 +24,13 @@ pub struct ServerConfig {
     pub implicit_listen: Vec<SocketAddr>,
     /// Brute-force protection: failed logins per address and per name, delays, bans and locks.
     pub login_limits: crate::auth::LoginLimits,
+    /// Prometheus series the server updates (served by [`crate::metrics::serve`]); `None`: no metrics.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// Transfer log in the xferlog format; `None`: none.
+    pub xferlog: Option<Arc<crate::xferlog::XferLog>>,
+    /// How uploads are written (in place or atomically) and what a failed upload leaves behind; an
+    /// account may override it. Default: atomic, partial data deleted. See [`crate::upload`].
+    pub uploads: crate::upload::UploadPolicy,
 }
 
 impl Default for ServerConfig {
@@ -36,6 +43,9 @@ impl Default for ServerConfig {
             tls: None,
             implicit_listen: Vec::new(),
             login_limits: crate::auth::LoginLimits::default(),
+            metrics: None,
+            xferlog: None,
+            uploads: crate::upload::UploadPolicy::default(),
         }
     }
 }

@@ -262,10 +262,27 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
                 .stream
                 .as_mut()
                 .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))?;
-            stream.write_all(&self.wbuf).await?;
-            // Over TLS, a write may leave records buffered in the TLS session when the socket is not
-            // ready (tokio-rustls returns Ok anyway); only flush guarantees the reply goes out.
-            stream.flush().await?;
+            let wbuf = &self.wbuf;
+            // A client that stops reading its replies must not hold the session: a reply that cannot
+            // be written within the shorter of the idle and login timeouts ends it.
+            let session = &self.shared.config.session;
+            let limit = session.idle_timeout.min(session.login_timeout);
+            let written = tokio::time::timeout(limit, async {
+                stream.write_all(wbuf).await?;
+                // Over TLS, a write may leave records buffered in the TLS session when the socket is
+                // not ready (tokio-rustls returns Ok anyway); only flush guarantees the reply goes out.
+                stream.flush().await
+            })
+            .await;
+            match written {
+                Ok(r) => r?,
+                Err(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the client does not read its replies",
+                    ))
+                }
+            }
             self.wbuf.clear();
             if self.wbuf.capacity() > 4096 {
                 self.wbuf = Vec::new();
@@ -518,8 +535,9 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
         let (mut tx, rx) = oneshot::channel();
         let peer_ip = self.peer.ip();
         let timeout = limits.data_connect_timeout;
-        let in_use = self.shared.config.metrics.as_ref().map(|m| m.passive_port());
-        let task = tokio::spawn(async move {
+        let metrics = self.shared.config.metrics.as_deref();
+        let in_use = metrics.map(crate::metrics::Metrics::passive_port);
+        let accept = async move {
             // Counted as in use until the listener goes, with this task (also when it is aborted).
             let _in_use = in_use;
             // Stop as soon as no transfer can use the connection (the transfer failed before it needed
@@ -539,7 +557,8 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
                 }
             }
             drop(listener);
-        }.in_current_span());
+        };
+        let task = tokio::spawn(accept.in_current_span());
         self.passive = Some((rx, task));
         Some(SocketAddr::new(advertise, port))
     }
@@ -733,4 +752,3 @@ async fn transfer_event(t: &mut Option<Running>) -> TransferEvent {
     };
     TransferEvent::Done(result, t.take().map(|running| running.info))
 }
-

@@ -8,14 +8,19 @@
 //! argon2id hashes, per-user homes and permissions) and [`auth::StaticAuthenticator`] are the built-in
 //! backends. Every login passes the server's [`auth::LoginLimiter`] (brute-force delays and bans).
 
+mod activity;
 pub mod auth;
 pub mod config;
 mod control;
 pub mod data;
+pub mod metrics;
+mod reload;
 pub mod storage;
 mod stream;
 pub mod tls;
 mod transfer;
+pub mod upload;
+pub mod xferlog;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -29,7 +34,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument};
 
 pub use auth::{
     Account, AnonymousMode, Authenticator, Credentials, LoginLimits, StaticAuthenticator,
@@ -37,7 +42,9 @@ pub use auth::{
 };
 pub use config::{Limits, PassiveConfig, ServerConfig};
 use control::{ControlDriver, Phase, Shared};
+pub use reload::Reloader;
 pub use storage::{LocalStorage, Storage};
+pub use upload::{PartialUploads, UploadMode, UploadPolicy};
 
 /// Errors starting a server.
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +99,16 @@ impl<S: Storage, A: Authenticator> Server<S, A> {
         };
         let mut session = (*config.session).clone();
         session.tls.enabled = tls.is_some();
+        // Commands are reported for debug logs of the control connections and for latency metrics;
+        // otherwise the session does not spend an allocation per command on them.
+        session.report_commands = config.metrics.is_some()
+            || tracing::enabled!(target: "ferry_server::control", tracing::Level::DEBUG);
         config.session = Arc::new(session);
+        let live = Arc::new(reload::Live::new(
+            Arc::clone(&config.session),
+            config.limits.max_sessions,
+            config.limits.max_sessions_per_ip,
+        ));
         let all: Vec<(SocketAddr, bool)> = config
             .listen
             .iter()
@@ -116,6 +132,7 @@ impl<S: Storage, A: Authenticator> Server<S, A> {
             ports,
             epoch: Instant::now(),
             tls,
+            live,
         });
         Ok(Self { shared, listeners })
     }
@@ -138,6 +155,14 @@ impl<S: Storage, A: Authenticator> Server<S, A> {
             .collect()
     }
 
+    /// A handle that changes limits and session settings for new sessions (for example on SIGHUP).
+    pub fn reloader(&self) -> Reloader {
+        Reloader::new(
+            Arc::clone(&self.shared.live),
+            (*self.shared.config.session).clone(),
+        )
+    }
+
     /// The TLS context, to [`reload`](tls::TlsContext::reload) certificates (for example on SIGHUP).
     pub fn tls(&self) -> Option<Arc<tls::TlsContext>> {
         self.shared.tls.clone()
@@ -149,7 +174,7 @@ impl<S: Storage, A: Authenticator> Server<S, A> {
         let Self { shared, listeners } = self;
         let limits = shared.config.limits.clone();
         let (phase_tx, phase_rx) = watch::channel(Phase::Running);
-        let sessions = Arc::new(Semaphore::new(limits.max_sessions));
+        let sessions = Arc::clone(shared.live.permits());
         let per_ip: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
         let mut accept_tasks = JoinSet::new();
         for (listener, implicit) in listeners {
@@ -184,7 +209,7 @@ impl<S: Storage, A: Authenticator> Server<S, A> {
         info!("shutting down: no new sessions, draining");
         accept_tasks.shutdown().await;
         let _ = phase_tx.send(Phase::Draining);
-        let all = u32::try_from(limits.max_sessions).unwrap_or(u32::MAX);
+        let all = u32::try_from(shared.live.max_sessions()).unwrap_or(u32::MAX);
         if tokio::time::timeout(limits.shutdown_grace, sessions.acquire_many(all))
             .await
             .is_err()
@@ -211,10 +236,16 @@ fn admit<S: Storage, A: Authenticator>(
     per_ip: &Arc<Mutex<HashMap<IpAddr, usize>>>,
     phase: watch::Receiver<Phase>,
 ) {
-    let limits = &shared.config.limits;
+    let metrics = shared.config.metrics.as_deref();
+    let count_refusal = |reason| {
+        if let Some(m) = metrics {
+            m.refused(reason);
+        }
+    };
     if shared.limiter.is_banned(peer.ip(), Instant::now()) {
         // Logged at debug only: a banned client that keeps reconnecting must not flood the log.
         tracing::debug!(%peer, "refused: address banned after failed logins");
+        count_refusal("banned");
         return refuse(
             stream,
             "Too many failed logins from your address, try again later",
@@ -222,11 +253,13 @@ fn admit<S: Storage, A: Authenticator>(
     }
     let Ok(permit) = Arc::clone(sessions).try_acquire_owned() else {
         warn!(%peer, "refused: too many sessions");
+        count_refusal("max_sessions");
         return refuse(stream, "Too many users, try again later");
     };
     let ip = peer.ip().to_canonical();
-    let Some(ip_guard) = IpGuard::acquire(per_ip, ip, limits.max_sessions_per_ip) else {
+    let Some(ip_guard) = IpGuard::acquire(per_ip, ip, shared.live.max_sessions_per_ip()) else {
         warn!(%peer, "refused: too many sessions from this address");
+        count_refusal("max_sessions_per_ip");
         return refuse(stream, "Too many sessions from your address");
     };
     let _ = stream.set_nodelay(true);
@@ -236,9 +269,22 @@ fn admit<S: Storage, A: Authenticator>(
         Ok(a) => a,
         Err(_) => return,
     };
-    info!(%peer, implicit_tls = implicit, "session opened");
+    // Every line a session logs carries its id, the peer and, once logged in, the user.
+    let id = NEXT_SESSION_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let span = tracing::info_span!(
+        "session",
+        id,
+        peer = %peer,
+        user = tracing::field::Empty
+    );
+    info!(parent: &span, implicit_tls = implicit, "session opened");
+    let open = shared
+        .config
+        .metrics
+        .as_ref()
+        .map(metrics::Metrics::session_opened);
     let shared = Arc::clone(shared);
-    tokio::spawn(async move {
+    let session = async move {
         // The permits are held from here, so handshakes count against the session limits.
         let stream = match (&shared.tls, implicit) {
             (Some(tls), true) => match tls.accept(stream).await {
@@ -255,8 +301,13 @@ fn admit<S: Storage, A: Authenticator>(
             .await;
         drop(ip_guard);
         drop(permit);
-    });
+        drop(open);
+    };
+    tokio::spawn(session.instrument(span));
 }
+
+/// The id of the next session, for log lines (unique within the process).
+static NEXT_SESSION_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 fn refuse(mut stream: TcpStream, text: &str) {
     let mut buf = Vec::new();

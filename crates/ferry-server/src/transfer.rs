@@ -11,7 +11,7 @@ use ferry_proto::path::VirtualPath;
 use ferry_proto::session::{
     FsError, ListFormat, TransferError, TransferKind, TransferRequest, WriteMode,
 };
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
@@ -19,6 +19,7 @@ use crate::data;
 use crate::storage::{self, Storage, StorageError, StorageErrorKind};
 use crate::stream::MaybeTls;
 use crate::tls::TlsContext;
+use crate::upload::{self, Upload, UploadPolicy};
 
 /// Size of the copy buffer of one running transfer (allocated only while it runs).
 const BUF_SIZE: usize = 256 * 1024;
@@ -50,6 +51,10 @@ pub(crate) struct Job<S: Storage> {
     pub go: oneshot::Receiver<()>,
     /// The server's TLS context, for PROT P transfers.
     pub tls: Option<Arc<TlsContext>>,
+    /// How uploads are written (the logged-in account's policy).
+    pub upload: UploadPolicy,
+    /// File bytes moved so far, for the logs and metrics of a transfer that fails midway.
+    pub progress: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Maps a storage error to the protocol's error kinds (the reply table lives in ferry-proto).
@@ -63,6 +68,7 @@ pub(crate) fn fs_error(e: &StorageError) -> FsError {
         StorageErrorKind::DirectoryNotEmpty => FsError::DirectoryNotEmpty,
         StorageErrorKind::InvalidName => FsError::InvalidName,
         StorageErrorKind::NoSpace => FsError::NoSpace,
+        StorageErrorKind::QuotaExceeded => FsError::QuotaExceeded,
         StorageErrorKind::InvalidOffset => FsError::InvalidOffset,
         _ => FsError::Other,
     }
@@ -81,8 +87,38 @@ fn storage_mode(mode: WriteMode) -> storage::WriteMode {
     }
 }
 
-/// Runs a transfer to the end; the result becomes `Completion::TransferDone`.
-pub(crate) async fn run<S: Storage>(job: Job<S>) -> Result<u64, TransferError> {
+/// Runs a transfer to the end, or until `cancel` fires (or its sender is dropped): ABOR, a lost
+/// control connection, shutdown. The result becomes `Completion::TransferDone`.
+///
+/// Cancelling is cooperative rather than aborting the task, so that an upload always ends in
+/// [`Upload::commit`] or [`Upload::abandon`]: an atomic upload's temporary file never outlives its
+/// transfer, and a failed upload never gets `226`.
+pub(crate) async fn run<S: Storage>(
+    job: Job<S>,
+    cancel: oneshot::Receiver<()>,
+) -> Result<u64, TransferError> {
+    let mut upload = None;
+    let result = tokio::select! {
+        r = copy(job, &mut upload) => r,
+        _ = cancel => Err(TransferError::Aborted),
+    };
+    let Some(upload) = upload else {
+        return result;
+    };
+    match result {
+        Ok(n) => upload.commit().await.map(|()| n).map_err(storage_err),
+        Err(e) => {
+            upload.abandon().await;
+            Err(e)
+        }
+    }
+}
+
+/// The transfer itself; an upload it opens is left in `upload` for [`run`] to finish.
+async fn copy<S: Storage>(
+    job: Job<S>,
+    upload: &mut Option<Upload<S>>,
+) -> Result<u64, TransferError> {
     let Job {
         storage,
         request,
@@ -92,6 +128,8 @@ pub(crate) async fn run<S: Storage>(job: Job<S>) -> Result<u64, TransferError> {
         ready,
         go,
         tls,
+        upload: policy,
+        progress,
     } = job;
     let ascii = request.ascii;
     // TLS on the data connection starts after the 150 (as clients such as Python's ftplib expect); a
@@ -99,6 +137,9 @@ pub(crate) async fn run<S: Storage>(job: Job<S>) -> Result<u64, TransferError> {
     let protect = |tcp: TcpStream, upload: bool| secure(tcp, request.tls, upload, tls.clone());
     match request.kind {
         TransferKind::Retr { path, offset } => {
+            if upload::touches_temp(&path) {
+                return Err(TransferError::Storage(FsError::NotFound));
+            }
             let (reader, size) = storage
                 .open_read(&path, offset)
                 .await
@@ -106,12 +147,17 @@ pub(crate) async fn run<S: Storage>(job: Job<S>) -> Result<u64, TransferError> {
             let tcp = open_data(source, connect_timeout).await?;
             start(ready, go, None, Some(size.saturating_sub(offset))).await?;
             let mut stream = protect(tcp, false).await?;
+            let reader = crate::activity::Counting::new(reader, &progress);
             let n = send(reader, &mut stream, ascii, idle_timeout).await?;
             finish(&mut stream, idle_timeout).await?;
             Ok(n)
         }
         TransferKind::List { path, format } => {
-            let entries = storage.list(&path).await.map_err(storage_err)?;
+            if upload::touches_temp(&path) {
+                return Err(TransferError::Storage(FsError::NotFound));
+            }
+            let mut entries = storage.list(&path).await.map_err(storage_err)?;
+            upload::hide_temps(&mut entries);
             let body = format_listing(&entries, format, unix_now());
             let tcp = open_data(source, connect_timeout).await?;
             start(ready, go, None, None).await?;
@@ -123,7 +169,8 @@ pub(crate) async fn run<S: Storage>(job: Job<S>) -> Result<u64, TransferError> {
         TransferKind::Stor { path, mode } => {
             // Data connection first: a failed one must not truncate or create anything.
             let tcp = open_data(source, connect_timeout).await?;
-            let (writer, stream) = if request.tls {
+            let open = |storage: Arc<S>| Upload::open(storage, policy, &path, storage_mode(mode));
+            let stream = if request.tls {
                 // The TLS handshake comes after the 150 and may fail: open (and so truncate) the
                 // target only once it succeeded. A directory is still refused before the 150.
                 if let Ok(info) = storage.metadata(&path).await {
@@ -133,34 +180,31 @@ pub(crate) async fn run<S: Storage>(job: Job<S>) -> Result<u64, TransferError> {
                 }
                 start(ready, go, None, None).await?;
                 let stream = protect(tcp, true).await?;
-                let writer = storage
-                    .open_write(&path, storage_mode(mode))
-                    .await
-                    .map_err(storage_err)?;
-                (writer, stream)
+                *upload = Some(open(storage).await.map_err(storage_err)?);
+                stream
             } else {
-                let writer = storage
-                    .open_write(&path, storage_mode(mode))
-                    .await
-                    .map_err(storage_err)?;
+                *upload = Some(open(storage).await.map_err(storage_err)?);
                 start(ready, go, None, None).await?;
-                (writer, protect(tcp, true).await?)
+                protect(tcp, true).await?
+            };
+            let Some(up) = upload.as_mut() else {
+                return Err(TransferError::Aborted);
             };
             let mut stream = stream;
-            let n = receive(&mut stream, writer, ascii, idle_timeout).await?;
+            let n = receive(&mut stream, up, ascii, idle_timeout, &progress).await?;
             // Answer the client's close_notify with ours (clients such as ftplib wait for it).
             let _ = finish(&mut stream, idle_timeout).await;
             Ok(n)
         }
         TransferKind::Stou { dir, stem } => {
             let tcp = open_data(source, connect_timeout).await?;
-            let (created, writer) = storage
-                .create_unique(&dir, &stem)
+            let (created, up) = Upload::open_unique(storage, policy, &dir, &stem)
                 .await
                 .map_err(storage_err)?;
+            let up = upload.insert(up);
             start(ready, go, Some(created), None).await?;
             let mut stream = protect(tcp, true).await?;
-            let n = receive(&mut stream, writer, ascii, idle_timeout).await?;
+            let n = receive(&mut stream, up, ascii, idle_timeout, &progress).await?;
             // Answer the client's close_notify with ours (clients such as ftplib wait for it).
             let _ = finish(&mut stream, idle_timeout).await;
             Ok(n)
@@ -241,11 +285,14 @@ async fn send<R: AsyncRead + Unpin>(
     }
 }
 
-async fn receive<W: AsyncWrite + Unpin>(
+/// Copies an upload from the data connection into `writer` until the client closes it. Flushing and
+/// closing the writer (where a write error may surface only) is [`Upload::commit`]'s job.
+async fn receive<S: Storage>(
     stream: &mut MaybeTls,
-    mut writer: W,
+    writer: &mut Upload<S>,
     ascii: bool,
     idle: Duration,
+    progress: &std::sync::atomic::AtomicU64,
 ) -> Result<u64, TransferError> {
     let mut buf = vec![0u8; BUF_SIZE];
     let mut converted = Vec::new();
@@ -263,6 +310,7 @@ async fn receive<W: AsyncWrite + Unpin>(
             break;
         }
         total += n as u64;
+        progress.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         let data = if ascii {
             converted.clear();
             conv.convert(&buf[..n], &mut converted);
@@ -283,9 +331,6 @@ async fn receive<W: AsyncWrite + Unpin>(
             .await
             .map_err(|e| storage_err(e.into()))?;
     }
-    // A write error may surface only here: success is reported only once the data is handed over.
-    writer.flush().await.map_err(|e| storage_err(e.into()))?;
-    writer.shutdown().await.map_err(|e| storage_err(e.into()))?;
     Ok(total)
 }
 

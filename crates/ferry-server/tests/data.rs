@@ -323,26 +323,42 @@ fn eprt_and_epsv_over_ipv6() {
 
 #[test]
 fn abor_during_a_stor() {
-    let srv = TestServer::start();
-    let mut c = srv.raw_login();
-    let addr = c.pasv();
-    c.send("STOR up.bin");
-    let mut data = TcpStream::connect(addr).unwrap();
-    assert_eq!(c.reply().code, 150);
-    let chunk = vec![7u8; 1024 * 1024];
-    data.write_all(&chunk).unwrap();
-    send_bsd_abor(&mut c);
-    let r = c.reply();
-    assert_eq!(r.code, 426, "{r:?}");
-    let r = c.reply();
-    assert_eq!(r.code, 226, "{r:?}");
-    // What was stored is a prefix of what was sent.
-    let stored = srv.read("up.bin");
-    assert!(stored.len() <= chunk.len());
-    assert!(stored.iter().all(|&b| b == 7));
-    c.expect("NOOP", 200);
-    c.stor(DataMode::Epsv, "up.bin", b"fresh");
-    assert_eq!(srv.read("up.bin"), b"fresh");
+    use ferry_server::{PartialUploads, UploadMode, UploadPolicy};
+    for uploads in [
+        UploadPolicy::default(),
+        UploadPolicy {
+            mode: UploadMode::InPlace,
+            partial: PartialUploads::Keep,
+        },
+    ] {
+        let mut config = common::test_config();
+        config.uploads = uploads;
+        let srv = TestServer::with_config(config);
+        let mut c = srv.raw_login();
+        let addr = c.pasv();
+        c.send("STOR up.bin");
+        let mut data = TcpStream::connect(addr).unwrap();
+        assert_eq!(c.reply().code, 150);
+        let chunk = vec![7u8; 1024 * 1024];
+        data.write_all(&chunk).unwrap();
+        send_bsd_abor(&mut c);
+        let r = c.reply();
+        assert_eq!(r.code, 426, "{r:?}");
+        let r = c.reply();
+        assert_eq!(r.code, 226, "{r:?}");
+        if uploads.partial == PartialUploads::Keep {
+            // What was stored is a prefix of what was sent.
+            let stored = srv.read("up.bin");
+            assert!(stored.len() <= chunk.len());
+            assert!(stored.iter().all(|&b| b == 7));
+        } else {
+            // The default (atomic, partial data deleted) leaves nothing of an aborted upload.
+            assert!(!srv.path("up.bin").exists());
+        }
+        c.expect("NOOP", 200);
+        c.stor(DataMode::Epsv, "up.bin", b"fresh");
+        assert_eq!(srv.read("up.bin"), b"fresh");
+    }
 }
 
 #[test]

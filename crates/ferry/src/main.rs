@@ -1,33 +1,71 @@
 //! `ferry`: serve a local folder over FTP.
+//!
+//! The command line ([`Cli`]) and the configuration file ([`config_file`]) carry the same options; the
+//! file fills in what the command line leaves out. [`settings`] checks the result and turns it into a
+//! [`ServerConfig`]; [`logging`] sets up the log output; [`tools`] holds the subcommands that do not
+//! start a server.
 
+mod config_file;
+#[cfg(test)]
+mod config_tests;
+mod logging;
+mod settings;
+mod tools;
 mod users_cli;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
-use ferry_proto::session::{Config as SessionConfig, TlsPolicy};
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use ferry_server::auth::{UsersFile, UsersOptions};
-use ferry_server::tls::TlsConfig;
+use ferry_server::metrics::Metrics;
+use ferry_server::xferlog::XferLog;
 use ferry_server::{
-    AnonymousMode, Authenticator, LocalStorage, PassiveConfig, Server, ServerConfig,
+    AnonymousMode, Authenticator, LocalStorage, Reloader, Server, ServerConfig,
     StaticAuthenticator, UsersAuthenticator,
 };
+use serde::Deserialize;
 use tracing::info;
+
+use crate::config_file::{LoadedFile, PortRange};
+use crate::logging::LogFormat;
+
+const EXAMPLES: &str = "\
+Examples:
+  ferry --root ./share
+      Serve ./share on 127.0.0.1:2121, anonymous read-only.
+  ferry --root /srv/ftp --user alice:s3cret --listen 0.0.0.0:2121 --passive-ports 50000-50100
+      A read-write user on every interface, with a passive range for the firewall.
+  ferry --root /srv/ftp --users users.toml --tls-cert cert.pem --tls-key key.pem
+      Users from a file (argon2id hashes) and FTPS required for login and data.
+  ferry --config /etc/ferry/ferry.toml --log-format json
+      Everything from a configuration file (every option is a key); the command line wins.
+  ferry check-config /etc/ferry/ferry.toml
+      Check a configuration file without starting.
+
+Configuration file: every option without its dashes is a key (max-sessions = 100); see
+ferry.example.toml. SIGHUP reloads the certificate, the users file, the transfer log and, from the
+configuration file, banner, idle-timeout, max-sessions, max-sessions-per-ip and tls-required.
+Environment: FERRY_USERS=a:pw,b:pw adds users like --user; FERRY_LOG=debug overrides the log level.";
 
 /// Ferry: a small, fast and secure FTP server.
 #[derive(Debug, Parser)]
-#[command(name = "ferry", version, about)]
+#[command(name = "ferry", version, after_help = EXAMPLES)]
 struct Cli {
     /// A tool instead of the server.
     #[command(subcommand)]
     command: Option<Tool>,
+    /// Configuration file (TOML). Every option below is a key of the same name without the dashes;
+    /// options given on the command line win over the file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Folder to serve (the root every user sees as `/`).
-    #[arg(long, default_value = ".")]
+    #[arg(long, value_name = "DIR", default_value = ".")]
     root: PathBuf,
-    /// Address to listen on, ADDR:PORT (repeatable; IPv6 as `[::1]:2121`).
+    /// Address to listen on, ADDR:PORT (repeatable; IPv6 as `[::1]:2121`). Default: 127.0.0.1:2121.
     #[arg(long = "listen", value_name = "ADDR:PORT")]
     listen: Vec<SocketAddr>,
     /// A user NAME:PASSWORD with full rights (repeatable). For quick starts only: the password is
@@ -35,8 +73,9 @@ struct Cli {
     #[arg(long = "user", value_name = "NAME:PASSWORD")]
     users: Vec<String>,
     /// Users file (TOML, argon2id hashes, per-user homes and permissions; see docs/users.md). Re-read on
-    /// SIGHUP. Homes are relative to --root; users without a home get --root itself.
-    #[arg(long = "users", value_name = "FILE", conflicts_with_all = ["users", "anonymous"])]
+    /// SIGHUP. Homes are relative to --root; users without a home get --root itself. Not with --user
+    /// or --anonymous.
+    #[arg(long = "users", value_name = "FILE")]
     users_file: Option<PathBuf>,
     /// Failed logins from one address (within 15 minutes) that ban it for --ban-time; 0: no bans.
     #[arg(long = "ban-after", value_name = "N", default_value_t = 10)]
@@ -53,52 +92,70 @@ struct Cli {
     verify_threads: Option<usize>,
     /// Anonymous access (users `anonymous` and `ftp`): off, ro or rw. Default: ro when no user is given,
     /// off otherwise.
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, value_name = "MODE")]
     anonymous: Option<Anonymous>,
     /// Passive data ports, MIN-MAX (default: any free port).
     #[arg(long = "passive-ports", value_name = "MIN-MAX")]
-    passive_ports: Option<String>,
+    passive_ports: Option<PortRange>,
     /// Address advertised in PASV replies (IPv4 or host name), for servers behind NAT.
     #[arg(long = "passive-address", value_name = "HOST")]
     passive_address: Option<String>,
-    /// Greeting text sent after `220 `.
-    #[arg(long)]
+    /// Greeting text sent after `220 ` (default: "Ferry FTP server ready").
+    #[arg(long, value_name = "TEXT")]
     banner: Option<String>,
     /// Maximum sessions at once.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, value_name = "N", default_value_t = 1000)]
     max_sessions: usize,
     /// Maximum sessions at once from one IP address.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, value_name = "N", default_value_t = 50)]
     max_sessions_per_ip: usize,
     /// Seconds without a command before a session is closed.
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
     idle_timeout: u64,
     /// PEM certificate chain: turns on explicit FTPS (AUTH TLS). Needs --tls-key.
-    #[arg(long = "tls-cert", value_name = "PEM", requires = "tls_key")]
+    #[arg(long = "tls-cert", value_name = "PEM")]
     tls_cert: Option<PathBuf>,
     /// PEM private key for --tls-cert.
-    #[arg(long = "tls-key", value_name = "PEM", requires = "tls_cert")]
+    #[arg(long = "tls-key", value_name = "PEM")]
     tls_key: Option<PathBuf>,
     /// Also listen for implicit FTPS (TLS from the first byte) on ADDR:PORT (repeatable; usually port 990).
-    #[arg(
-        long = "implicit-listen",
-        value_name = "ADDR:PORT",
-        requires = "tls_cert"
-    )]
+    /// Needs --tls-cert.
+    #[arg(long = "implicit-listen", value_name = "ADDR:PORT")]
     implicit_listen: Vec<SocketAddr>,
     /// What TLS is required for: none, login (USER/PASS only after AUTH TLS) or all (login and every data
     /// connection). Default with a certificate: all.
-    #[arg(long = "tls-required", value_enum)]
+    #[arg(long = "tls-required", value_enum, value_name = "MODE")]
     tls_required: Option<TlsRequired>,
     /// Refuse TLS data connections that do not resume the control connection's TLS session (protects
-    /// against data-connection theft; Python's ftplib cannot do it).
-    #[arg(long = "tls-require-resumption", requires = "tls_cert")]
+    /// against data-connection theft; Python's ftplib cannot do it). Needs --tls-cert.
+    #[arg(long = "tls-require-resumption")]
     tls_require_resumption: bool,
+    /// Log format on stderr: human (one readable line per event) or json (one object per line).
+    #[arg(long = "log-format", value_enum, value_name = "FORMAT", default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+    /// Log filter: error, warn, info, debug or trace, optionally per target
+    /// (`info,ferry_server::control=debug` logs every command and reply). Default: info. FERRY_LOG,
+    /// when set, wins.
+    #[arg(long = "log-level", value_name = "FILTER")]
+    log_level: Option<String>,
+    /// Transfer log in the wu-ftpd xferlog format (one line per file transfer, for log analysers).
+    /// Re-opened on SIGHUP, after log rotation.
+    #[arg(long, value_name = "FILE")]
+    xferlog: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics.
+    #[arg(long = "metrics-listen", value_name = "ADDR:PORT")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Tool {
     /// Write a self-signed certificate and key for development (not for production use).
+    #[command(after_help = "\
+Examples:
+  ferry gen-cert
+      Write ferry-cert.pem and ferry-key.pem for localhost and 127.0.0.1.
+  ferry gen-cert --cert cert.pem --key key.pem --name ftp.example.org --name 192.0.2.10
+      A certificate for a host name and an address.")]
     GenCert {
         /// Where to write the certificate (PEM).
         #[arg(long, default_value = "ferry-cert.pem")]
@@ -111,135 +168,181 @@ enum Tool {
         names: Vec<String>,
     },
     /// Manage a users file: add, passwd, del, enable, disable, list.
+    #[command(after_help = "\
+Examples:
+  ferry user add alice --users users.toml --home alice --role read-write
+      Add a user (the password is asked for twice, without echo).
+  echo \"$PW\" | ferry user passwd alice --users users.toml
+      Change a password from a script.
+  ferry user list --users users.toml
+      Show the users, their homes and rights.")]
     User {
         #[command(subcommand)]
         command: users_cli::UserCommand,
     },
     /// Print the argon2id hash of a password (read from the terminal, or one line of stdin).
+    #[command(after_help = "\
+Examples:
+  ferry hash-password
+      Ask for a password and print its hash, for the `password` of a users-file entry.
+  echo \"$PW\" | ferry hash-password --argon2-memory 65536
+      Hash a password from a script, with 64 MiB of memory per verification.")]
     HashPassword {
         #[command(flatten)]
         cost: users_cli::CostArgs,
     },
+    /// Check a configuration file without starting the server: exit status 0 when it is valid,
+    /// 1 with a one-line explanation otherwise.
+    #[command(after_help = "\
+Examples:
+  ferry check-config /etc/ferry/ferry.toml
+      Check the keys and values, the certificate and key, the users file and the root folder.
+  ferry check-config ferry.toml && systemctl reload ferry
+      Reload only a configuration that is valid.")]
+    CheckConfig {
+        /// The configuration file.
+        file: PathBuf,
+    },
+    /// Print a shell completion script.
+    #[command(after_help = "\
+Examples:
+  ferry completions bash > /etc/bash_completion.d/ferry
+  ferry completions zsh > \"${fpath[1]}/_ferry\"
+  ferry completions fish > ~/.config/fish/completions/ferry.fish")]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page, ferry(1), or write a page per command into a folder.
+    #[command(after_help = "\
+Examples:
+  ferry man | man -l -
+      Read the manual now.
+  ferry man --dir /usr/local/share/man/man1
+      Install ferry.1, ferry-user.1, ferry-check-config.1, ...")]
+    Man {
+        /// Write ferry.1 and a page for every subcommand into this folder instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
+/// What TLS is required for (`--tls-required`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
 enum TlsRequired {
+    /// Nothing: TLS is offered, not required.
     None,
+    /// USER and PASS only after AUTH TLS.
     Login,
+    /// Login and every data connection.
     All,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
+/// Anonymous access (`--anonymous`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
 enum Anonymous {
+    /// Refused.
     Off,
+    /// List and download.
     Ro,
+    /// Everything.
     Rw,
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        // Logs go to stderr: stdout carries only the startup lines (`listening on ...`) for scripts.
-        .with_writer(std::io::stderr)
-        // Colour codes only on a terminal: log files are read by fail2ban and friends.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    match &cli.command {
-        Some(Tool::GenCert { cert, key, names }) => return gen_cert(cert, key, names),
-        Some(Tool::User { command }) => return users_cli::run(command),
-        Some(Tool::HashPassword { cost }) => return users_cli::hash_password_command(cost),
-        None => {}
+fn main() -> ExitCode {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match run(cli, &matches) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the context chain joined by colons.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
+}
+
+fn run(mut cli: Cli, matches: &ArgMatches) -> Result<()> {
+    if let Some(tool) = cli.command.take() {
+        let _ = logging::init(LogFormat::Human, None);
+        return match tool {
+            Tool::GenCert { cert, key, names } => gen_cert(&cert, &key, &names),
+            Tool::User { command } => users_cli::run(&command),
+            Tool::HashPassword { cost } => users_cli::hash_password_command(&cost),
+            Tool::CheckConfig { file } => tools::check_config(&file),
+            Tool::Completions { shell } => tools::completions(shell),
+            Tool::Man { dir } => tools::man(dir.as_deref()),
+        };
+    }
+    let file = cli.config.as_deref().map(LoadedFile::load).transpose()?;
+    if let Some(f) = &file {
+        f.apply(&mut cli, matches);
+    }
+    settings::validate(&cli, file.as_ref())?;
+    logging::init(cli.log_format, cli.log_level.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(serve(cli))
+    runtime.block_on(serve(cli, matches.clone()))
 }
 
-async fn serve(cli: Cli) -> Result<()> {
-    let root = cli
-        .root
-        .canonicalize()
-        .with_context(|| format!("cannot open root {}", cli.root.display()))?;
+async fn serve(cli: Cli, matches: ArgMatches) -> Result<()> {
+    let root = cli.root.canonicalize().map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open root {}: {e}; fix: create the folder, or point --root (root in the \
+             configuration file) at the folder to serve",
+            cli.root.display()
+        )
+    })?;
     if !root.is_dir() {
-        bail!("root {} is not a directory", root.display());
+        bail!(
+            "root {} is not a directory; fix: point --root at a folder",
+            root.display()
+        );
     }
     let storage = LocalStorage::open(&root)
         .with_context(|| format!("cannot open root {}", root.display()))?;
 
-    let mut user_specs = cli.users.clone();
-    if let Ok(env) = std::env::var("FERRY_USERS") {
-        user_specs.extend(env.split(',').filter(|s| !s.is_empty()).map(str::to_owned));
-    }
-    if cli.users_file.is_some() && !user_specs.is_empty() {
-        bail!("--users cannot be combined with --user or FERRY_USERS: put every user in the file");
-    }
-    let anonymous = match cli.anonymous {
-        Some(Anonymous::Off) => AnonymousMode::Off,
-        Some(Anonymous::Ro) => AnonymousMode::ReadOnly,
-        Some(Anonymous::Rw) => AnonymousMode::ReadWrite,
-        None if user_specs.is_empty() => AnonymousMode::ReadOnly,
-        None => AnonymousMode::Off,
-    };
+    let user_specs = settings::user_specs(&cli);
+    let anonymous = settings::anonymous_mode(&cli);
     let mut auth = StaticAuthenticator::new(anonymous);
     let mut names = Vec::new();
     for spec in &user_specs {
         let Some((name, password)) = spec.split_once(':') else {
             bail!("--user wants NAME:PASSWORD, got {spec:?}");
         };
-        if name.is_empty() {
-            bail!("--user: empty user name");
-        }
         auth.add_user(name, password);
         names.push(name.to_owned());
     }
 
-    let mut config = ServerConfig::default();
-    if !cli.listen.is_empty() {
-        config.listen = cli.listen.clone();
+    let mut config = settings::server_config(&cli);
+    if let Some(path) = &cli.xferlog {
+        let log = XferLog::open(path)
+            .with_context(|| format!("cannot open the transfer log {}", path.display()))?;
+        config.xferlog = Some(Arc::new(log));
     }
-    let mut session = SessionConfig::default();
-    if let Some(b) = &cli.banner {
-        session.banner = b.clone();
-    }
-    session.idle_timeout = std::time::Duration::from_secs(cli.idle_timeout.max(1));
-    config.session = Arc::new(session);
-    config.limits.max_sessions = cli.max_sessions.max(1);
-    config.limits.max_sessions_per_ip = cli.max_sessions_per_ip.max(1);
-    if let (Some(cert), Some(key)) = (&cli.tls_cert, &cli.tls_key) {
-        let mut tls = TlsConfig::new(cert, key);
-        tls.require_resumption = cli.tls_require_resumption;
-        config.tls = Some(tls);
-        config.implicit_listen = cli.implicit_listen.clone();
-        let required = cli.tls_required.unwrap_or(TlsRequired::All);
-        let mut session = (*config.session).clone();
-        session.tls = TlsPolicy {
-            enabled: true,
-            require_login: !matches!(required, TlsRequired::None),
-            require_data: matches!(required, TlsRequired::All),
-            exempt_anonymous: false,
-        };
-        config.session = Arc::new(session);
-    } else if cli
-        .tls_required
-        .is_some_and(|r| !matches!(r, TlsRequired::None))
-    {
-        bail!("--tls-required needs --tls-cert and --tls-key");
-    }
-    config.passive = PassiveConfig {
-        ports: cli.passive_ports.as_deref().map(parse_range).transpose()?,
-        address: cli.passive_address.clone(),
+    let metrics = match cli.metrics_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+            let metrics = Arc::new(Metrics::new());
+            config.metrics = Some(Arc::clone(&metrics));
+            Some((listener, metrics))
+        }
+        None => None,
     };
-    config.login_limits.ban_after = cli.ban_after;
-    config.login_limits.ban_duration = std::time::Duration::from_secs(cli.ban_time.max(1));
-    config.login_limits.lock_duration = config.login_limits.ban_duration;
-    config.login_limits.lock_user_after = cli.lock_user_after;
+    let started = Started {
+        root,
+        cli,
+        matches,
+        metrics,
+    };
 
-    let Some(users_path) = &cli.users_file else {
+    let Some(users_path) = &started.cli.users_file else {
         let access = Access {
             anonymous: match anonymous {
                 AnonymousMode::Off => None,
@@ -249,10 +352,10 @@ async fn serve(cli: Cli) -> Result<()> {
             names,
             users: None,
         };
-        return run_server(config, storage, auth, &root, access).await;
+        return run_server(config, storage, auth, started, access).await;
     };
     let mut options = UsersOptions::default();
-    if let Some(n) = cli.verify_threads {
+    if let Some(n) = started.cli.verify_threads {
         options.verify_concurrency = n.max(1);
     }
     let users = UsersAuthenticator::open(users_path, options)
@@ -272,7 +375,7 @@ async fn serve(cli: Cli) -> Result<()> {
         names: file.users().map(|(n, _)| n.to_owned()).collect(),
         users: Some((users.clone(), file)),
     };
-    run_server(config, storage, users, &root, access).await
+    run_server(config, storage, users, started, access).await
 }
 
 /// Who may log in, for the startup lines; and the users file to reload on SIGHUP.
@@ -283,11 +386,22 @@ struct Access {
     users: Option<(UsersAuthenticator, std::sync::Arc<UsersFile>)>,
 }
 
+/// What the server was started with, for the startup lines and for reloads.
+struct Started {
+    root: PathBuf,
+    /// The effective options (command line over file).
+    cli: Cli,
+    /// The command line, to merge again with the file on reload.
+    matches: ArgMatches,
+    /// The metrics listener and series, with --metrics-listen.
+    metrics: Option<(tokio::net::TcpListener, Arc<Metrics>)>,
+}
+
 async fn run_server<A: Authenticator>(
     config: ServerConfig,
     storage: LocalStorage,
     auth: A,
-    root: &std::path::Path,
+    started: Started,
     access: Access,
 ) -> Result<()> {
     let Access {
@@ -295,27 +409,61 @@ async fn run_server<A: Authenticator>(
         names,
         users,
     } = access;
-    let server = Server::bind(config, storage, auth)?;
+    let Started {
+        root,
+        cli,
+        matches,
+        metrics,
+    } = started;
+    let xferlog = config.xferlog.clone();
+    let server = Server::bind(config, storage, auth).map_err(explain_bind_error)?;
     // Listen for SIGHUP before announcing the server, so that a reload asked for right after start-up
     // is not taken for the default action (terminate).
     #[cfg(unix)]
-    if server.tls().is_some() || users.is_some() {
+    {
         let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .context("installing the SIGHUP handler")?;
         tokio::spawn(reload_on_hangup(
             hup,
-            server.tls(),
-            users.as_ref().map(|(u, _)| u.clone()),
+            Reload {
+                tls: server.tls(),
+                users: users.as_ref().map(|(u, _)| u.clone()),
+                xferlog: xferlog.clone(),
+                reloader: server.reloader(),
+                config: cli.config.clone(),
+                matches,
+                running: settings::fixed_fields(&cli),
+            },
         ));
     }
+    #[cfg(not(unix))]
+    drop(matches);
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics_addr = match metrics {
+        Some((listener, metrics)) => {
+            let addr = listener.local_addr()?;
+            tokio::spawn(ferry_server::metrics::serve(listener, metrics, async {
+                let _ = metrics_stopped.await;
+            }));
+            Some(addr)
+        }
+        None => None,
+    };
     let addrs = server.local_addrs();
     println!("Ferry serving {}", root.display());
+    if let Some(path) = &cli.config {
+        println!(
+            "  configuration from {} (reloaded on SIGHUP)",
+            path.display()
+        );
+    }
     for a in &addrs {
         println!("  listening on ftp://{a}/");
     }
     for a in server.implicit_addrs() {
         println!("  listening on ftps://{a}/ (implicit TLS)");
     }
+    println!("  {}", settings::tls_summary(&cli));
     if let Some(tls) = server.tls() {
         println!(
             "  explicit FTPS (AUTH TLS) with {}",
@@ -327,14 +475,24 @@ async fn run_server<A: Authenticator>(
             println!("  users from {} (reloaded on SIGHUP)", path.display());
         }
     }
-    if let Some(what) = anonymous {
-        println!("  anonymous: {what} (user anonymous, any password)");
+    match &anonymous {
+        Some(what) => println!("  anonymous: {what} (user anonymous, any password)"),
+        None => println!("  anonymous: off"),
     }
     for n in &names {
         match users.as_ref().and_then(|(_, f)| f.user(n)) {
             Some(u) if !u.enabled => println!("  user: {n} (disabled)"),
             _ => println!("  user: {n}"),
         }
+    }
+    if anonymous.is_none() && names.is_empty() {
+        println!("  no one can log in: add --user, --users or --anonymous ro");
+    }
+    if let Some(log) = &xferlog {
+        println!("  transfer log: {}", log.path().display());
+    }
+    if let Some(a) = metrics_addr {
+        println!("  metrics on http://{a}/metrics");
     }
     if let Some(a) = addrs.first() {
         let who = names
@@ -349,19 +507,41 @@ async fn run_server<A: Authenticator>(
     }
     info!(?addrs, "ferry started");
     server.run(shutdown_signal()).await;
+    let _ = stop_metrics.send(());
     Ok(())
 }
 
-/// Re-reads the certificate and key, and the users file, on SIGHUP; a bad file is logged and the old
-/// one stays in force. Sessions already logged in keep their accounts; new logins use the new file.
+/// What SIGHUP reloads.
 #[cfg(unix)]
-async fn reload_on_hangup(
-    mut hup: tokio::signal::unix::Signal,
+struct Reload {
     tls: Option<Arc<ferry_server::tls::TlsContext>>,
     users: Option<UsersAuthenticator>,
-) {
+    xferlog: Option<Arc<XferLog>>,
+    reloader: Reloader,
+    /// The configuration file, if any.
+    config: Option<PathBuf>,
+    /// The command line, to merge with the file again.
+    matches: ArgMatches,
+    /// The settings that need a restart, as the server runs with them.
+    running: Vec<(&'static str, String)>,
+}
+
+/// On SIGHUP: re-opens the transfer log, re-reads the certificate and key, the users file and the
+/// configuration file. A file that fails to load is logged and the old settings stay in force. Sessions
+/// already running keep what they have; new logins and sessions get the new settings.
+#[cfg(unix)]
+async fn reload_on_hangup(mut hup: tokio::signal::unix::Signal, reload: Reload) {
     while hup.recv().await.is_some() {
-        if let Some(tls) = &tls {
+        info!("SIGHUP: reloading");
+        if let Some(log) = &reload.xferlog {
+            match log.reopen() {
+                Ok(()) => info!(path = %log.path().display(), "transfer log re-opened"),
+                Err(e) => {
+                    tracing::error!(error = %e, "transfer log re-open failed; writing to the old file")
+                }
+            }
+        }
+        if let Some(tls) = &reload.tls {
             match tls.reload() {
                 Ok(()) => info!("TLS certificate reloaded"),
                 Err(e) => {
@@ -369,7 +549,7 @@ async fn reload_on_hangup(
                 }
             }
         }
-        if let Some(users) = &users {
+        if let Some(users) = &reload.users {
             // Reading the file and hashing the dummy password block: keep them off the async workers.
             let u = users.clone();
             match tokio::task::spawn_blocking(move || u.reload()).await {
@@ -380,7 +560,63 @@ async fn reload_on_hangup(
                 Err(e) => tracing::error!(error = %e, "users file reload failed"),
             }
         }
+        if let Some(path) = reload.config.clone() {
+            match reload_config(&reload, &path) {
+                Ok(()) => info!(path = %path.display(), "configuration reloaded"),
+                Err(e) => tracing::error!(
+                    error = %e,
+                    "configuration reload failed; keeping the previous settings"
+                ),
+            }
+        }
     }
+}
+
+/// Reads the configuration file again and applies what can change without a restart.
+#[cfg(unix)]
+fn reload_config(reload: &Reload, path: &std::path::Path) -> Result<()> {
+    let file = LoadedFile::load(path)?;
+    let mut cli = Cli::from_arg_matches(&reload.matches)?;
+    file.apply(&mut cli, &reload.matches);
+    settings::validate(&cli, Some(&file))?;
+    let config = settings::server_config(&cli);
+    reload.reloader.set_session((*config.session).clone());
+    reload.reloader.set_max_sessions(config.limits.max_sessions);
+    reload
+        .reloader
+        .set_max_sessions_per_ip(config.limits.max_sessions_per_ip);
+    for ((key, old), (_, new)) in reload.running.iter().zip(settings::fixed_fields(&cli)) {
+        if *old != new {
+            tracing::warn!(
+                key,
+                "changed in the configuration file; restart ferry to apply it"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Adds the usual fix to the bind errors administrators meet.
+fn explain_bind_error(e: ferry_server::ServerError) -> anyhow::Error {
+    use std::io::ErrorKind;
+    let fix = match &e {
+        ferry_server::ServerError::Bind { addr, source }
+            if source.kind() == ErrorKind::PermissionDenied && addr.port() < 1024 =>
+        {
+            "ports below 1024 need CAP_NET_BIND_SERVICE (contrib/ferry.service grants it) or root; \
+             or listen on a port from 1024 up"
+        }
+        ferry_server::ServerError::Bind { source, .. } if source.kind() == ErrorKind::AddrInUse => {
+            "another program listens there: stop it, or choose another listen address"
+        }
+        ferry_server::ServerError::Bind { source, .. }
+            if source.kind() == ErrorKind::AddrNotAvailable =>
+        {
+            "the address is not one of this machine's: use one of them, or 0.0.0.0 / [::]"
+        }
+        _ => return e.into(),
+    };
+    anyhow::anyhow!("{e}; fix: {fix}")
 }
 
 fn gen_cert(cert: &std::path::Path, key: &std::path::Path, names: &[String]) -> Result<()> {
@@ -409,15 +645,6 @@ fn write_private(path: &std::path::Path, data: &[u8]) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))?;
     f.write_all(data)?;
     Ok(())
-}
-
-fn parse_range(s: &str) -> Result<std::ops::RangeInclusive<u16>> {
-    let (a, b) = s.split_once('-').context("--passive-ports wants MIN-MAX")?;
-    let (a, b): (u16, u16) = (a.trim().parse()?, b.trim().parse()?);
-    if a == 0 || a > b {
-        bail!("--passive-ports: MIN must be 1..=MAX");
-    }
-    Ok(a..=b)
 }
 
 async fn shutdown_signal() {

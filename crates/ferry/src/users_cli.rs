@@ -26,6 +26,14 @@ use toml_edit::{Array, DocumentMut, Item, Table};
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
     /// Add a user (the password is read from the terminal, or one line of stdin).
+    #[command(after_help = "\
+Examples:
+  ferry user add alice --users users.toml --home alice --role read-write
+      A user jailed in <root>/alice who may read and write.
+  ferry user add uploads --users users.toml --permissions list,write --max-sessions 2
+      An upload-only account with at most two sessions.
+  echo \"$PW\" | ferry user add bob --users users.toml --allow-from 192.0.2.0/24
+      From a script, for logins from one network only.")]
     Add {
         /// The user name.
         name: String,
@@ -55,6 +63,10 @@ pub enum UserCommand {
         cost: CostArgs,
     },
     /// Change a user's password (read from the terminal, or one line of stdin).
+    #[command(after_help = "\
+Examples:
+  ferry user passwd alice --users users.toml
+  echo \"$PW\" | ferry user passwd alice --users users.toml")]
     Passwd {
         /// The user name.
         name: String,
@@ -64,6 +76,9 @@ pub enum UserCommand {
         cost: CostArgs,
     },
     /// Delete a user.
+    #[command(after_help = "\
+Examples:
+  ferry user del alice --users users.toml && systemctl reload ferry")]
     Del {
         /// The user name.
         name: String,
@@ -71,6 +86,9 @@ pub enum UserCommand {
         file: FileArg,
     },
     /// Let a disabled user log in again.
+    #[command(after_help = "\
+Examples:
+  ferry user enable alice --users users.toml && systemctl reload ferry")]
     Enable {
         /// The user name.
         name: String,
@@ -78,6 +96,9 @@ pub enum UserCommand {
         file: FileArg,
     },
     /// Keep a user from logging in (without deleting it).
+    #[command(after_help = "\
+Examples:
+  ferry user disable alice --users users.toml && systemctl reload ferry")]
     Disable {
         /// The user name.
         name: String,
@@ -85,6 +106,9 @@ pub enum UserCommand {
         file: FileArg,
     },
     /// List the users.
+    #[command(after_help = "\
+Examples:
+  ferry user list --users users.toml")]
     List {
         #[command(flatten)]
         file: FileArg,

@@ -302,7 +302,7 @@ fn invalid_users_file_is_refused_at_start_with_its_line() {
         ],
         "",
     );
-    assert!(e.contains("cannot be used with"), "{e}");
+    assert!(e.contains("cannot be combined with a users file"), "{e}");
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -521,9 +521,21 @@ fn sighup_reloads_the_users_file() {
 /// The fail2ban filter documented in docs/users.md, as plain string matching: after the timestamp and
 /// the level, the line starts with the fixed text, and the address comes before any client text.
 fn ban_address(line: &str) -> Option<&str> {
-    let rest = line.split_once(" WARN ferry::auth: ban: address ")?.1;
+    // Anchored as the fail2ban filter is: the level, the session span (when the line comes from a
+    // session), then the target and the message.
+    let rest = auth_message(line)?.strip_prefix("ban: address ")?;
     let (addr, tail) = rest.split_once(' ')?;
     tail.starts_with("banned for ").then_some(addr)
+}
+
+/// The message of a `WARN ferry::auth` line, after the optional `session{...}: ` span prefix.
+fn auth_message(line: &str) -> Option<&str> {
+    let rest = line.split_once(" WARN ")?.1;
+    let rest = match rest.strip_prefix("session{") {
+        Some(span) => span.split_once("}: ")?.1,
+        None => rest,
+    };
+    rest.strip_prefix("ferry::auth: ")
 }
 
 #[test]
@@ -555,7 +567,9 @@ fn bans_are_logged_for_fail2ban_and_refused_at_connect() {
     assert_eq!(bans, ["127.0.0.1"], "{log}");
     let failures = log
         .lines()
-        .filter(|l| l.contains(" WARN ferry::auth: login failed: address 127.0.0.1, user "))
+        .filter(|l| {
+            auth_message(l).is_some_and(|m| m.starts_with("login failed: address 127.0.0.1, user "))
+        })
         .count();
     assert_eq!(failures, 3, "{log}");
     assert!(!log.contains('\u{1b}'), "colour codes in the log file");

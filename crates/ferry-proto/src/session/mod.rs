@@ -300,6 +300,7 @@ impl Session {
                     self.handle_line(now, &[]);
                 }
                 LineEvent::TooLong => {
+                    self.report_command("(too long)", &[]);
                     let max = self.config.max_line;
                     self.out.push_back(Output::Reply(Reply::new(
                         ReplyCode::SYNTAX_ERROR,
@@ -332,9 +333,18 @@ impl Session {
             // repeated ABOR waits like other commands, so that it gets its own reply afterwards.
             let aborting = t.aborting;
             match Command::parse(line) {
-                Ok(Command::Abor) if !aborting => return self.abort_transfer(),
-                Ok(Command::Noop) => return self.reply(ReplyCode::OK, "NOOP ok"),
-                Ok(Command::Stat(None)) => return self.status(),
+                Ok(Command::Abor) if !aborting => {
+                    self.report_command("ABOR", line);
+                    return self.abort_transfer();
+                }
+                Ok(Command::Noop) => {
+                    self.report_command("NOOP", line);
+                    return self.reply(ReplyCode::OK, "NOOP ok");
+                }
+                Ok(Command::Stat(None)) => {
+                    self.report_command("STAT", line);
+                    return self.status();
+                }
                 _ => {}
             }
             if self.deferred.len() >= self.config.max_pipelined {
@@ -346,8 +356,12 @@ impl Session {
             return;
         }
         match Command::parse(line) {
-            Ok(cmd) => self.handle_command(now, cmd),
+            Ok(cmd) => {
+                self.report_command(cmd.verb(), line);
+                self.handle_command(now, cmd)
+            }
             Err(e) => {
+                self.report_command("?", line);
                 let code = match e {
                     ParseError::Unknown => ReplyCode::SYNTAX_ERROR,
                     ParseError::BadArguments => ReplyCode::BAD_ARGUMENTS,
@@ -360,6 +374,23 @@ impl Session {
                 self.rename_from = None;
             }
         }
+    }
+
+    /// Emits [`Output::Command`] for `line` when [`Config::report_commands`] is on (and only then
+    /// allocates). PASS arguments are redacted; a line that did not parse (`verb` `"?"`) is reported by
+    /// its first word only.
+    fn report_command(&mut self, verb: &'static str, line: &[u8]) {
+        if !self.config.report_commands {
+            return;
+        }
+        let mut words = line.splitn(2, |&b| b == b' ');
+        let first = words.next().unwrap_or(&[]);
+        let arg = match verb {
+            "PASS" => String::from("<redacted>"),
+            "?" => String::from_utf8_lossy(&first[..first.len().min(64)]).into_owned(),
+            _ => String::from_utf8_lossy(words.next().unwrap_or(&[])).into_owned(),
+        };
+        self.out.push_back(Output::Command { verb, arg });
     }
 
     fn resume_deferred(&mut self, now: Duration) {
@@ -1274,5 +1305,7 @@ fn canonical(ip: IpAddr) -> IpAddr {
 
 #[cfg(test)]
 mod permission_tests;
+#[cfg(test)]
+mod report_tests;
 #[cfg(test)]
 mod tests;

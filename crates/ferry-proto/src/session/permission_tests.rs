@@ -77,6 +77,7 @@ impl T {
             .map(|o| match o {
                 Output::Reply(r) => r.code().as_u16(),
                 Output::Action(a) => panic!("expected replies only, got {a:?}"),
+                Output::Command { verb, .. } => panic!("commands are not reported here: {verb}"),
             })
             .collect()
     }
@@ -87,6 +88,7 @@ impl T {
             .map(|o| match o {
                 Output::Reply(r) => r,
                 Output::Action(a) => panic!("expected replies only, got {a:?}"),
+                Output::Command { verb, .. } => panic!("commands are not reported here: {verb}"),
             })
             .collect()
     }

@@ -242,6 +242,7 @@ impl H {
             .map(|o| match o {
                 Output::Reply(r) => C(r.code().as_u16()),
                 Output::Action(a) => A(a),
+                Output::Command { verb, .. } => panic!("commands are not reported here: {verb}"),
             })
             .collect()
     }
@@ -253,6 +254,7 @@ impl H {
             .map(|o| match o {
                 Output::Reply(r) => (r.code().as_u16(), r.lines().to_vec()),
                 Output::Action(a) => panic!("expected only replies, got {a:?}"),
+                Output::Command { verb, .. } => panic!("commands are not reported here: {verb}"),
             })
             .collect()
     }
@@ -993,6 +995,7 @@ fn every_fs_error_kind_maps_to_its_reply_code() {
         (FsError::DirectoryNotEmpty, 550),
         (FsError::InvalidName, 553),
         (FsError::NoSpace, 452),
+        (FsError::QuotaExceeded, 552),
         (FsError::InvalidOffset, 550),
         (FsError::Other, 451),
     ];
@@ -1852,6 +1855,7 @@ fn storage_failure_before_ready_uses_the_fs_error_code() {
         (FsError::PermissionDenied, 550),
         (FsError::InvalidName, 553),
         (FsError::NoSpace, 452),
+        (FsError::QuotaExceeded, 552),
         (FsError::Other, 451),
     ] {
         let mut h = H::logged_in(Permissions::ALL);
@@ -1871,6 +1875,7 @@ fn storage_failure_after_150_is_a_local_error() {
         (FsError::InvalidOffset, 451),
         (FsError::Other, 451),
         (FsError::NoSpace, 452),
+        (FsError::QuotaExceeded, 552),
         (FsError::InvalidName, 553),
     ] {
         let mut h = H::logged_in(Permissions::ALL);
@@ -2585,6 +2590,7 @@ impl Fuzz {
                         return Err(TestCaseError::fail(format!("{r:?}: {e}")));
                     }
                 }
+                Output::Command { .. } => {}
                 Output::Action(Action::Close) => self.closed = true,
                 Output::Action(Action::Abort) => {
                     // The transfer is cancelled and answers with TransferDone, unless it completes

@@ -117,6 +117,9 @@ pub struct Config {
     pub allow_active: bool,
     /// FTPS policy (RFC 4217).
     pub tls: TlsPolicy,
+    /// Emit an [`Output::Command`] for each command the session handles, for debug logs and command
+    /// latency metrics. Off by default; when off, nothing is allocated for it.
+    pub report_commands: bool,
 }
 
 /// What the session offers and demands of TLS (RFC 4217).
@@ -145,6 +148,7 @@ impl Default for Config {
             max_pipelined: 16,
             allow_active: true,
             tls: TlsPolicy::default(),
+            report_commands: false,
         }
     }
 }
@@ -291,8 +295,10 @@ pub enum FsError {
     DirectoryNotEmpty,
     /// The name cannot be stored.
     InvalidName,
-    /// The file system is full.
+    /// The file system is full: 452, the request may succeed later (RFC 959 §4.2.2).
     NoSpace,
+    /// A quota or a per-file size limit would be exceeded: 552, the request as made cannot succeed.
+    QuotaExceeded,
     /// A REST offset beyond the end of the file.
     InvalidOffset,
     /// Anything else: a local error.
@@ -313,6 +319,10 @@ impl FsError {
             Self::NoSpace => (
                 ReplyCode::INSUFFICIENT_STORAGE,
                 "Insufficient storage space",
+            ),
+            Self::QuotaExceeded => (
+                ReplyCode::EXCEEDED_STORAGE,
+                "Exceeded storage allocation",
             ),
             Self::InvalidOffset => (
                 ReplyCode::FILE_UNAVAILABLE,
@@ -431,4 +441,14 @@ pub enum Output {
     Reply(Reply),
     /// Do this work.
     Action(Action),
+    /// The session starts handling a command (only with [`Config::report_commands`]): for logs and
+    /// metrics, nothing to act on. The command's first reply is the next [`Output::Reply`].
+    Command {
+        /// The verb in upper case; `"?"` for a line that is not a command Ferry knows, `"(too long)"`
+        /// for an over-long line.
+        verb: &'static str,
+        /// The argument as sent (empty if none); for PASS always `"<redacted>"`, and for a line that did
+        /// not parse only its first word (the rest could be a password sent out of place).
+        arg: String,
+    },
 }

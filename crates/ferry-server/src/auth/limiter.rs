@@ -18,12 +18,13 @@
 //! names costs a fixed amount of memory.
 //!
 //! Log lines for fail2ban and similar tools come from here, with the client address before any text the
-//! client chose (user names are quoted and escaped):
+//! client chose (user names are quoted and escaped); the session span (`session{id=.. peer=..}: `) comes
+//! between the level and the target:
 //!
 //! ```text
-//! WARN ferry::auth: login failed: address 192.0.2.7, user "root", failures 3
-//! WARN ferry::auth: ban: address 192.0.2.7 banned for 900 s after 10 failed logins
-//! WARN ferry::auth: lock: user "root" locked for 900 s after 30 failed logins
+//! WARN session{id=17 peer=192.0.2.7:50312}: ferry::auth: login failed: address 192.0.2.7, user "root", failures 3
+//! WARN session{id=21 peer=192.0.2.7:50388}: ferry::auth: ban: address 192.0.2.7 banned for 900 s after 10 failed logins
+//! WARN session{id=40 peer=198.51.100.4:41000}: ferry::auth: lock: user "root" locked for 900 s after 30 failed logins
 //! ```
 
 use std::collections::hash_map::RandomState;

@@ -60,6 +60,11 @@ pub struct Account {
     /// Sessions this account may have open at once; `None` for no limit of its own. A login beyond it
     /// gets `530` at once and does not count as a failed login.
     pub max_sessions: Option<usize>,
+    /// The account's own upload mode; `None` for the server's
+    /// ([`ServerConfig::uploads`](crate::ServerConfig::uploads)).
+    pub upload_mode: Option<crate::upload::UploadMode>,
+    /// The account's own policy for the data of failed uploads; `None` for the server's.
+    pub partial_uploads: Option<crate::upload::PartialUploads>,
 }
 
 impl Account {
@@ -70,6 +75,8 @@ impl Account {
             grant: Grant { permissions },
             home: None,
             max_sessions: None,
+            upload_mode: None,
+            partial_uploads: None,
         }
     }
 }

@@ -11,6 +11,8 @@
 //! role = "read-write"             # read-only, upload-only, read-write or admin
 //! max_sessions = 4
 //! allow_from = ["192.0.2.0/24", "2001:db8::/32"]
+//! upload_mode = "in-place"        # or "atomic"; default: the server's setting
+//! partial_uploads = "keep"        # or "delete"; default: the server's setting
 //!
 //! [users.dropbox]
 //! password_hash = "$argon2id$..."
@@ -44,6 +46,7 @@ use serde::Deserialize;
 use tokio::sync::Semaphore;
 
 use super::{is_anonymous, Account, Authenticator, Cidr, Credentials};
+use crate::upload::{PartialUploads, UploadMode};
 
 /// The permission names of the users file, in their canonical order.
 pub const PERMISSION_NAMES: [(&str, Permissions); 9] = [
@@ -339,6 +342,10 @@ pub struct User {
     pub max_sessions: Option<NonZeroU32>,
     /// Networks the user may log in from; empty for anywhere.
     pub allow_from: Vec<Cidr>,
+    /// The user's own upload mode; `None` for the server's.
+    pub upload_mode: Option<UploadMode>,
+    /// The user's own policy for the data of failed uploads; `None` for the server's.
+    pub partial_uploads: Option<PartialUploads>,
 }
 
 /// The `[anonymous]` section: users `anonymous` and `ftp` with any password.
@@ -357,6 +364,10 @@ pub struct AnonymousAccess {
     pub max_sessions: Option<NonZeroU32>,
     /// Networks anonymous users may log in from; empty for anywhere.
     pub allow_from: Vec<Cidr>,
+    /// The anonymous upload mode; `None` for the server's.
+    pub upload_mode: Option<UploadMode>,
+    /// The anonymous policy for the data of failed uploads; `None` for the server's.
+    pub partial_uploads: Option<PartialUploads>,
 }
 
 fn allows(networks: &[Cidr], ip: IpAddr) -> bool {
@@ -447,6 +458,10 @@ struct RawAccount {
     max_sessions: Option<NonZeroU32>,
     #[serde(default)]
     allow_from: Vec<Cidr>,
+    #[serde(default)]
+    upload_mode: Option<UploadMode>,
+    #[serde(default)]
+    partial_uploads: Option<PartialUploads>,
 }
 
 struct PermissionName(Permissions);
@@ -542,6 +557,8 @@ impl UsersFile {
                     enabled: raw.enabled.unwrap_or(true),
                     max_sessions: raw.max_sessions,
                     allow_from: raw.allow_from,
+                    upload_mode: raw.upload_mode,
+                    partial_uploads: raw.partial_uploads,
                 },
             );
         }
@@ -566,6 +583,8 @@ impl UsersFile {
                     permissions,
                     max_sessions: raw.max_sessions,
                     allow_from: raw.allow_from,
+                    upload_mode: raw.upload_mode,
+                    partial_uploads: raw.partial_uploads,
                 })
             }
         };
@@ -806,6 +825,8 @@ impl Authenticator for UsersAuthenticator {
                     },
                     home: a.home.clone(),
                     max_sessions: a.max_sessions.map(|n| n.get() as usize),
+                    upload_mode: a.upload_mode,
+                    partial_uploads: a.partial_uploads,
                 }),
                 _ => Err(AuthError::Invalid),
             };
@@ -825,6 +846,8 @@ impl Authenticator for UsersAuthenticator {
                 },
                 home: u.home.clone(),
                 max_sessions: u.max_sessions.map(|n| n.get() as usize),
+                upload_mode: u.upload_mode,
+                partial_uploads: u.partial_uploads,
             }),
             _ => Err(AuthError::Invalid),
         }

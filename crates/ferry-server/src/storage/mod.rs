@@ -5,6 +5,18 @@
 //! a backend must never let one name anything outside that root (see [`LocalStorage`] for how the local
 //! backend enforces this with `cap-std`). Failures are [`StorageError`]s whose [`StorageErrorKind`] the FTP
 //! layer maps to one reply code each.
+//!
+//! # Atomic uploads
+//!
+//! In the [`Atomic`](crate::upload::UploadMode::Atomic) upload mode the server writes an upload to a
+//! hidden temporary file from [`Storage::create_temp`] in the target's directory, and only when every
+//! byte arrived and the writer was flushed does it [`rename`](Storage::rename) that file over the
+//! target; a failed upload's temporary file is [`remove_file`](Storage::remove_file)d (or renamed to a
+//! target that does not exist, when partial uploads are kept). A backend supports atomic uploads by
+//! making `rename` over an existing file atomic (readers see the old file or the new one, never a
+//! mixture or nothing), as POSIX `rename(2)` is within one file system. Names starting with
+//! [`TEMP_PREFIX`] are reserved for these files: the server hides them from listings and refuses them
+//! in client commands.
 
 mod local;
 
@@ -187,6 +199,12 @@ mod errno {
     pub(super) const ENAMETOOLONG: Option<i32> = None;
 }
 
+/// Prefix of the names of the hidden temporary files of atomic uploads (see [`Storage::create_temp`]).
+///
+/// The leading dot hides them from `ls`; the server also leaves them out of every listing and refuses
+/// any client path with a component that starts with it.
+pub const TEMP_PREFIX: &str = ".ferry-upload.";
+
 /// How an upload opens its target file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteMode {
@@ -313,8 +331,9 @@ pub trait Storage: Send + Sync + 'static {
         path: &VirtualPath,
     ) -> impl Future<Output = Result<(), StorageError>> + Send;
 
-    /// Renames `from` to `to` (RNFR/RNTO). An existing file at `to` is replaced, as POSIX `rename` does;
-    /// a symlink is moved, not followed.
+    /// Renames `from` to `to` (RNFR/RNTO, and the commit of an atomic upload). An existing file at `to`
+    /// is replaced, as POSIX `rename` does, and should be replaced atomically (see the module docs); a
+    /// symlink is moved, not followed.
     ///
     /// # Errors
     /// [`StorageErrorKind::NotFound`] if `from` is missing, [`StorageErrorKind::PermissionDenied`] if
@@ -338,6 +357,44 @@ pub trait Storage: Send + Sync + 'static {
         path: &VirtualPath,
         unix_secs: i64,
     ) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// Creates a new, empty temporary file in the directory `dir` for an atomic upload, and returns its
+    /// path and a writer.
+    ///
+    /// The name must start with [`TEMP_PREFIX`] and be hard to guess; creation must be exclusive, so an
+    /// existing file is never opened. The server writes the upload to this file and then either
+    /// [`rename`](Storage::rename)s it over the target or removes it (see the module docs). The file
+    /// must be in `dir` itself, so that the rename stays within one directory (and file system).
+    ///
+    /// The default tries `TEMP_PREFIX` followed by 16 random hexadecimal digits with
+    /// [`WriteMode::CreateNew`], a few times if the name is taken.
+    ///
+    /// # Errors
+    /// [`StorageErrorKind::NotFound`] or [`StorageErrorKind::NotADirectory`] if `dir` is missing or not a
+    /// directory, and otherwise as for [`Storage::open_write`].
+    fn create_temp(
+        &self,
+        dir: &VirtualPath,
+    ) -> impl Future<Output = Result<(VirtualPath, Self::Writer), StorageError>> + Send {
+        let dir = dir.clone();
+        async move {
+            let mut last = None;
+            for _ in 0..TEMP_ATTEMPTS {
+                let name = format!("{TEMP_PREFIX}{:016x}", random_u64());
+                let path = dir.join(&name).map_err(|err| {
+                    StorageError::new(StorageErrorKind::InvalidName, err.to_string())
+                })?;
+                match self.open_write(&path, WriteMode::CreateNew).await {
+                    Ok(writer) => return Ok((path, writer)),
+                    Err(err) if err.kind() == StorageErrorKind::AlreadyExists => last = Some(err),
+                    Err(err) => return Err(err),
+                }
+            }
+            Err(last.unwrap_or_else(|| {
+                StorageError::new(StorageErrorKind::AlreadyExists, "no free temporary name")
+            }))
+        }
+    }
 
     /// A storage for one user, rooted at `home`: the per-session storage of an account whose
     /// [`Account::home`](crate::auth::Account::home) is set.
@@ -370,6 +427,22 @@ pub trait Storage: Send + Sync + 'static {
             ))
         }
     }
+}
+
+/// How many names the default [`Storage::create_temp`] tries.
+const TEMP_ATTEMPTS: u32 = 8;
+
+/// 64 random bits for temporary names: std's per-process random hash keys over a counter and the clock.
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(t.as_nanos());
+    }
+    h.finish()
 }
 
 #[cfg(test)]
