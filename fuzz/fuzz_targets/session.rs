@@ -105,7 +105,15 @@ fuzz_target!(|data: &[u8]| {
                         } else {
                             Completion::TransferDone(Err(TransferError::DataConnection))
                         }),
-                        Action::StartTransfer | Action::Abort => Some(Completion::TransferDone(if c % 2 == 0 { Ok(7) } else { Err(TransferError::Aborted) })),
+                        // Every way a transfer ends, storage failures after the 150 included (452/552/451).
+                        Action::StartTransfer | Action::Abort => Some(Completion::TransferDone(match c % 6 {
+                            0 => Ok(7),
+                            1 => Err(TransferError::Aborted),
+                            2 => Err(TransferError::ConnectionLost),
+                            3 => Err(TransferError::Storage(FsError::NoSpace)),
+                            4 => Err(TransferError::Storage(FsError::QuotaExceeded)),
+                            _ => Err(TransferError::Storage(FsError::NotFound)),
+                        })),
                         _ => None,
                     };
                     if let Some(done) = completion {

@@ -235,7 +235,9 @@ impl Content {
             let end = s.start + s.len;
             skip = 0;
             while pos < end {
-                let n = usize::try_from(end - pos).unwrap_or(usize::MAX).min(buf.len());
+                let n = usize::try_from(end - pos)
+                    .unwrap_or(usize::MAX)
+                    .min(buf.len());
                 fill(s.seed, pos, &mut buf[..n]);
                 f(&buf[..n]);
                 pos += n as u64;
@@ -708,7 +710,10 @@ impl Client {
     }
 
     async fn delete(&mut self, name: &str) -> Result<(), Fail> {
-        self.ctl().await?.expect(&format!("DELE {name}"), 250).await?;
+        self.ctl()
+            .await?
+            .expect(&format!("DELE {name}"), 250)
+            .await?;
         self.files.remove(name);
         Ok(())
     }
@@ -1041,7 +1046,10 @@ async fn run(cli: SoakCli) -> Result<bool, String> {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let seed = cli.seed.unwrap_or(now_secs);
-    let dir = cli.dir.clone().unwrap_or_else(|| format!("soak-{now_secs}"));
+    let dir = cli
+        .dir
+        .clone()
+        .unwrap_or_else(|| format!("soak-{now_secs}"));
     let timeout = Duration::from_secs_f64(cli.timeout.max(0.1));
     let shared = Arc::new(Shared {
         addr,

@@ -88,6 +88,8 @@ pub(crate) struct ControlDriver<S: Storage, A: Authenticator> {
     upload: UploadPolicy,
     /// Bytes read but not yet consumed by the session (usually empty).
     pending: Vec<u8>,
+    /// Read buffer of a TLS control connection (empty for plain ones).
+    tls_buf: Vec<u8>,
     wbuf: Vec<u8>,
     passive: Option<(oneshot::Receiver<io::Result<TcpStream>>, JoinHandle<()>)>,
     transfer: Option<Running>,
@@ -123,6 +125,7 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
             local,
             session,
             pending: Vec::new(),
+            tls_buf: Vec::new(),
             wbuf: Vec::new(),
             passive: None,
             transfer: None,
@@ -138,15 +141,21 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
     }
 
     /// Runs the session to its end. I/O errors on the control connection end it quietly.
-    pub(crate) async fn run(mut self) {
-        if let Err(e) = self.run_inner().await {
-            debug!(peer = %self.peer, error = %e, "control connection ended");
+    ///
+    /// Not an `async fn`: an async fn's by-value argument is stored twice in its future (as argument
+    /// and as local), which would double an idle session's footprint; an `async move` block captures
+    /// the driver once.
+    #[allow(clippy::manual_async_fn)] // on purpose, see above
+    pub(crate) fn run(mut self) -> impl std::future::Future<Output = ()> + Send {
+        async move {
+            if let Err(e) = self.run_inner().await {
+                debug!(peer = %self.peer, error = %e, "control connection ended");
+            }
+            Box::pin(self.teardown()).await;
         }
-        self.teardown().await;
     }
 
     async fn run_inner(&mut self) -> io::Result<()> {
-        let mut rbuf = [0u8; 1024];
         loop {
             self.drain_output().await?;
             if self.closing {
@@ -160,11 +169,14 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
                     continue;
                 }
             }
-            if self.pending.is_empty()
-                && self.pending.capacity() > 0
-                && !self.session.is_transferring()
-            {
-                self.pending = Vec::new();
+            if self.pending.is_empty() && !self.session.is_transferring() {
+                // Idle between commands: hold no buffers (an idle session should cost ~1 KiB).
+                if self.pending.capacity() > 0 {
+                    self.pending = Vec::new();
+                }
+                if self.wbuf.is_empty() && self.wbuf.capacity() > 0 {
+                    self.wbuf = Vec::new();
+                }
                 self.session.shrink();
             }
             let phase = *self.shutdown.borrow();
@@ -179,18 +191,26 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
                 .map(|d| tokio::time::Instant::from_std(self.shared.epoch + d));
             let can_read = self.pending.len() < 2 * self.shared.config.session.max_line.max(1024);
             tokio::select! {
-                r = read_some(&mut self.stream, &mut rbuf), if can_read => {
-                    let n = r?;
-                    if n == 0 {
-                        return Ok(());
-                    }
+                r = wait_input(&mut self.stream, &mut self.tls_buf), if can_read => {
                     let now = self.now();
                     self.session.set_wall_clock(transfer::unix_now());
-                    if self.pending.is_empty() {
-                        let used = self.session.handle_input(now, &rbuf[..n]);
-                        self.pending.extend_from_slice(&rbuf[used..n]);
-                    } else {
-                        self.pending.extend_from_slice(&rbuf[..n]);
+                    let n = match r? {
+                        Input::Readable => match &self.stream {
+                            Some(MaybeTls::Plain(tcp)) => {
+                                match read_plain_now(tcp, &mut self.session, &mut self.pending, now)? {
+                                    Some(n) => n,
+                                    None => continue,
+                                }
+                            }
+                            _ => continue,
+                        },
+                        Input::Tls(n) => {
+                            feed(&mut self.session, &mut self.pending, now, &self.tls_buf[..n]);
+                            n
+                        }
+                    };
+                    if n == 0 {
+                        return Ok(());
                     }
                 }
                 _ = sleep_until(deadline), if deadline.is_some() => {
@@ -243,8 +263,10 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
                     self.command = Some((verb, Instant::now()));
                 }
                 Output::Action(action) => {
-                    self.flush().await?;
-                    self.act(action).await;
+                    self.write_replies().await?;
+                    // Boxed: the futures of actions (logins, storage, TLS handshakes) are large and
+                    // short-lived; keeping them out of the session's future keeps idle sessions small.
+                    Box::pin(self.act(action)).await;
                 }
             }
         }
@@ -253,7 +275,34 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
             // goes out, so a client that reconnects on seeing it finds the slot free.
             self.account = None;
         }
-        self.flush().await
+        self.write_replies().await
+    }
+
+    /// Sends the queued replies: at once with a non-blocking write when the socket takes them (the usual
+    /// case), else through the (boxed, so it takes no room in an idle session) async flush.
+    async fn write_replies(&mut self) -> io::Result<()> {
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        if let Some(MaybeTls::Plain(tcp)) = &self.stream {
+            let mut written = 0;
+            while written < self.wbuf.len() {
+                match tcp.try_write(&self.wbuf[written..]) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => written += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            self.wbuf.drain(..written);
+            if self.wbuf.is_empty() {
+                if self.wbuf.capacity() > 4096 {
+                    self.wbuf = Vec::new();
+                }
+                return Ok(());
+            }
+        }
+        Box::pin(self.flush()).await
     }
 
     async fn flush(&mut self) -> io::Result<()> {
@@ -652,11 +701,69 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
     }
 }
 
-async fn read_some(stream: &mut Option<MaybeTls>, buf: &mut [u8]) -> io::Result<usize> {
+/// What [`wait_input`] found.
+enum Input {
+    /// A plain connection is readable: read it with [`read_plain_now`].
+    Readable,
+    /// This many bytes were read from a TLS connection into the driver's TLS buffer.
+    Tls(usize),
+}
+
+/// Waits for input on the control connection. Plain connections only wait for readiness, so no read
+/// buffer lives in the driver's future between commands (that keeps an idle session small); TLS
+/// connections read into `tls_buf`, allocated on first use.
+async fn wait_input(stream: &mut Option<MaybeTls>, tls_buf: &mut Vec<u8>) -> io::Result<Input> {
     match stream {
-        Some(MaybeTls::Plain(tcp)) => read_plain(tcp, buf).await,
-        Some(s) => s.read(buf).await,
+        Some(MaybeTls::Plain(tcp)) => {
+            tcp.readable().await?;
+            Ok(Input::Readable)
+        }
+        Some(tls) => {
+            if tls_buf.len() < CONTROL_READ {
+                tls_buf.resize(CONTROL_READ, 0);
+            }
+            Ok(Input::Tls(tls.read(tls_buf).await?))
+        }
         None => Err(io::ErrorKind::NotConnected.into()),
+    }
+}
+
+/// Bytes read from the control connection at once.
+const CONTROL_READ: usize = 1024;
+
+/// Reads what a readable plain control connection has and feeds it to the session; `None` when the
+/// readiness was spurious. Returns the byte count (0: the client closed).
+///
+/// Not `AsyncReadExt::read`: tokio assumes a read that fills less than the buffer drained the socket and
+/// waits for the next readiness event, but a read also stops at the TCP urgent mark, which clients set
+/// with the Telnet Synch before ABOR (RFC 959 §4.1.3). The rest of the line (often just its LF) would
+/// then sit unread until the client sends more, which it does not: it waits for the 426/226.
+/// `try_read` clears readiness only on `WouldBlock`. The buffer is on the stack of this synchronous
+/// function, never in the session's future.
+fn read_plain_now(
+    tcp: &TcpStream,
+    session: &mut Session,
+    pending: &mut Vec<u8>,
+    now: std::time::Duration,
+) -> io::Result<Option<usize>> {
+    let mut buf = [0u8; CONTROL_READ];
+    match tcp.try_read(&mut buf) {
+        Ok(n) => {
+            feed(session, pending, now, &buf[..n]);
+            Ok(Some(n))
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Offers `data` to the session, keeping what it does not consume yet (after earlier leftovers).
+fn feed(session: &mut Session, pending: &mut Vec<u8>, now: std::time::Duration, data: &[u8]) {
+    if pending.is_empty() {
+        let used = session.handle_input(now, data);
+        pending.extend_from_slice(&data[used..]);
+    } else {
+        pending.extend_from_slice(data);
     }
 }
 
@@ -697,23 +804,6 @@ impl Drop for UserGuard {
             if *n == 0 {
                 m.remove(&self.user);
             }
-        }
-    }
-}
-
-/// Reads from a plain control connection.
-///
-/// Not `AsyncReadExt::read`: tokio assumes a read that fills less than the buffer drained the socket and
-/// waits for the next readiness event, but a read also stops at the TCP urgent mark, which clients set
-/// with the Telnet Synch before ABOR (RFC 959 §4.1.3). The rest of the line (often just its LF) would
-/// then sit unread until the client sends more, which it does not: it waits for the 426/226.
-/// `try_read` clears readiness only on `WouldBlock`.
-async fn read_plain(tcp: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
-    loop {
-        tcp.readable().await?;
-        match tcp.try_read(buf) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            r => return r,
         }
     }
 }

@@ -7,6 +7,11 @@
 //! [`auth::Authenticator`]; [`storage::LocalStorage`], [`auth::UsersAuthenticator`] (a users file with
 //! argon2id hashes, per-user homes and permissions) and [`auth::StaticAuthenticator`] are the built-in
 //! backends. Every login passes the server's [`auth::LoginLimiter`] (brute-force delays and bans).
+//!
+//! For the people running it: every session logs inside a `session` tracing span (its id, the peer
+//! and, once logged in, the user); [`metrics`] keeps Prometheus series and serves them; [`xferlog`]
+//! writes the classic transfer log; a [`Reloader`] changes limits and session settings for new
+//! sessions while the server runs.
 
 mod activity;
 pub mod auth;
@@ -287,7 +292,7 @@ fn admit<S: Storage, A: Authenticator>(
     let session = async move {
         // The permits are held from here, so handshakes count against the session limits.
         let stream = match (&shared.tls, implicit) {
-            (Some(tls), true) => match tls.accept(stream).await {
+            (Some(tls), true) => match Box::pin(tls.accept(stream)).await {
                 Ok(s) => s,
                 Err(e) => {
                     info!(%peer, error = %e, "implicit TLS handshake failed");
@@ -296,14 +301,24 @@ fn admit<S: Storage, A: Authenticator>(
             },
             _ => stream::MaybeTls::Plain(stream),
         };
-        ControlDriver::new(shared, stream, peer, local, phase)
-            .run()
-            .await;
+        // Boxed: awaited in place, the driver would be stored twice in this future (once as the value
+        // moved into `run`, once inside `run`'s future), doubling an idle session's footprint.
+        let driver = Box::pin(ControlDriver::new(shared, stream, peer, local, phase).run());
+        tracing::trace!(
+            bytes = std::mem::size_of_val(&*driver),
+            "control driver future"
+        );
+        driver.await;
         drop(ip_guard);
         drop(permit);
         drop(open);
     };
-    tokio::spawn(session.instrument(span));
+    let session = session.instrument(span);
+    tracing::trace!(
+        bytes = std::mem::size_of_val(&session),
+        "session task future"
+    );
+    tokio::spawn(session);
 }
 
 /// The id of the next session, for log lines (unique within the process).

@@ -492,14 +492,34 @@ mod tests {
     async fn abandon_follows_the_policy() {
         for (mode, partial, existed, expect) in [
             // (mode, policy, old file?, content afterwards: None = no file)
-            (UploadMode::Atomic, PartialUploads::Delete, true, Some(&b"old"[..])),
+            (
+                UploadMode::Atomic,
+                PartialUploads::Delete,
+                true,
+                Some(&b"old"[..]),
+            ),
             (UploadMode::Atomic, PartialUploads::Delete, false, None),
             (UploadMode::Atomic, PartialUploads::Keep, true, Some(b"old")),
-            (UploadMode::Atomic, PartialUploads::Keep, false, Some(b"part")),
+            (
+                UploadMode::Atomic,
+                PartialUploads::Keep,
+                false,
+                Some(b"part"),
+            ),
             (UploadMode::InPlace, PartialUploads::Delete, true, None),
             (UploadMode::InPlace, PartialUploads::Delete, false, None),
-            (UploadMode::InPlace, PartialUploads::Keep, true, Some(b"part")),
-            (UploadMode::InPlace, PartialUploads::Keep, false, Some(b"part")),
+            (
+                UploadMode::InPlace,
+                PartialUploads::Keep,
+                true,
+                Some(b"part"),
+            ),
+            (
+                UploadMode::InPlace,
+                PartialUploads::Keep,
+                false,
+                Some(b"part"),
+            ),
         ] {
             let (tmp, s) = setup();
             if existed {
@@ -519,7 +539,11 @@ mod tests {
             match expect {
                 Some(content) => {
                     assert_eq!(names(tmp.path()), ["f"], "{case}");
-                    assert_eq!(std::fs::read(tmp.path().join("f")).unwrap(), content, "{case}");
+                    assert_eq!(
+                        std::fs::read(tmp.path().join("f")).unwrap(),
+                        content,
+                        "{case}"
+                    );
                 }
                 None => assert!(names(tmp.path()).is_empty(), "{case}"),
             }
@@ -620,7 +644,10 @@ mod tests {
             Err(FsError::InvalidName)
         );
         assert_eq!(
-            check_request(&FsRequest::Rename { from: t, to: f.clone() }),
+            check_request(&FsRequest::Rename {
+                from: t,
+                to: f.clone()
+            }),
             Err(FsError::NotFound)
         );
         assert_eq!(check_request(&FsRequest::Metadata(f)), Ok(()));

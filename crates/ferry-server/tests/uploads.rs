@@ -89,14 +89,21 @@ fn readers_never_see_a_partial_atomic_upload() {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert!(!temp.is_empty(), "no temporary file: {:?}", names(&srv.root()));
+    assert!(
+        !temp.is_empty(),
+        "no temporary file: {:?}",
+        names(&srv.root())
+    );
     // ...which nobody sees, lists, reads, renames or removes, and whose names nobody can make.
     assert_eq!(reader.retr(DataMode::Pasv, "f"), old);
     let list = listing(&mut reader, "LIST -a");
     assert!(!list.contains(".ferry-upload."), "{list}");
     assert_eq!(listing(&mut reader, "NLST"), "f\r\n");
     let mlsd = listing(&mut reader, "MLSD");
-    assert!(mlsd.ends_with(" f\r\n") && mlsd.lines().count() == 1, "{mlsd}");
+    assert!(
+        mlsd.ends_with(" f\r\n") && mlsd.lines().count() == 1,
+        "{mlsd}"
+    );
     reader.expect(&format!("SIZE {temp}"), 550);
     reader.expect(&format!("MLST {temp}"), 550);
     reader.expect(&format!("MDTM {temp}"), 550);
@@ -200,7 +207,10 @@ fn the_users_file_sets_an_accounts_upload_policy() {
     assert_eq!(bob.upload_mode, Some(UploadMode::InPlace));
     assert_eq!(bob.partial_uploads, Some(PartialUploads::Keep));
     assert_eq!(file.user("alice").unwrap().upload_mode, None);
-    let bad = format!("[users.carol]\npassword_hash = \"{}\"\nupload_mode = \"sideways\"\n", hash("c"));
+    let bad = format!(
+        "[users.carol]\npassword_hash = \"{}\"\nupload_mode = \"sideways\"\n",
+        hash("c")
+    );
     let e = UsersFile::parse(&bad).err().unwrap();
     assert_eq!(e.line(), Some(3), "{e}");
 

@@ -23,7 +23,7 @@ use clap::ArgMatches;
 use serde::Deserialize;
 
 use crate::logging::LogFormat;
-use crate::{Anonymous, Cli, TlsRequired};
+use crate::{Anonymous, Cli, PartialUploadsArg, TlsRequired, UploadModeArg};
 
 /// One key of the file: its name, the clap argument it stands for and how the docs describe it.
 #[derive(Clone, Copy, Debug)]
@@ -62,6 +62,9 @@ pub const KEYS: &[Key] = &[
     key("max-sessions", "max_sessions", "1000", true),
     key("max-sessions-per-ip", "max_sessions_per_ip", "50", true),
     key("idle-timeout", "idle_timeout", "600", true),
+    key("shutdown-grace", "shutdown_grace", "10", false),
+    key("upload-mode", "upload_mode", "\"atomic\"", false),
+    key("partial-uploads", "partial_uploads", "\"delete\"", false),
     key("tls-cert", "tls_cert", "\"cert.pem\"", false),
     key("tls-key", "tls_key", "\"key.pem\"", false),
     key(
@@ -126,6 +129,9 @@ pub struct FileConfig {
     max_sessions: Option<Positive>,
     max_sessions_per_ip: Option<Positive>,
     idle_timeout: Option<Positive>,
+    shutdown_grace: Option<u64>,
+    upload_mode: Option<UploadModeArg>,
+    partial_uploads: Option<PartialUploadsArg>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     implicit_listen: Option<Vec<SocketAddr>>,
@@ -230,6 +236,9 @@ impl LoadedFile {
             ban_after,
             lock_user_after,
             passive_ports,
+            shutdown_grace,
+            upload_mode,
+            partial_uploads,
         );
         if let (Some(v), false) = (f.user.clone(), given("users")) {
             cli.users = v;

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use clap::{CommandFactory, FromArgMatches};
-use ferry_server::{AnonymousMode, ServerConfig};
+use ferry_server::{AnonymousMode, PartialUploads, ServerConfig, UploadMode};
 
 use crate::config_file::{find_key, ConfigError, LoadedFile, KEYS};
 use crate::logging::LogFormat;
@@ -95,6 +95,15 @@ const TABLE: &[(&str, &str, Check)] = &[
     }),
     ("idle-timeout", "idle-timeout = 30", |_, s| {
         s.session.idle_timeout.as_secs() == 30
+    }),
+    ("shutdown-grace", "shutdown-grace = 3", |_, s| {
+        s.limits.shutdown_grace.as_secs() == 3
+    }),
+    ("upload-mode", "upload-mode = \"in-place\"", |_, s| {
+        s.uploads.mode == UploadMode::InPlace
+    }),
+    ("partial-uploads", "partial-uploads = \"keep\"", |_, s| {
+        s.uploads.partial == PartialUploads::Keep
     }),
     (
         "tls-cert",

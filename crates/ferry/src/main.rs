@@ -112,6 +112,18 @@ struct Cli {
     /// Seconds without a command before a session is closed.
     #[arg(long, value_name = "SECS", default_value_t = 600)]
     idle_timeout: u64,
+    /// Seconds running transfers get to finish on SIGTERM or SIGINT before they are cut with 421.
+    #[arg(long = "shutdown-grace", value_name = "SECS", default_value_t = 10)]
+    shutdown_grace: u64,
+    /// How uploads are written: atomic (to a hidden temporary file renamed over the target once
+    /// complete, so readers never see a partial file and a failed upload leaves the old one) or
+    /// in-place (into the target as the data arrives). A users-file entry may override it.
+    #[arg(long = "upload-mode", value_enum, value_name = "MODE", default_value_t = UploadModeArg::Atomic)]
+    upload_mode: UploadModeArg,
+    /// What a failed upload leaves: delete (nothing partial) or keep (for a REST or APPE resume; with
+    /// atomic uploads only for a file that did not exist before). A users-file entry may override it.
+    #[arg(long = "partial-uploads", value_enum, value_name = "POLICY", default_value_t = PartialUploadsArg::Delete)]
+    partial_uploads: PartialUploadsArg,
     /// PEM certificate chain: turns on explicit FTPS (AUTH TLS). Needs --tls-key.
     #[arg(long = "tls-cert", value_name = "PEM")]
     tls_cert: Option<PathBuf>,
@@ -238,6 +250,22 @@ enum TlsRequired {
     Login,
     /// Login and every data connection.
     All,
+}
+
+/// How uploads are written (`--upload-mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum UploadModeArg {
+    Atomic,
+    InPlace,
+}
+
+/// What a failed upload leaves (`--partial-uploads`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum PartialUploadsArg {
+    Delete,
+    Keep,
 }
 
 /// Anonymous access (`--anonymous`).

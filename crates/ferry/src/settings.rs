@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use ferry_proto::session::{Config as SessionConfig, TlsPolicy};
 use ferry_server::tls::TlsConfig;
-use ferry_server::{AnonymousMode, PassiveConfig, ServerConfig};
+use ferry_server::{
+    AnonymousMode, PartialUploads, PassiveConfig, ServerConfig, UploadMode, UploadPolicy,
+};
 
 use crate::config_file::{ConfigError, LoadedFile};
-use crate::{Anonymous, Cli, TlsRequired};
+use crate::{Anonymous, Cli, PartialUploadsArg, TlsRequired, UploadModeArg};
 
 /// The environment variable with extra `NAME:PASSWORD` users, comma-separated.
 pub const USERS_ENV: &str = "FERRY_USERS";
@@ -176,6 +178,17 @@ pub fn server_config(cli: &Cli) -> ServerConfig {
     config.login_limits.ban_duration = Duration::from_secs(cli.ban_time.max(1));
     config.login_limits.lock_duration = config.login_limits.ban_duration;
     config.login_limits.lock_user_after = cli.lock_user_after;
+    config.limits.shutdown_grace = Duration::from_secs(cli.shutdown_grace);
+    config.uploads = UploadPolicy {
+        mode: match cli.upload_mode {
+            UploadModeArg::Atomic => UploadMode::Atomic,
+            UploadModeArg::InPlace => UploadMode::InPlace,
+        },
+        partial: match cli.partial_uploads {
+            PartialUploadsArg::Delete => PartialUploads::Delete,
+            PartialUploadsArg::Keep => PartialUploads::Keep,
+        },
+    };
     config
 }
 
@@ -215,6 +228,9 @@ fn every_field(cli: &Cli) -> Vec<(&'static str, String)> {
             format!("{:?}", cli.max_sessions_per_ip),
         ),
         ("idle-timeout", format!("{:?}", cli.idle_timeout)),
+        ("shutdown-grace", format!("{:?}", cli.shutdown_grace)),
+        ("upload-mode", format!("{:?}", cli.upload_mode)),
+        ("partial-uploads", format!("{:?}", cli.partial_uploads)),
         ("tls-required", format!("{:?}", cli.tls_required)),
         ("root", format!("{:?}", cli.root)),
         ("listen", format!("{:?}", cli.listen)),

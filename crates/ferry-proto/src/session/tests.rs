@@ -2763,3 +2763,11 @@ proptest! {
         }
     }
 }
+
+/// An idle session must stay small (the server's idle-session budget is 2 KiB in all); this bounds the
+/// state machine's share. Not a timing test: a size check that fails if a field grows carelessly.
+#[test]
+fn a_session_stays_small() {
+    let size = core::mem::size_of::<Session>();
+    assert!(size <= 512, "Session grew to {size} bytes");
+}

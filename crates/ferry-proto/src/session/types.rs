@@ -320,10 +320,7 @@ impl FsError {
                 ReplyCode::INSUFFICIENT_STORAGE,
                 "Insufficient storage space",
             ),
-            Self::QuotaExceeded => (
-                ReplyCode::EXCEEDED_STORAGE,
-                "Exceeded storage allocation",
-            ),
+            Self::QuotaExceeded => (ReplyCode::EXCEEDED_STORAGE, "Exceeded storage allocation"),
             Self::InvalidOffset => (
                 ReplyCode::FILE_UNAVAILABLE,
                 "Restart offset beyond end of file",

@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use ferry_proto::listing::FileInfo;
 use ferry_proto::path::VirtualPath;
 use ferry_server::storage::{StorageError, StorageErrorKind, WriteMode};
-use ferry_server::{AnonymousMode, LocalStorage, Server, ServerConfig, StaticAuthenticator, Storage};
+use ferry_server::{
+    AnonymousMode, LocalStorage, Server, ServerConfig, StaticAuthenticator, Storage,
+};
 use tempfile::TempDir;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
@@ -175,7 +177,10 @@ impl<S: Storage> Storage for FaultyStorage<S> {
 
     async fn rename(&self, from: &VirtualPath, to: &VirtualPath) -> Result<(), StorageError> {
         if self.plan.fail_rename.load(Ordering::SeqCst) {
-            return Err(StorageError::new(StorageErrorKind::Io, "injected rename failure"));
+            return Err(StorageError::new(
+                StorageErrorKind::Io,
+                "injected rename failure",
+            ));
         }
         self.inner.rename(from, to).await
     }
