@@ -1,9 +1,8 @@
 //! The control-connection driver: the one owner of a connection's socket and its [`Session`].
 
-use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use ferry_proto::session::{
@@ -19,6 +18,7 @@ use tracing::{debug, info, warn, Instrument};
 use crate::activity::TransferInfo;
 use crate::auth::{Account, Authenticator, Check, Credentials, LoginLimiter};
 use crate::config::ServerConfig;
+use crate::counts::{CountGuard, Counts};
 use crate::data::PortPool;
 use crate::metrics::LoginOutcome;
 use crate::storage::Storage;
@@ -56,7 +56,7 @@ pub(crate) struct Shared<S, A> {
     /// Failed logins across sessions: delays, bans, locks.
     pub limiter: LoginLimiter,
     /// Sessions logged in per account name.
-    pub user_sessions: Arc<Mutex<HashMap<String, usize>>>,
+    pub user_sessions: Counts<String>,
     /// Limits and session settings that a reload may change for new sessions.
     pub live: Arc<crate::reload::Live>,
 }
@@ -83,7 +83,7 @@ pub(crate) struct ControlDriver<S: Storage, A: Authenticator> {
     /// The logged-in account's storage (its home), or the server's root before any login.
     storage: Arc<S>,
     /// The logged-in account's share of its session count; released when the session logs out.
-    account: Option<UserGuard>,
+    account: Option<CountGuard<String>>,
     /// How this session's uploads are written: the server's policy with the account's overrides.
     upload: UploadPolicy,
     /// Bytes read but not yet consumed by the session (usually empty).
@@ -475,7 +475,8 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
     /// Takes a session slot for `account` and opens its home; the session's storage from now on.
     async fn open_account(&mut self, account: Account) -> Result<Grant, AuthError> {
         let max = account.max_sessions.unwrap_or(usize::MAX);
-        let Some(guard) = UserGuard::acquire(&self.shared.user_sessions, &account.user, max) else {
+        let Some(guard) = CountGuard::acquire(&self.shared.user_sessions, &account.user, max)
+        else {
             info!(peer = %self.peer, user = ?account.user, max, "login refused: too many sessions for this user");
             return Err(AuthError::TooManySessions);
         };
@@ -764,47 +765,6 @@ fn feed(session: &mut Session, pending: &mut Vec<u8>, now: std::time::Duration, 
         pending.extend_from_slice(&data[used..]);
     } else {
         pending.extend_from_slice(data);
-    }
-}
-
-/// One logged-in session's share of its account's session count; released on drop.
-struct UserGuard {
-    map: Arc<Mutex<HashMap<String, usize>>>,
-    user: String,
-}
-
-impl UserGuard {
-    fn acquire(map: &Arc<Mutex<HashMap<String, usize>>>, user: &str, max: usize) -> Option<Self> {
-        let mut m = map
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let n = m.entry(user.to_owned()).or_insert(0);
-        if *n >= max {
-            if *n == 0 {
-                m.remove(user);
-            }
-            return None;
-        }
-        *n += 1;
-        Some(Self {
-            map: Arc::clone(map),
-            user: user.to_owned(),
-        })
-    }
-}
-
-impl Drop for UserGuard {
-    fn drop(&mut self) {
-        let mut m = self
-            .map
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(n) = m.get_mut(&self.user) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&self.user);
-            }
-        }
     }
 }
 

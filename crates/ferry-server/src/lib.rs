@@ -17,6 +17,7 @@ mod activity;
 pub mod auth;
 pub mod config;
 mod control;
+mod counts;
 pub mod data;
 pub mod metrics;
 mod reload;
@@ -27,11 +28,10 @@ mod transfer;
 pub mod upload;
 pub mod xferlog;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use ferry_proto::reply::{Reply, ReplyCode};
@@ -47,6 +47,7 @@ pub use auth::{
 };
 pub use config::{Limits, PassiveConfig, ServerConfig};
 use control::{ControlDriver, Phase, Shared};
+use counts::{CountGuard, Counts};
 pub use reload::Reloader;
 pub use storage::{LocalStorage, Storage};
 pub use upload::{PartialUploads, UploadMode, UploadPolicy};
@@ -180,7 +181,7 @@ impl<S: Storage, A: Authenticator> Server<S, A> {
         let limits = shared.config.limits.clone();
         let (phase_tx, phase_rx) = watch::channel(Phase::Running);
         let sessions = Arc::clone(shared.live.permits());
-        let per_ip: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+        let per_ip: Counts<IpAddr> = Arc::default();
         let mut accept_tasks = JoinSet::new();
         for (listener, implicit) in listeners {
             let shared = Arc::clone(&shared);
@@ -238,7 +239,7 @@ fn admit<S: Storage, A: Authenticator>(
     peer: SocketAddr,
     implicit: bool,
     sessions: &Arc<Semaphore>,
-    per_ip: &Arc<Mutex<HashMap<IpAddr, usize>>>,
+    per_ip: &Counts<IpAddr>,
     phase: watch::Receiver<Phase>,
 ) {
     let metrics = shared.config.metrics.as_deref();
@@ -262,7 +263,7 @@ fn admit<S: Storage, A: Authenticator>(
         return refuse(stream, "Too many users, try again later");
     };
     let ip = peer.ip().to_canonical();
-    let Some(ip_guard) = IpGuard::acquire(per_ip, ip, shared.live.max_sessions_per_ip()) else {
+    let Some(ip_guard) = CountGuard::acquire(per_ip, &ip, shared.live.max_sessions_per_ip()) else {
         warn!(%peer, "refused: too many sessions from this address");
         count_refusal("max_sessions_per_ip");
         return refuse(stream, "Too many sessions from your address");
@@ -334,44 +335,6 @@ fn refuse(mut stream: TcpStream, text: &str) {
         })
         .await;
     });
-}
-
-/// One session's share of its address's session count; released on drop.
-struct IpGuard {
-    map: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    ip: IpAddr,
-}
-
-impl IpGuard {
-    fn acquire(map: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr, max: usize) -> Option<Self> {
-        let mut m = map
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let n = m.entry(ip).or_insert(0);
-        if *n >= max {
-            return None;
-        }
-        *n += 1;
-        Some(Self {
-            map: Arc::clone(map),
-            ip,
-        })
-    }
-}
-
-impl Drop for IpGuard {
-    fn drop(&mut self) {
-        let mut m = self
-            .map
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(n) = m.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&self.ip);
-            }
-        }
-    }
 }
 
 fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
