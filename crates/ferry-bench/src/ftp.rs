@@ -484,6 +484,49 @@ impl Control {
         Ok(total)
     }
 
+    /// Downloads `path` like [`Control::retr`], but reads a plain data connection with blocking calls
+    /// on a thread of its own (as iperf3 and curl read), so that the client's overhead does not limit
+    /// what a single-stream measurement shows. TLS transfers take the asynchronous path.
+    ///
+    /// # Errors
+    /// Refusal, I/O failure or timeout.
+    pub async fn retr_blocking(
+        &mut self,
+        path: &str,
+        mut buf: Vec<u8>,
+        mut progress: impl FnMut(usize) + Send + 'static,
+    ) -> Result<u64> {
+        if self.protected {
+            return self.retr(path, &mut buf, progress).await;
+        }
+        let line = format!("RETR {path}");
+        let data = self.start_transfer(&line).await?;
+        let Conn::Plain(tcp) = data else {
+            bail!("RETR: unexpected TLS data connection");
+        };
+        let mut tcp = tcp.into_std().context("RETR data")?;
+        tcp.set_nonblocking(false).context("RETR data")?;
+        tcp.set_read_timeout(Some(self.settings.timeout))
+            .context("RETR data")?;
+        let read = tokio::task::spawn_blocking(move || {
+            let mut total = 0u64;
+            loop {
+                match std::io::Read::read(&mut tcp, &mut buf) {
+                    Ok(0) => return Ok(total),
+                    Ok(n) => {
+                        total += n as u64;
+                        progress(n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        });
+        let total = read.await.context("RETR reader")?.context("RETR data")?;
+        self.finish_transfer(&line).await?;
+        Ok(total)
+    }
+
     /// Uploads `size` bytes to `path`, repeating `buf`. Calls `progress` with the size of each write.
     ///
     /// # Errors

@@ -27,6 +27,8 @@ pub mod tls;
 mod transfer;
 pub mod upload;
 pub mod xferlog;
+#[cfg(target_os = "linux")]
+mod zero_copy;
 
 use std::future::Future;
 use std::io;

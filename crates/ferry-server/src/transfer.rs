@@ -2,6 +2,7 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -20,6 +21,8 @@ use crate::storage::{self, Storage, StorageError, StorageErrorKind};
 use crate::stream::MaybeTls;
 use crate::tls::TlsContext;
 use crate::upload::{self, Upload, UploadPolicy};
+#[cfg(target_os = "linux")]
+use crate::zero_copy::{self, Outcome};
 
 /// Size of the copy buffer of one running transfer (allocated only while it runs).
 const BUF_SIZE: usize = 256 * 1024;
@@ -54,7 +57,7 @@ pub(crate) struct Job<S: Storage> {
     /// How uploads are written (the logged-in account's policy).
     pub upload: UploadPolicy,
     /// File bytes moved so far, for the logs and metrics of a transfer that fails midway.
-    pub progress: Arc<std::sync::atomic::AtomicU64>,
+    pub progress: Arc<AtomicU64>,
 }
 
 /// Maps a storage error to the protocol's error kinds (the reply table lives in ferry-proto).
@@ -147,8 +150,7 @@ async fn copy<S: Storage>(
             let tcp = open_data(source, connect_timeout).await?;
             start(ready, go, None, Some(size.saturating_sub(offset))).await?;
             let mut stream = protect(tcp, false).await?;
-            let reader = crate::activity::Counting::new(reader, &progress);
-            let n = send(reader, &mut stream, ascii, idle_timeout).await?;
+            let n = send_file::<S>(reader, &mut stream, ascii, idle_timeout, &progress).await?;
             finish(&mut stream, idle_timeout).await?;
             Ok(n)
         }
@@ -191,7 +193,7 @@ async fn copy<S: Storage>(
                 return Err(TransferError::Aborted);
             };
             let mut stream = stream;
-            let n = receive(&mut stream, up, ascii, idle_timeout, &progress).await?;
+            let n = receive_file(&mut stream, up, ascii, idle_timeout, &progress).await?;
             // Answer the client's close_notify with ours (clients such as ftplib wait for it).
             let _ = finish(&mut stream, idle_timeout).await;
             Ok(n)
@@ -204,7 +206,7 @@ async fn copy<S: Storage>(
             let up = upload.insert(up);
             start(ready, go, Some(created), None).await?;
             let mut stream = protect(tcp, true).await?;
-            let n = receive(&mut stream, up, ascii, idle_timeout, &progress).await?;
+            let n = receive_file(&mut stream, up, ascii, idle_timeout, &progress).await?;
             // Answer the client's close_notify with ours (clients such as ftplib wait for it).
             let _ = finish(&mut stream, idle_timeout).await;
             Ok(n)
@@ -255,6 +257,59 @@ async fn start(
     go.await.map_err(|_| TransferError::Aborted)
 }
 
+/// Sends a download: zero-copy where the storage and the kernel allow it (plain binary transfers of
+/// local files on Linux), through the copying loop [`send`] otherwise.
+async fn send_file<S: Storage>(
+    reader: S::Reader,
+    stream: &mut MaybeTls,
+    ascii: bool,
+    idle: Duration,
+    progress: &Arc<AtomicU64>,
+) -> Result<u64, TransferError> {
+    #[cfg(target_os = "linux")]
+    if let (MaybeTls::Plain(tcp), false) = (&*stream, ascii) {
+        if let Some(file) = S::reader_fd(&reader) {
+            // `Unsupported` comes before the first byte only: fall back from the start.
+            if let Outcome::Done(n) = zero_copy::send_file(file, tcp, idle, progress).await? {
+                return Ok(n);
+            }
+        }
+    }
+    let reader = crate::activity::Counting::new(reader, progress);
+    send(reader, stream, ascii, idle).await
+}
+
+/// Receives an upload: zero-copy where the storage and the kernel allow it (plain binary transfers to
+/// local files on Linux), through the copying loop [`receive`] otherwise (or from where the kernel
+/// stopped splicing).
+async fn receive_file<S: Storage>(
+    stream: &mut MaybeTls,
+    upload: &mut Upload<S>,
+    ascii: bool,
+    idle: Duration,
+    progress: &AtomicU64,
+) -> Result<u64, TransferError> {
+    #[allow(unused_mut)]
+    let mut spliced = 0;
+    #[cfg(target_os = "linux")]
+    if let (MaybeTls::Plain(tcp), false) = (&*stream, ascii) {
+        if let Some(file) = upload.local_file() {
+            let written = |n| {
+                upload.count_written(n);
+                progress.fetch_add(n, Ordering::Relaxed);
+            };
+            match zero_copy::receive_file(tcp, std::os::fd::AsFd::as_fd(&file), idle, written)
+                .await?
+            {
+                Outcome::Done(n) => return Ok(n),
+                Outcome::Unsupported(n) => spliced = n,
+            }
+        }
+    }
+    let n = receive(stream, upload, ascii, idle, progress).await?;
+    Ok(spliced + n)
+}
+
 async fn send<R: AsyncRead + Unpin>(
     mut reader: R,
     stream: &mut MaybeTls,
@@ -292,7 +347,7 @@ async fn receive<S: Storage>(
     writer: &mut Upload<S>,
     ascii: bool,
     idle: Duration,
-    progress: &std::sync::atomic::AtomicU64,
+    progress: &AtomicU64,
 ) -> Result<u64, TransferError> {
     let mut buf = vec![0u8; BUF_SIZE];
     let mut converted = Vec::new();
@@ -310,7 +365,7 @@ async fn receive<S: Storage>(
             break;
         }
         total += n as u64;
-        progress.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        progress.fetch_add(n as u64, Ordering::Relaxed);
         let data = if ascii {
             converted.clear();
             conv.convert(&buf[..n], &mut converted);

@@ -74,6 +74,18 @@ impl Storage for LocalStorage {
     type Reader = tokio::fs::File;
     type Writer = tokio::fs::File;
 
+    // Files come out of `open_read`/`open_write` freshly opened and positioned, with no operation
+    // pending in tokio's wrapper, so their descriptors may be used directly.
+    #[cfg(unix)]
+    fn reader_fd(reader: &Self::Reader) -> Option<std::os::fd::BorrowedFd<'_>> {
+        Some(std::os::fd::AsFd::as_fd(reader))
+    }
+
+    #[cfg(unix)]
+    fn writer_fd(writer: &Self::Writer) -> Option<std::os::fd::BorrowedFd<'_>> {
+        Some(std::os::fd::AsFd::as_fd(writer))
+    }
+
     async fn metadata(&self, path: &VirtualPath) -> Result<FileInfo, StorageError> {
         let rel = rel_path(path);
         let name = path.file_name().unwrap_or("").to_owned();

@@ -237,6 +237,27 @@ pub trait Storage: Send + Sync + 'static {
     /// result before reporting success: a write error may only surface there.
     type Writer: tokio::io::AsyncWrite + Send + Unpin + 'static;
 
+    /// The operating system's file behind `reader`, if it is a plain local file positioned where the
+    /// download starts and nothing else is using it. The server then sends plain binary downloads with
+    /// the kernel's zero-copy `sendfile` instead of reading them through [`AsyncRead`](tokio::io::AsyncRead).
+    /// The default, `None`, keeps every download on the copying path.
+    #[cfg(unix)]
+    fn reader_fd(reader: &Self::Reader) -> Option<std::os::fd::BorrowedFd<'_>> {
+        let _ = reader;
+        None
+    }
+
+    /// The operating system's file behind `writer`, if it is a plain local file positioned where the
+    /// upload starts, with no write pending. The server then receives plain binary uploads with the
+    /// kernel's `splice` and writes to the file directly (at its current position, advancing it); it
+    /// still flushes and shuts the writer down at the end. The default, `None`, keeps every upload on
+    /// the copying path.
+    #[cfg(unix)]
+    fn writer_fd(writer: &Self::Writer) -> Option<std::os::fd::BorrowedFd<'_>> {
+        let _ = writer;
+        None
+    }
+
     /// Metadata of the object at `path`, following symlinks as long as they stay inside the root.
     ///
     /// The returned [`FileInfo::name`] is the path's last component (empty for the root).
