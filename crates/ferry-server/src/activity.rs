@@ -1,16 +1,12 @@
 //! What a session did, for the people running the server: the log line of each transfer, its
 //! transfer-log (xferlog) line and its metrics, from one description of the transfer.
 
-use std::io;
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use ferry_proto::session::{TransferError, TransferKind};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tracing::info;
 
 use crate::config::ServerConfig;
@@ -115,77 +111,5 @@ impl TransferInfo {
                 tracing::error!(path = %log.path().display(), error = %e, "cannot write the transfer log");
             }
         }
-    }
-}
-
-/// A reader or writer that adds the bytes it moves to a shared counter.
-#[derive(Debug)]
-pub(crate) struct Counting<T> {
-    inner: T,
-    count: Arc<AtomicU64>,
-}
-
-impl<T> Counting<T> {
-    pub(crate) fn new(inner: T, count: &Arc<AtomicU64>) -> Self {
-        Self {
-            inner,
-            count: Arc::clone(count),
-        }
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Counting<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        let n = buf.filled().len().saturating_sub(before);
-        self.count.fetch_add(n as u64, Ordering::Relaxed);
-        r
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Counting<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = r {
-            self.count.fetch_add(n as u64, Ordering::Relaxed);
-        }
-        r
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    #[tokio::test]
-    async fn counting_counts_both_ways() {
-        let count = Arc::default();
-        let mut r = Counting::new(&b"hello world"[..], &count);
-        let mut s = String::new();
-        r.read_to_string(&mut s)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(count.load(Ordering::Relaxed), 11);
-        let mut w = Counting::new(Vec::new(), &count);
-        w.write_all(b"abc").await.unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(count.load(Ordering::Relaxed), 14);
     }
 }

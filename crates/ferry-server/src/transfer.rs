@@ -164,7 +164,14 @@ async fn copy<S: Storage>(
             let tcp = open_data(source, connect_timeout).await?;
             start(ready, go, None, None).await?;
             let mut stream = protect(tcp, false).await?;
-            let n = send(&body[..], &mut stream, false, idle_timeout).await?;
+            let n = send(
+                Source::Reader(&body[..]),
+                &mut stream,
+                false,
+                idle_timeout,
+                &progress,
+            )
+            .await?;
             finish(&mut stream, idle_timeout).await?;
             Ok(n)
         }
@@ -264,7 +271,7 @@ async fn send_file<S: Storage>(
     stream: &mut MaybeTls,
     ascii: bool,
     idle: Duration,
-    progress: &Arc<AtomicU64>,
+    progress: &AtomicU64,
 ) -> Result<u64, TransferError> {
     #[cfg(target_os = "linux")]
     if let (MaybeTls::Plain(tcp), false) = (&*stream, ascii) {
@@ -275,8 +282,18 @@ async fn send_file<S: Storage>(
             }
         }
     }
-    let reader = crate::activity::Counting::new(reader, progress);
-    send(reader, stream, ascii, idle).await
+    #[cfg(unix)]
+    if let Some(Ok(file)) = S::reader_fd(&reader).map(|fd| fd.try_clone_to_owned()) {
+        return send(
+            Source::<S::Reader>::File(file.into()),
+            stream,
+            ascii,
+            idle,
+            progress,
+        )
+        .await;
+    }
+    send(Source::Reader(reader), stream, ascii, idle, progress).await
 }
 
 /// Receives an upload: zero-copy where the storage and the kernel allow it (plain binary transfers to
@@ -310,18 +327,45 @@ async fn receive_file<S: Storage>(
     Ok(spliced + n)
 }
 
+/// Where the copying loop of a download reads from.
+enum Source<R> {
+    /// The storage's reader.
+    Reader(R),
+    /// The local file behind it, read with plain reads on this thread rather than one hop to the
+    /// blocking pool per chunk (the same choice as for `sendfile`; see [`zero_copy`]).
+    #[cfg(unix)]
+    File(std::fs::File),
+}
+
+impl<R: AsyncRead + Unpin> Source<R> {
+    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Self::Reader(r) => r.read(buf).await,
+            #[cfg(unix)]
+            Self::File(f) => loop {
+                match std::io::Read::read(f, buf) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    r => return r,
+                }
+            },
+        }
+    }
+}
+
+/// Copies a download from `source` to the data connection, converting line ends in ASCII mode.
 async fn send<R: AsyncRead + Unpin>(
-    mut reader: R,
+    mut source: Source<R>,
     stream: &mut MaybeTls,
     ascii: bool,
     idle: Duration,
+    progress: &AtomicU64,
 ) -> Result<u64, TransferError> {
     let mut buf = vec![0u8; BUF_SIZE];
     let mut converted = Vec::new();
     let mut conv = ToNetwork::default();
     let mut total = 0u64;
     loop {
-        let n = reader
+        let n = source
             .read(&mut buf)
             .await
             .map_err(|e| storage_err(e.into()))?;
@@ -337,18 +381,26 @@ async fn send<R: AsyncRead + Unpin>(
         };
         with_idle(idle, stream.write_all(out)).await?;
         total += n as u64;
+        progress.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 
-/// Copies an upload from the data connection into `writer` until the client closes it. Flushing and
-/// closing the writer (where a write error may surface only) is [`Upload::commit`]'s job.
+/// Copies an upload from the data connection into `upload` until the client closes it. Flushing and
+/// closing the storage's writer (where a write error may surface only) is [`Upload::commit`]'s job.
+///
+/// When the storage hands out the local file behind the upload, the bytes are written to it with
+/// plain writes on this thread rather than one hop to the blocking pool per chunk.
 async fn receive<S: Storage>(
     stream: &mut MaybeTls,
-    writer: &mut Upload<S>,
+    upload: &mut Upload<S>,
     ascii: bool,
     idle: Duration,
     progress: &AtomicU64,
 ) -> Result<u64, TransferError> {
+    #[cfg(unix)]
+    let mut local = upload.local_file().map(std::fs::File::from);
+    #[cfg(not(unix))]
+    let mut local: Option<std::fs::File> = None;
     let mut buf = vec![0u8; BUF_SIZE];
     let mut converted = Vec::new();
     let mut conv = FromNetwork::default();
@@ -373,20 +425,29 @@ async fn receive<S: Storage>(
         } else {
             &buf[..n]
         };
-        writer
-            .write_all(data)
-            .await
-            .map_err(|e| storage_err(e.into()))?;
+        store(upload, local.as_mut(), data).await?;
     }
     if ascii {
         converted.clear();
         conv.finish(&mut converted);
-        writer
-            .write_all(&converted)
-            .await
-            .map_err(|e| storage_err(e.into()))?;
+        store(upload, local.as_mut(), &converted).await?;
     }
     Ok(total)
+}
+
+/// Writes `data` to the upload, through its local file when there is one.
+async fn store<S: Storage>(
+    upload: &mut Upload<S>,
+    local: Option<&mut std::fs::File>,
+    data: &[u8],
+) -> Result<(), TransferError> {
+    let written = match local {
+        Some(file) => {
+            std::io::Write::write_all(file, data).map(|()| upload.count_written(data.len() as u64))
+        }
+        None => upload.write_all(data).await,
+    };
+    written.map_err(|e| storage_err(e.into()))
 }
 
 /// Ends a sending transfer with a clean close (FIN), so the client sees the end of the data.

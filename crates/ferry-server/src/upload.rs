@@ -341,14 +341,13 @@ impl<S: Storage> Upload<S> {
     /// A duplicate of the open file behind this upload, when the storage hands it out
     /// ([`Storage::writer_fd`]), for receiving the upload zero-copy. Bytes written through it must be
     /// reported with [`Upload::count_written`].
-    #[cfg(target_os = "linux")]
+    #[cfg(unix)]
     pub(crate) fn local_file(&self) -> Option<std::os::fd::OwnedFd> {
         let fd = S::writer_fd(self.writer.as_ref()?)?;
         fd.try_clone_to_owned().ok()
     }
 
     /// Counts `n` bytes written to the upload's file other than through [`Upload::write_all`].
-    #[cfg(target_os = "linux")]
     pub(crate) fn count_written(&mut self, n: u64) {
         self.written += n;
     }
