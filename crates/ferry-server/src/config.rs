@@ -31,6 +31,11 @@ pub struct ServerConfig {
     /// How uploads are written (in place or atomically) and what a failed upload leaves behind; an
     /// account may override it. Default: atomic, partial data deleted. See [`crate::upload`].
     pub uploads: crate::upload::UploadPolicy,
+    /// Send and receive plain binary transfers of local files with the kernel's zero-copy calls
+    /// (`sendfile`, `splice`; Linux only) rather than copying them through a buffer. Default: on.
+    /// The file side of these calls runs on the runtime's worker threads; turn it off for storage
+    /// where a page-cache miss is slow (network file systems), so a slow read never holds a worker.
+    pub zero_copy: bool,
 }
 
 impl Default for ServerConfig {
@@ -46,6 +51,7 @@ impl Default for ServerConfig {
             metrics: None,
             xferlog: None,
             uploads: crate::upload::UploadPolicy::default(),
+            zero_copy: true,
         }
     }
 }

@@ -664,6 +664,7 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
             go: go_rx,
             tls: self.shared.tls.clone(),
             upload: self.upload,
+            zero_copy: self.shared.config.zero_copy,
             progress: Arc::clone(&info.progress),
         };
         let handle = tokio::spawn(transfer::run(job, cancel_rx).in_current_span());

@@ -58,6 +58,9 @@ pub(crate) struct Job<S: Storage> {
     pub upload: UploadPolicy,
     /// File bytes moved so far, for the logs and metrics of a transfer that fails midway.
     pub progress: Arc<AtomicU64>,
+    /// Whether plain binary transfers of local files may use `sendfile`/`splice`
+    /// ([`ServerConfig::zero_copy`](crate::ServerConfig::zero_copy)).
+    pub zero_copy: bool,
 }
 
 /// Maps a storage error to the protocol's error kinds (the reply table lives in ferry-proto).
@@ -133,6 +136,7 @@ async fn copy<S: Storage>(
         tls,
         upload: policy,
         progress,
+        zero_copy,
     } = job;
     let ascii = request.ascii;
     // TLS on the data connection starts after the 150 (as clients such as Python's ftplib expect); a
@@ -150,7 +154,15 @@ async fn copy<S: Storage>(
             let tcp = open_data(source, connect_timeout).await?;
             start(ready, go, None, Some(size.saturating_sub(offset))).await?;
             let mut stream = protect(tcp, false).await?;
-            let n = send_file::<S>(reader, &mut stream, ascii, idle_timeout, &progress).await?;
+            let n = send_file::<S>(
+                reader,
+                &mut stream,
+                ascii,
+                zero_copy,
+                idle_timeout,
+                &progress,
+            )
+            .await?;
             finish(&mut stream, idle_timeout).await?;
             Ok(n)
         }
@@ -200,7 +212,8 @@ async fn copy<S: Storage>(
                 return Err(TransferError::Aborted);
             };
             let mut stream = stream;
-            let n = receive_file(&mut stream, up, ascii, idle_timeout, &progress).await?;
+            let n =
+                receive_file(&mut stream, up, ascii, zero_copy, idle_timeout, &progress).await?;
             // Answer the client's close_notify with ours (clients such as ftplib wait for it).
             let _ = finish(&mut stream, idle_timeout).await;
             Ok(n)
@@ -213,7 +226,8 @@ async fn copy<S: Storage>(
             let up = upload.insert(up);
             start(ready, go, Some(created), None).await?;
             let mut stream = protect(tcp, true).await?;
-            let n = receive_file(&mut stream, up, ascii, idle_timeout, &progress).await?;
+            let n =
+                receive_file(&mut stream, up, ascii, zero_copy, idle_timeout, &progress).await?;
             // Answer the client's close_notify with ours (clients such as ftplib wait for it).
             let _ = finish(&mut stream, idle_timeout).await;
             Ok(n)
@@ -265,16 +279,17 @@ async fn start(
 }
 
 /// Sends a download: zero-copy where the storage and the kernel allow it (plain binary transfers of
-/// local files on Linux), through the copying loop [`send`] otherwise.
+/// local files on Linux, unless `zero_copy` is off), through the copying loop [`send`] otherwise.
 async fn send_file<S: Storage>(
     reader: S::Reader,
     stream: &mut MaybeTls,
     ascii: bool,
+    zero_copy: bool,
     idle: Duration,
     progress: &AtomicU64,
 ) -> Result<u64, TransferError> {
     #[cfg(target_os = "linux")]
-    if let (MaybeTls::Plain(tcp), false) = (&*stream, ascii) {
+    if let (MaybeTls::Plain(tcp), false, true) = (&*stream, ascii, zero_copy) {
         if let Some(file) = S::reader_fd(&reader) {
             // `Unsupported` comes before the first byte only: fall back from the start.
             if let Outcome::Done(n) = zero_copy::send_file(file, tcp, idle, progress).await? {
@@ -283,7 +298,10 @@ async fn send_file<S: Storage>(
         }
     }
     #[cfg(unix)]
-    if let Some(Ok(file)) = S::reader_fd(&reader).map(|fd| fd.try_clone_to_owned()) {
+    if let (true, Some(Ok(file))) = (
+        zero_copy,
+        S::reader_fd(&reader).map(|fd| fd.try_clone_to_owned()),
+    ) {
         return send(
             Source::<S::Reader>::File(file.into()),
             stream,
@@ -297,19 +315,20 @@ async fn send_file<S: Storage>(
 }
 
 /// Receives an upload: zero-copy where the storage and the kernel allow it (plain binary transfers to
-/// local files on Linux), through the copying loop [`receive`] otherwise (or from where the kernel
+/// local files on Linux, unless `zero_copy` is off), through the copying loop [`receive`] otherwise (or from where the kernel
 /// stopped splicing).
 async fn receive_file<S: Storage>(
     stream: &mut MaybeTls,
     upload: &mut Upload<S>,
     ascii: bool,
+    zero_copy: bool,
     idle: Duration,
     progress: &AtomicU64,
 ) -> Result<u64, TransferError> {
     #[allow(unused_mut)]
     let mut spliced = 0;
     #[cfg(target_os = "linux")]
-    if let (MaybeTls::Plain(tcp), false) = (&*stream, ascii) {
+    if let (MaybeTls::Plain(tcp), false, true) = (&*stream, ascii, zero_copy) {
         if let Some(file) = upload.local_file() {
             let written = |n| {
                 upload.count_written(n);
@@ -323,7 +342,7 @@ async fn receive_file<S: Storage>(
             }
         }
     }
-    let n = receive(stream, upload, ascii, idle, progress).await?;
+    let n = receive(stream, upload, ascii, zero_copy, idle, progress).await?;
     Ok(spliced + n)
 }
 
@@ -388,19 +407,22 @@ async fn send<R: AsyncRead + Unpin>(
 /// Copies an upload from the data connection into `upload` until the client closes it. Flushing and
 /// closing the storage's writer (where a write error may surface only) is [`Upload::commit`]'s job.
 ///
-/// When the storage hands out the local file behind the upload, the bytes are written to it with
-/// plain writes on this thread rather than one hop to the blocking pool per chunk.
+/// With `direct` on and a storage that hands out the local file behind the upload, the bytes are
+/// written to it with plain writes on this thread rather than one hop to the blocking pool per chunk.
 async fn receive<S: Storage>(
     stream: &mut MaybeTls,
     upload: &mut Upload<S>,
     ascii: bool,
+    direct: bool,
     idle: Duration,
     progress: &AtomicU64,
 ) -> Result<u64, TransferError> {
     #[cfg(unix)]
-    let mut local = upload.local_file().map(std::fs::File::from);
+    let mut local = direct
+        .then(|| upload.local_file().map(std::fs::File::from))
+        .flatten();
     #[cfg(not(unix))]
-    let mut local: Option<std::fs::File> = None;
+    let mut local: Option<std::fs::File> = direct.then_some(()).and(None);
     let mut buf = vec![0u8; BUF_SIZE];
     let mut converted = Vec::new();
     let mut conv = FromNetwork::default();

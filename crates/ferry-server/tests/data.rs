@@ -23,7 +23,10 @@ const IP: u8 = 244;
 const DM: u8 = 242;
 
 fn round_trip_raw(mode: DataMode) {
-    let srv = TestServer::start();
+    round_trip_on(&TestServer::start(), mode);
+}
+
+fn round_trip_on(srv: &TestServer, mode: DataMode) {
     let mut c = srv.raw_login();
     c.expect("TYPE I", 200);
     for (i, &len) in SIZES.iter().enumerate() {
@@ -55,6 +58,53 @@ fn round_trip_raw(mode: DataMode) {
         assert!(stored == content, "{mode:?} upload of {len} bytes differs");
     }
     c.expect("QUIT", 221);
+}
+
+/// The server with zero-copy transfers (sendfile/splice, direct file access) turned off.
+fn copying_server() -> TestServer {
+    let mut config = common::test_config();
+    config.zero_copy = false;
+    TestServer::with_config(config)
+}
+
+#[test]
+fn byte_exact_without_zero_copy() {
+    round_trip_on(&copying_server(), DataMode::Pasv);
+}
+
+/// REST + RETR, REST + STOR and APPE of multi-MiB files, with zero-copy on and off: the zero-copy
+/// paths start at the file's position (sendfile from an offset, splice after a seek) and fall back
+/// mid-stream where the kernel refuses (Linux cannot splice into the O_APPEND file APPE writes).
+#[test]
+fn offsets_and_appends_byte_exact_with_and_without_zero_copy() {
+    for srv in [TestServer::start(), copying_server()] {
+        let mut c = srv.raw_login();
+        c.expect("TYPE I", 200);
+        let content = random_bytes(3 * 1024 * 1024 + 777, 42);
+        srv.write("f.bin", &content);
+        let from = 1_234_567;
+        c.expect(&format!("REST {from}"), 350);
+        let t = c.transfer(DataMode::Pasv, "RETR f.bin", None);
+        t.assert_ok();
+        assert!(t.data == content[from..], "REST + RETR differs");
+
+        let more = random_bytes(2 * 1024 * 1024 + 5, 43);
+        let t = c.transfer(DataMode::Pasv, "APPE f.bin", Some(&more));
+        t.assert_ok();
+        let mut expected = content.clone();
+        expected.extend_from_slice(&more);
+        assert!(srv.read("f.bin") == expected, "APPE differs");
+
+        // Resume an upload in the middle: the tail is replaced.
+        let tail = random_bytes(1024 * 1024 + 3, 44);
+        c.expect(&format!("REST {from}"), 350);
+        let t = c.transfer(DataMode::Pasv, "STOR f.bin", Some(&tail));
+        t.assert_ok();
+        let mut expected = content[..from].to_vec();
+        expected.extend_from_slice(&tail);
+        assert!(srv.read("f.bin") == expected, "REST + STOR differs");
+        c.expect("QUIT", 221);
+    }
 }
 
 #[test]

@@ -65,6 +65,7 @@ pub const KEYS: &[Key] = &[
     key("shutdown-grace", "shutdown_grace", "10", false),
     key("upload-mode", "upload_mode", "\"atomic\"", false),
     key("partial-uploads", "partial_uploads", "\"delete\"", false),
+    key("zero-copy", "zero_copy", "false", false),
     key("tls-cert", "tls_cert", "\"cert.pem\"", false),
     key("tls-key", "tls_key", "\"key.pem\"", false),
     key(
@@ -131,6 +132,7 @@ pub struct FileConfig {
     idle_timeout: Option<Positive>,
     shutdown_grace: Option<u64>,
     upload_mode: Option<UploadModeArg>,
+    zero_copy: Option<bool>,
     partial_uploads: Option<PartialUploadsArg>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -239,6 +241,7 @@ impl LoadedFile {
             shutdown_grace,
             upload_mode,
             partial_uploads,
+            zero_copy,
         );
         if let (Some(v), false) = (f.user.clone(), given("users")) {
             cli.users = v;

@@ -105,6 +105,7 @@ const TABLE: &[(&str, &str, Check)] = &[
     ("partial-uploads", "partial-uploads = \"keep\"", |_, s| {
         s.uploads.partial == PartialUploads::Keep
     }),
+    ("zero-copy", "zero-copy = false", |_, s| !s.zero_copy),
     (
         "tls-cert",
         "tls-cert = \"/tls/c.pem\"\ntls-key = \"/tls/k.pem\"",

@@ -124,6 +124,19 @@ struct Cli {
     /// atomic uploads only for a file that did not exist before). A users-file entry may override it.
     #[arg(long = "partial-uploads", value_enum, value_name = "POLICY", default_value_t = PartialUploadsArg::Delete)]
     partial_uploads: PartialUploadsArg,
+    /// Zero-copy transfers (on/off): plain binary downloads with sendfile and uploads with splice
+    /// (Linux), local files read and written on the server's worker threads. Turn off for storage
+    /// where a read can stall (network file systems): every file access then goes through a thread
+    /// pool.
+    #[arg(
+        long = "zero-copy",
+        value_name = "on|off",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new(),
+        hide_possible_values = true
+    )]
+    zero_copy: bool,
     /// PEM certificate chain: turns on explicit FTPS (AUTH TLS). Needs --tls-key.
     #[arg(long = "tls-cert", value_name = "PEM")]
     tls_cert: Option<PathBuf>,

@@ -179,6 +179,7 @@ pub fn server_config(cli: &Cli) -> ServerConfig {
     config.login_limits.lock_duration = config.login_limits.ban_duration;
     config.login_limits.lock_user_after = cli.lock_user_after;
     config.limits.shutdown_grace = Duration::from_secs(cli.shutdown_grace);
+    config.zero_copy = cli.zero_copy;
     config.uploads = UploadPolicy {
         mode: match cli.upload_mode {
             UploadModeArg::Atomic => UploadMode::Atomic,
@@ -231,6 +232,7 @@ fn every_field(cli: &Cli) -> Vec<(&'static str, String)> {
         ("shutdown-grace", format!("{:?}", cli.shutdown_grace)),
         ("upload-mode", format!("{:?}", cli.upload_mode)),
         ("partial-uploads", format!("{:?}", cli.partial_uploads)),
+        ("zero-copy", format!("{:?}", cli.zero_copy)),
         ("tls-required", format!("{:?}", cli.tls_required)),
         ("root", format!("{:?}", cli.root)),
         ("listen", format!("{:?}", cli.listen)),
