@@ -77,8 +77,7 @@ pub(crate) struct ControlDriver<S: Storage, A: Authenticator> {
     shared: Arc<Shared<S, A>>,
     /// The control connection; `None` only while a TLS handshake takes it over.
     stream: Option<MaybeTls>,
-    peer: SocketAddr,
-    local: SocketAddr,
+    /// The state machine; it also keeps the connection's two addresses.
     session: Session,
     /// The logged-in account's storage (its home), or the server's root before any login.
     storage: Arc<S>,
@@ -92,7 +91,8 @@ pub(crate) struct ControlDriver<S: Storage, A: Authenticator> {
     tls_buf: Vec<u8>,
     wbuf: Vec<u8>,
     passive: Option<(oneshot::Receiver<io::Result<TcpStream>>, JoinHandle<()>)>,
-    transfer: Option<Running>,
+    /// Boxed: most of a session's life has no transfer, and an idle session should stay small.
+    transfer: Option<Box<Running>>,
     shutdown: watch::Receiver<Phase>,
     /// The shutdown sender is gone (the server stopped waiting); the phase no longer changes.
     shutdown_gone: bool,
@@ -121,8 +121,6 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
             upload: shared.config.uploads,
             shared,
             stream: Some(stream),
-            peer,
-            local,
             session,
             pending: Vec::new(),
             tls_buf: Vec::new(),
@@ -149,7 +147,7 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
     pub(crate) fn run(mut self) -> impl std::future::Future<Output = ()> + Send {
         async move {
             if let Err(e) = self.run_inner().await {
-                debug!(peer = %self.peer, error = %e, "control connection ended");
+                debug!(peer = %self.session.peer(), error = %e, "control connection ended");
             }
             Box::pin(self.teardown()).await;
         }
@@ -389,7 +387,7 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
     async fn login(&mut self, user: &str, password: &str) {
         self.account = None;
         let shared = Arc::clone(&self.shared);
-        let ip = self.peer.ip();
+        let ip = self.session.peer().ip();
         let result = match shared.limiter.check(ip, user, Instant::now()) {
             Check::Banned => {
                 self.count_login(LoginOutcome::Failure);
@@ -418,7 +416,7 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
                 shared.limiter.record_success(ip, user);
                 // From now on every line of the session names its user.
                 tracing::Span::current().record("user", user);
-                info!(peer = %self.peer, user = ?user, "login");
+                info!(peer = %self.session.peer(), user = ?user, "login");
                 self.count_login(LoginOutcome::Success);
             }
             Err(AuthError::Invalid) => {
@@ -438,7 +436,7 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
                 }
             }
             Err(e) => {
-                info!(peer = %self.peer, user = ?user, error = ?e, "login refused");
+                info!(peer = %self.session.peer(), user = ?user, error = ?e, "login refused");
                 self.count_login(if e == AuthError::TooManySessions {
                     LoginOutcome::Refused
                 } else {
@@ -462,7 +460,7 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
         info.finish(
             &self.shared.config,
             result,
-            self.peer.ip(),
+            self.session.peer().ip(),
             self.session.user(),
         );
     }
@@ -477,7 +475,7 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
         let max = account.max_sessions.unwrap_or(usize::MAX);
         let Some(guard) = CountGuard::acquire(&self.shared.user_sessions, &account.user, max)
         else {
-            info!(peer = %self.peer, user = ?account.user, max, "login refused: too many sessions for this user");
+            info!(peer = %self.session.peer(), user = ?account.user, max, "login refused: too many sessions for this user");
             return Err(AuthError::TooManySessions);
         };
         let storage = match &account.home {
@@ -508,12 +506,12 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
         match self.stream.take() {
             Some(MaybeTls::Plain(tcp)) => match tls.accept(tcp).await {
                 Ok(stream) => {
-                    info!(peer = %self.peer, "control connection protected by TLS");
+                    info!(peer = %self.session.peer(), "control connection protected by TLS");
                     self.stream = Some(stream);
                     true
                 }
                 Err(e) => {
-                    info!(peer = %self.peer, error = %e, "control TLS handshake failed");
+                    info!(peer = %self.session.peer(), error = %e, "control TLS handshake failed");
                     false
                 }
             },
@@ -556,7 +554,7 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
             ) {
                 info!(error = %e, "storage error");
             } else {
-                debug!(peer = %self.peer, error = %e, "storage error");
+                debug!(peer = %self.session.peer(), error = %e, "storage error");
             }
             kind
         })
@@ -566,7 +564,7 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
     /// right after PASV (before RETR/LIST) are served. Returns the address to advertise.
     async fn open_passive(&mut self) -> Option<SocketAddr> {
         self.close_data();
-        let local_ip = self.local.ip().to_canonical();
+        let local_ip = self.session.local().ip().to_canonical();
         let limits = &self.shared.config.limits;
         let listener = match self
             .shared
@@ -576,14 +574,14 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
         {
             Ok(l) => l,
             Err(e) => {
-                warn!(peer = %self.peer, error = %e, "no passive port");
+                warn!(peer = %self.session.peer(), error = %e, "no passive port");
                 return None;
             }
         };
         let port = listener.local_addr().ok()?.port();
         let advertise = self.advertised_ip(local_ip).await;
         let (mut tx, rx) = oneshot::channel();
-        let peer_ip = self.peer.ip();
+        let peer_ip = self.session.peer().ip();
         let timeout = limits.data_connect_timeout;
         let metrics = self.shared.config.metrics.as_deref();
         let in_use = metrics.map(crate::metrics::Metrics::passive_port);
@@ -645,7 +643,7 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
                 }
             },
             DataEndpoint::Active(addr) => DataSource::Active {
-                local_ip: self.local.ip(),
+                local_ip: self.session.local().ip(),
                 addr,
             },
         };
@@ -668,13 +666,13 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
             progress: Arc::clone(&info.progress),
         };
         let handle = tokio::spawn(transfer::run(job, cancel_rx).in_current_span());
-        self.transfer = Some(Running {
+        self.transfer = Some(Box::new(Running {
             ready: Some(ready_rx),
             go: Some(go_tx),
             cancel: Some(cancel_tx),
             handle,
             info,
-        });
+        }));
     }
 
     async fn teardown(&mut self) {
@@ -685,7 +683,7 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
             drop(t.cancel.take());
             let done = tokio::time::timeout(TRANSFER_CLEANUP, &mut t.handle).await;
             if done.is_err() {
-                warn!(peer = %self.peer, "transfer did not stop in time; aborting it");
+                warn!(peer = %self.session.peer(), "transfer did not stop in time; aborting it");
                 t.handle.abort();
             }
             let result = match done {
@@ -699,7 +697,7 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
             let _ =
                 tokio::time::timeout(std::time::Duration::from_secs(2), stream.shutdown()).await;
         }
-        info!(peer = %self.peer, user = self.session.user().unwrap_or("-"), "session closed");
+        info!(peer = %self.session.peer(), user = self.session.user().unwrap_or("-"), "session closed");
     }
 }
 
@@ -784,7 +782,7 @@ enum TransferEvent {
 }
 
 /// The next event of the running transfer; pending forever when there is none.
-async fn transfer_event(t: &mut Option<Running>) -> TransferEvent {
+async fn transfer_event(t: &mut Option<Box<Running>>) -> TransferEvent {
     let Some(running) = t.as_mut() else {
         return std::future::pending().await;
     };

@@ -291,32 +291,52 @@ fn admit<S: Storage, A: Authenticator>(
         .metrics
         .as_ref()
         .map(metrics::Metrics::session_opened);
-    let shared = Arc::clone(shared);
-    let session = async move {
-        // The permits are held from here, so handshakes count against the session limits.
-        let stream = match (&shared.tls, implicit) {
-            (Some(tls), true) => match Box::pin(tls.accept(stream)).await {
-                Ok(s) => s,
-                Err(e) => {
-                    info!(%peer, error = %e, "implicit TLS handshake failed");
+    // Held until the session ends: its share of the session limits (so handshakes count too).
+    let guards = (permit, ip_guard, open);
+    match (&shared.tls, implicit) {
+        (Some(_), true) => {
+            let shared = Arc::clone(shared);
+            let session = async move {
+                let Some(tls) = &shared.tls else {
                     return;
-                }
-            },
-            _ => stream::MaybeTls::Plain(stream),
-        };
-        // Boxed: awaited in place, the driver would be stored twice in this future (once as the value
-        // moved into `run`, once inside `run`'s future), doubling an idle session's footprint.
-        let driver = Box::pin(ControlDriver::new(shared, stream, peer, local, phase).run());
-        tracing::trace!(
-            bytes = std::mem::size_of_val(&*driver),
-            "control driver future"
-        );
-        driver.await;
-        drop(ip_guard);
-        drop(permit);
-        drop(open);
-    };
-    let session = session.instrument(span);
+                };
+                let stream = match Box::pin(tls.accept(stream)).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        info!(%peer, error = %e, "implicit TLS handshake failed");
+                        return;
+                    }
+                };
+                // Boxed: awaited in place, the driver would be stored twice in this future (once as
+                // the value moved into `run`, once inside `run`'s future).
+                let driver = Box::pin(ControlDriver::new(shared, stream, peer, local, phase).run());
+                driver.await;
+                drop(guards);
+            };
+            spawn_session(session.instrument(span));
+        }
+        _ => {
+            // Built here rather than in the task, so the task holds only a pointer to the driver and
+            // the guards: values moved into the driver inside the task would keep their space in the
+            // task's future as well (about 130 bytes per idle session).
+            let stream = stream::MaybeTls::Plain(stream);
+            let driver =
+                Box::pin(ControlDriver::new(Arc::clone(shared), stream, peer, local, phase).run());
+            tracing::trace!(
+                bytes = std::mem::size_of_val(&*driver),
+                "control driver future"
+            );
+            let session = async move {
+                driver.await;
+                drop(guards);
+            };
+            spawn_session(session.instrument(span));
+        }
+    }
+}
+
+/// Spawns a session's task (its size is logged at trace level: it is what an idle session costs).
+fn spawn_session(session: impl Future<Output = ()> + Send + 'static) {
     tracing::trace!(
         bytes = std::mem::size_of_val(&session),
         "session task future"

@@ -181,6 +181,16 @@ impl Session {
         self.prot_private = true;
     }
 
+    /// The client's address (the control connection's remote end).
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The server's address of the control connection (its local end).
+    pub fn local(&self) -> SocketAddr {
+        self.local
+    }
+
     /// True once the control connection is protected by TLS.
     pub fn is_tls(&self) -> bool {
         self.control_tls
