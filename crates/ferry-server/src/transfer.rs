@@ -315,8 +315,8 @@ async fn send_file<S: Storage>(
 }
 
 /// Receives an upload: zero-copy where the storage and the kernel allow it (plain binary transfers to
-/// local files on Linux, unless `zero_copy` is off), through the copying loop [`receive`] otherwise (or from where the kernel
-/// stopped splicing).
+/// local files on Linux, unless `zero_copy` is off), through the copying loop [`receive`] otherwise
+/// (or from where the kernel stopped splicing).
 async fn receive_file<S: Storage>(
     stream: &mut MaybeTls,
     upload: &mut Upload<S>,

@@ -288,14 +288,14 @@ mod tests {
         assert_eq!(r, Err(TransferError::ConnectionLost));
     }
 
-    #[tokio::test]
-    async fn receives_an_upload_byte_exact() {
-        let content = pattern(5 * 1024 * 1024 + 3);
-        let (dir, _) = file_with(b"");
-        let path = dir.path().join("f");
-        let file = OpenOptions::new().write(true).open(&path).unwrap();
+    /// A client sends `content` and closes; `receive_file` takes it into `file`. Returns the outcome,
+    /// the bytes reported written, the server side (with whatever was left unread) and the client task.
+    async fn upload(
+        file: &File,
+        content: &[u8],
+    ) -> (Outcome, u64, TcpStream, tokio::task::JoinHandle<()>) {
         let (server, mut client) = pair().await;
-        let sent = content.clone();
+        let sent = content.to_vec();
         let writer = tokio::spawn(async move {
             client.write_all(&sent).await.unwrap();
             client.shutdown().await.unwrap();
@@ -304,6 +304,16 @@ mod tests {
         let outcome = receive_file(&server, file.as_fd(), IDLE, |n| written += n)
             .await
             .unwrap();
+        (outcome, written, server, writer)
+    }
+
+    #[tokio::test]
+    async fn receives_an_upload_byte_exact() {
+        let content = pattern(5 * 1024 * 1024 + 3);
+        let (dir, _) = file_with(b"");
+        let path = dir.path().join("f");
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        let (outcome, written, _, writer) = upload(&file, &content).await;
         writer.await.unwrap();
         assert_eq!(outcome, Outcome::Done(content.len() as u64));
         assert_eq!(written, content.len() as u64);
@@ -318,16 +328,7 @@ mod tests {
         let (dir, _) = file_with(b"head");
         let path = dir.path().join("f");
         let file = OpenOptions::new().append(true).open(&path).unwrap();
-        let (server, mut client) = pair().await;
-        let sent = content.clone();
-        let writer = tokio::spawn(async move {
-            client.write_all(&sent).await.unwrap();
-            client.shutdown().await.unwrap();
-        });
-        let mut written = 0u64;
-        let outcome = receive_file(&server, file.as_fd(), IDLE, |n| written += n)
-            .await
-            .unwrap();
+        let (outcome, written, mut server, writer) = upload(&file, &content).await;
         let Outcome::Unsupported(first) = outcome else {
             panic!("splicing into an O_APPEND file unexpectedly worked: {outcome:?}");
         };
@@ -335,7 +336,6 @@ mod tests {
         assert_eq!(written, first);
         // The caller's copying loop takes over from here.
         let mut rest = Vec::new();
-        let mut server = server;
         server.read_to_end(&mut rest).await.unwrap();
         (&file).write_all(&rest).unwrap();
         writer.await.unwrap();
