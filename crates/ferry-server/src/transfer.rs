@@ -422,7 +422,10 @@ async fn receive<S: Storage>(
         .then(|| upload.local_file().map(std::fs::File::from))
         .flatten();
     #[cfg(not(unix))]
-    let mut local: Option<std::fs::File> = direct.then_some(()).and(None);
+    let mut local: Option<std::fs::File> = {
+        let _ = direct;
+        None
+    };
     let mut buf = vec![0u8; BUF_SIZE];
     let mut converted = Vec::new();
     let mut conv = FromNetwork::default();
