@@ -8,6 +8,8 @@
 mod config_file;
 #[cfg(test)]
 mod config_tests;
+#[cfg(unix)]
+mod fd_limit;
 mod logging;
 mod settings;
 mod tools;
@@ -324,6 +326,8 @@ fn run(mut cli: Cli, matches: &ArgMatches) -> Result<()> {
     }
     settings::validate(&cli, file.as_ref())?;
     logging::init(cli.log_format, cli.log_level.as_deref())?;
+    #[cfg(unix)]
+    fd_limit::raise(cli.max_sessions);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

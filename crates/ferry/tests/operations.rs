@@ -111,8 +111,13 @@ struct Server {
 
 impl Server {
     fn start(args: &[&str], dir: tempfile::TempDir) -> Self {
+        Self::start_with(Command::new(BIN), args, dir)
+    }
+
+    /// Starts `command` (`ferry`, or a wrapper that runs it) with `args` added.
+    fn start_with(mut command: Command, args: &[&str], dir: tempfile::TempDir) -> Self {
         let stderr = dir.path().join("stderr.log");
-        let mut child = Command::new(BIN)
+        let mut child = command
             .args(args)
             .env_remove("FERRY_LOG")
             .env_remove("FERRY_USERS")
@@ -378,4 +383,38 @@ fn completions_and_man_pages_come_from_the_cli() {
     }
     let help = text(&ferry(&["--help"]).stdout);
     assert!(help.contains("Examples:") && help.contains("--config <FILE>"));
+}
+
+/// Soft and hard "Max open files" of process `pid`, from /proc (unlimited as `u64::MAX`).
+fn open_files_limit(pid: u32) -> (u64, u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let value = |v: &str| v.parse().unwrap_or(u64::MAX);
+    let fields: Vec<&str> = line["Max open files".len()..].split_whitespace().collect();
+    (value(fields[0]), value(fields[1]))
+}
+
+/// Started with a low soft limit on open files (prlimit, from util-linux), the server raises it to
+/// the hard limit, so that its default 1,000 sessions fit.
+#[test]
+fn the_open_files_limit_is_raised_at_start_up() {
+    let (_, hard) = open_files_limit(std::process::id());
+    assert!(
+        hard > 256,
+        "this test needs a hard open-files limit above 256, not {hard}"
+    );
+    let mut prlimit = Command::new("prlimit");
+    prlimit.arg(format!("--nofile=256:{hard}")).arg(BIN);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(prlimit, &["--root", ".", "--listen", "127.0.0.1:0"], dir);
+    let (soft, _) = open_files_limit(server.child.id());
+    assert_eq!(
+        soft,
+        hard.min(1 << 20),
+        "soft open-files limit after start-up"
+    );
+    assert!(server.greeting().starts_with("220 "));
 }
