@@ -18,6 +18,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
+use crate::tls;
+
 /// Longest reply (all lines of a multi-line reply together) the client accepts.
 pub const MAX_REPLY: usize = 64 * 1024;
 
@@ -484,9 +486,10 @@ impl Control {
         Ok(total)
     }
 
-    /// Downloads `path` like [`Control::retr`], but reads a plain data connection with blocking calls
-    /// on a thread of its own (as iperf3 and curl read), so that the client's overhead does not limit
-    /// what a single-stream measurement shows. TLS transfers take the asynchronous path.
+    /// Downloads `path` like [`Control::retr`], but reads the data connection with blocking calls
+    /// on a thread of its own (as iperf3 and curl read), and decrypts TLS in place
+    /// ([`tls::read_to_end_unbuffered`]), so that the client's overhead does not limit what a
+    /// single-stream measurement shows.
     ///
     /// # Errors
     /// Refusal, I/O failure or timeout.
@@ -496,18 +499,26 @@ impl Control {
         mut buf: Vec<u8>,
         mut progress: impl FnMut(usize) + Send + 'static,
     ) -> Result<u64> {
-        if self.protected {
-            return self.retr(path, &mut buf, progress).await;
-        }
         let line = format!("RETR {path}");
-        let data = self.start_transfer(&line).await?;
-        let Conn::Plain(tcp) = data else {
-            bail!("RETR: unexpected TLS data connection");
-        };
+        let tcp = self.open_data().await?;
+        let r = self.cmd(&line).await?;
+        if !r.is_preliminary() {
+            bail!("RETR: {r}");
+        }
         let mut tcp = tcp.into_std().context("RETR data")?;
         tcp.set_nonblocking(false).context("RETR data")?;
         tcp.set_read_timeout(Some(self.settings.timeout))
             .context("RETR data")?;
+        if self.protected {
+            let config = Arc::clone(self.settings.tls.config());
+            let name = ServerName::from(self.settings.addr.ip());
+            let read = tokio::task::spawn_blocking(move || {
+                tls::read_to_end_unbuffered(config, name, tcp, buf, progress)
+            });
+            let total = read.await.context("RETR reader")?.context("RETR data")?;
+            self.finish_transfer(&line).await?;
+            return Ok(total);
+        }
         let read = tokio::task::spawn_blocking(move || {
             let mut total = 0u64;
             loop {
