@@ -77,6 +77,7 @@ fuzz_target!(|data: &[u8]| {
                 Output::Reply(r) => {
                     wire.clear();
                     r.encode(&mut wire);
+                    assert_eq!(wire.len(), r.encoded_len());
                     check_reply(&wire);
                 }
                 Output::Command { verb, arg } => {

@@ -131,6 +131,21 @@ impl LineBuffer {
         (input.len(), None)
     }
 
+    /// The line last returned by [`LineBuffer::feed`] (empty if none is held): the same bytes as its
+    /// [`LineEvent::Line`], for a caller that had to let go of that borrow.
+    pub fn last_line(&self) -> &[u8] {
+        if self.complete {
+            &self.buf
+        } else {
+            &[]
+        }
+    }
+
+    /// Bytes of memory held for lines ([`LineBuffer::shrink`] releases them when no line data is held).
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// Bytes of the incomplete current line held (including a CR that may yet turn out to be part of
     /// the terminator); `0` right after a line was returned and while an over-long line is discarded.
     pub fn buffered(&self) -> usize {

@@ -130,20 +130,41 @@ impl fmt::Display for ReplyCode {
 ///
 /// A reply with one line encodes as `CODE text\r\n`. With several lines it encodes in the RFC 959 §4.2
 /// multi-line form: `CODE-first\r\n`, the middle lines each indented by one space (so no middle line can
-/// be mistaken for the end), and `CODE last\r\n`. Text never contains CR or LF: they are replaced by
-/// spaces when the reply is built, so a file name can never inject a reply.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// be mistaken for the end), and `CODE last\r\n`. Text never contains CR, LF or NUL: they are replaced by
+/// spaces (when the reply is built, or for [`Reply::fixed`] text when it is encoded), so a file name can
+/// never inject a reply.
+///
+/// A reply with fixed text ([`Reply::fixed`]) holds no heap memory; one with text built at run time holds
+/// all its lines in one string.
+#[derive(Clone, Debug)]
 pub struct Reply {
     code: ReplyCode,
-    lines: Vec<String>,
+    text: Text,
+}
+
+/// The text of a [`Reply`].
+#[derive(Clone, Debug)]
+enum Text {
+    /// One line fixed at compile time, sanitised when encoded.
+    Fixed(&'static str),
+    /// One or more sanitised lines, separated by LF (which sanitised text cannot contain).
+    Owned(String),
 }
 
 impl Reply {
-    /// A single-line reply.
+    /// A single-line reply with text built at run time.
     pub fn new(code: ReplyCode, text: &str) -> Self {
         Self {
             code,
-            lines: alloc::vec![sanitize(text)],
+            text: Text::Owned(sanitize(text)),
+        }
+    }
+
+    /// A single-line reply with fixed text: allocates nothing.
+    pub const fn fixed(code: ReplyCode, text: &'static str) -> Self {
+        Self {
+            code,
+            text: Text::Fixed(text),
         }
     }
 
@@ -153,13 +174,17 @@ impl Reply {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let mut lines = Vec::new();
-        lines.push(sanitize(first));
+        let mut text = sanitize(first);
         for line in middle {
-            lines.push(sanitize(line.as_ref()));
+            text.push('\n');
+            push_sanitized(&mut text, line.as_ref());
         }
-        lines.push(sanitize(last));
-        Self { code, lines }
+        text.push('\n');
+        push_sanitized(&mut text, last);
+        Self {
+            code,
+            text: Text::Owned(text),
+        }
     }
 
     /// The reply code.
@@ -167,9 +192,30 @@ impl Reply {
         self.code
     }
 
-    /// The text lines (at least one).
-    pub fn lines(&self) -> &[String] {
-        &self.lines
+    /// The text lines (at least one), as they are sent except for the sanitising of fixed text.
+    pub fn lines(&self) -> impl Iterator<Item = &str> {
+        let (text, multi) = match &self.text {
+            Text::Fixed(s) => (*s, false),
+            Text::Owned(s) => (s.as_str(), true),
+        };
+        text.split(move |c| multi && c == '\n')
+    }
+
+    /// The first text line.
+    pub fn first_line(&self) -> &str {
+        self.lines().next().unwrap_or_default()
+    }
+
+    /// The length of the wire form of this reply ([`Reply::encode`]), in bytes.
+    pub fn encoded_len(&self) -> usize {
+        let (mut lines, mut bytes) = (0, 0);
+        for line in self.lines() {
+            lines += 1;
+            bytes += line.len() + 2;
+        }
+        // The code and a separator before the first line and the last one, one space of indent
+        // before each middle line.
+        bytes + 4 + if lines > 1 { 4 + (lines - 2) } else { 0 }
     }
 
     /// Appends the wire form of this reply to `out`.
@@ -180,22 +226,33 @@ impl Reply {
             b'0' + (code / 10 % 10) as u8,
             b'0' + (code % 10) as u8,
         ];
-        let n = self.lines.len();
-        for (i, line) in self.lines.iter().enumerate() {
-            if i == 0 {
+        let mut lines = self.lines().peekable();
+        let mut first = true;
+        while let Some(line) = lines.next() {
+            let last = lines.peek().is_none();
+            if first || last {
                 out.extend_from_slice(&digits);
-                out.push(if n == 1 { b' ' } else { b'-' });
-            } else if i + 1 == n {
-                out.extend_from_slice(&digits);
-                out.push(b' ');
+                out.push(if first && !last { b'-' } else { b' ' });
             } else {
                 out.push(b' ');
             }
-            out.extend_from_slice(line.as_bytes());
+            first = false;
+            match self.text {
+                Text::Fixed(_) => out.extend(line.bytes().map(sanitize_byte)),
+                Text::Owned(_) => out.extend_from_slice(line.as_bytes()),
+            }
             out.extend_from_slice(b"\r\n");
         }
     }
 }
+
+impl PartialEq for Reply {
+    fn eq(&self, other: &Self) -> bool {
+        self.code == other.code && self.lines().eq(other.lines())
+    }
+}
+
+impl Eq for Reply {}
 
 /// Quotes a path for a 257 reply (RFC 959 Appendix II): wraps it in `"` and doubles inner quotes.
 pub fn quote_path(path: &str) -> String {
@@ -212,15 +269,27 @@ pub fn quote_path(path: &str) -> String {
 }
 
 fn sanitize(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c == '\r' || c == '\n' || c == '\0' {
-                ' '
-            } else {
-                c
-            }
-        })
-        .collect()
+    let mut s = String::with_capacity(text.len());
+    push_sanitized(&mut s, text);
+    s
+}
+
+fn push_sanitized(out: &mut String, text: &str) {
+    out.extend(text.chars().map(|c| {
+        if c == '\r' || c == '\n' || c == '\0' {
+            ' '
+        } else {
+            c
+        }
+    }));
+}
+
+fn sanitize_byte(b: u8) -> u8 {
+    if b == b'\r' || b == b'\n' || b == 0 {
+        b' '
+    } else {
+        b
+    }
 }
 
 #[cfg(test)]
@@ -236,6 +305,36 @@ mod tests {
     #[test]
     fn single_line() {
         assert_eq!(wire(&Reply::new(ReplyCode::OK, "Okay")), "200 Okay\r\n");
+        assert_eq!(wire(&Reply::fixed(ReplyCode::OK, "Okay")), "200 Okay\r\n");
+        assert_eq!(
+            Reply::fixed(ReplyCode::OK, "Okay"),
+            Reply::new(ReplyCode::OK, "Okay")
+        );
+    }
+
+    #[test]
+    fn fixed_text_is_one_line_and_cannot_inject() {
+        let r = Reply::fixed(ReplyCode::OK, "a\r\n230 evil\0");
+        assert_eq!(r.lines().count(), 1);
+        assert_eq!(wire(&r), "200 a  230 evil \r\n");
+        assert_eq!(r.encoded_len(), wire(&r).len());
+    }
+
+    proptest::proptest! {
+        /// The wire form has one CRLF per line, no other CR or LF, and `encoded_len` bytes.
+        #[test]
+        fn wire_form_is_framed(lines in proptest::collection::vec(".*", 1..6)) {
+            let r = match lines.as_slice() {
+                [one] => Reply::new(ReplyCode::OK, one),
+                [first, middle @ .., last] => Reply::multiline(ReplyCode::OK, first, middle, last),
+                [] => unreachable!(),
+            };
+            let w = wire(&r);
+            proptest::prop_assert_eq!(w.len(), r.encoded_len());
+            proptest::prop_assert_eq!(w.matches("\r\n").count(), lines.len());
+            proptest::prop_assert_eq!(w.matches(['\r', '\n']).count(), 2 * lines.len());
+            proptest::prop_assert_eq!(r.lines().count(), lines.len());
+        }
     }
 
     #[test]

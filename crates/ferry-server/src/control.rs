@@ -34,6 +34,11 @@ const PASSIVE_LINGER: std::time::Duration = std::time::Duration::from_millis(500
 /// an atomic upload's temporary file) before aborting the task.
 const TRANSFER_CLEANUP: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How long a session keeps its input, reply and queue buffers after its last command: a busy
+/// session reuses them (no allocation per command), one idle for longer holds none (about 2 KiB per
+/// idle session in all).
+const RELEASE_BUFFERS_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Shutdown phases broadcast to every session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Phase {
@@ -138,6 +143,23 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
         self.shared.epoch.elapsed()
     }
 
+    /// True while the session holds buffers that [`ControlDriver::release_buffers`] would free.
+    fn holds_buffers(&self) -> bool {
+        self.pending.capacity() > 0 || self.wbuf.capacity() > 0 || self.session.holds_buffers()
+    }
+
+    /// Frees the input, reply and queue buffers of a session idle between commands, so that an idle
+    /// session holds no buffers at all.
+    fn release_buffers(&mut self) {
+        if self.pending.is_empty() {
+            self.pending = Vec::new();
+        }
+        if self.wbuf.is_empty() {
+            self.wbuf = Vec::new();
+        }
+        self.session.shrink();
+    }
+
     /// Runs the session to its end. I/O errors on the control connection end it quietly.
     ///
     /// Not an `async fn`: an async fn's by-value argument is stored twice in its future (as argument
@@ -167,15 +189,16 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
                     continue;
                 }
             }
-            if self.pending.is_empty() && !self.session.is_transferring() {
-                // Idle between commands: hold no buffers (an idle session should cost ~1 KiB).
-                if self.pending.capacity() > 0 {
-                    self.pending = Vec::new();
+            // Between commands, the buffers are released once the session has been idle for
+            // RELEASE_BUFFERS_AFTER; until then the wait below also ends at that moment.
+            let mut release_at = None;
+            if self.pending.is_empty() && !self.session.is_transferring() && self.holds_buffers() {
+                let at = self.session.last_activity() + RELEASE_BUFFERS_AFTER;
+                if self.now() >= at {
+                    self.release_buffers();
+                } else {
+                    release_at = Some(at);
                 }
-                if self.wbuf.is_empty() && self.wbuf.capacity() > 0 {
-                    self.wbuf = Vec::new();
-                }
-                self.session.shrink();
             }
             let phase = *self.shutdown.borrow();
             if phase == Phase::Stop || (phase == Phase::Draining && self.transfer.is_none()) {
@@ -183,10 +206,11 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
                     .shutdown("Server shutting down, closing control connection");
                 continue;
             }
-            let deadline = self
-                .session
-                .poll_timeout()
-                .map(|d| tokio::time::Instant::from_std(self.shared.epoch + d));
+            let deadline = match (self.session.poll_timeout(), release_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+            .map(|d| tokio::time::Instant::from_std(self.shared.epoch + d));
             let can_read = self.pending.len() < 2 * self.shared.config.session.max_line.max(1024);
             tokio::select! {
                 r = wait_input(&mut self.stream, &mut self.tls_buf), if can_read => {
@@ -247,13 +271,16 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
             match out {
                 Output::Reply(reply) => {
                     let code = reply.code().as_u16();
-                    debug!(code, text = %reply.lines()[0], "reply");
+                    debug!(code, text = %reply.first_line(), "reply");
                     if let Some(m) = &self.shared.config.metrics {
                         m.reply(code);
                         if let Some((verb, at)) = self.command.take() {
                             m.command(verb, at.elapsed());
                         }
                     }
+                    // One allocation for the whole reply when the buffer is empty (released between
+                    // commands), rather than growing it line by line.
+                    self.wbuf.reserve(reply.encoded_len());
                     reply.encode(&mut self.wbuf);
                 }
                 Output::Command { verb, arg } => {

@@ -243,6 +243,16 @@ impl Session {
         matches!(self.wait, Wait::Transfer(_))
     }
 
+    /// When the last command line arrived (on the caller's clock, like every `now`).
+    pub fn last_activity(&self) -> Duration {
+        self.last_activity
+    }
+
+    /// True while the session holds memory that [`Session::shrink`] could release.
+    pub fn holds_buffers(&self) -> bool {
+        self.lines.capacity() > 0 || self.deferred.capacity() > 0 || self.out.capacity() > 0
+    }
+
     /// Releases memory held for framing when nothing is buffered (call when the session goes idle).
     pub fn shrink(&mut self) {
         self.lines.shrink();
@@ -269,9 +279,9 @@ impl Session {
             Wait::LoginDelay { until, close } if now >= until => {
                 self.wait = Wait::Idle;
                 self.last_activity = now;
-                self.reply(ReplyCode::NOT_LOGGED_IN, "Login incorrect");
+                self.say(ReplyCode::NOT_LOGGED_IN, "Login incorrect");
                 if close {
-                    self.reply(ReplyCode::NOT_AVAILABLE, "Too many failed logins, closing");
+                    self.say(ReplyCode::NOT_AVAILABLE, "Too many failed logins, closing");
                     self.close();
                 } else {
                     self.resume_deferred(now);
@@ -286,7 +296,7 @@ impl Session {
                         } else {
                             "Login timeout, closing control connection"
                         };
-                        self.reply(ReplyCode::NOT_AVAILABLE, text);
+                        self.say(ReplyCode::NOT_AVAILABLE, text);
                         self.close();
                     }
                 }
@@ -302,26 +312,25 @@ impl Session {
             let (n, event) = self.lines.feed(input);
             input = &input[n..];
             let Some(event) = event else { continue };
+            let too_long = matches!(event, LineEvent::TooLong);
             self.last_activity = now;
-            match event {
-                LineEvent::TooLong if transferring => {
-                    // Answered in turn after the transfer like any other command: an empty line
-                    // waits its turn and gets 500 then.
-                    self.handle_line(now, &[]);
-                }
-                LineEvent::TooLong => {
-                    self.report_command("(too long)", &[]);
-                    let max = self.config.max_line;
-                    self.out.push_back(Output::Reply(Reply::new(
-                        ReplyCode::SYNTAX_ERROR,
-                        &format!("Command line too long (maximum {max} bytes)"),
-                    )));
-                }
-                LineEvent::Line(line) => {
-                    // Split borrow: the line lives in self.lines; copy it only when it must wait.
-                    let line: Vec<u8> = line.to_vec();
-                    self.handle_line(now, &line);
-                }
+            if !too_long {
+                // The line lives in the line buffer: lend the buffer out while the line is handled
+                // (which never feeds input) rather than copying the line.
+                let lines = core::mem::replace(&mut self.lines, LineBuffer::new(0));
+                self.handle_line(now, lines.last_line());
+                self.lines = lines;
+            } else if transferring {
+                // Answered in turn after the transfer like any other command: an empty line waits
+                // its turn and gets 500 then.
+                self.handle_line(now, &[]);
+            } else {
+                self.report_command("(too long)", &[]);
+                let max = self.config.max_line;
+                self.out.push_back(Output::Reply(Reply::new(
+                    ReplyCode::SYNTAX_ERROR,
+                    &format!("Command line too long (maximum {max} bytes)"),
+                )));
             }
         }
         total - input.len()
@@ -349,7 +358,7 @@ impl Session {
                 }
                 Ok(Command::Noop) => {
                     self.report_command("NOOP", line);
-                    return self.reply(ReplyCode::OK, "NOOP ok");
+                    return self.say(ReplyCode::OK, "NOOP ok");
                 }
                 Ok(Command::Stat(None)) => {
                     self.report_command("STAT", line);
@@ -423,18 +432,18 @@ impl Session {
             Command::Pass(pw) => return self.pass_cmd(pw),
             Command::Acct(_) => {
                 return if matches!(self.login, Login::LoggedIn { .. }) {
-                    self.reply(ReplyCode::SUPERFLUOUS, "ACCT not needed")
+                    self.say(ReplyCode::SUPERFLUOUS, "ACCT not needed")
                 } else {
-                    self.reply(ReplyCode::BAD_SEQUENCE, "Login with USER and PASS first")
+                    self.say(ReplyCode::BAD_SEQUENCE, "Login with USER and PASS first")
                 };
             }
-            Command::Syst => return self.reply(ReplyCode::SYSTEM_TYPE, "UNIX Type: L8"),
+            Command::Syst => return self.say(ReplyCode::SYSTEM_TYPE, "UNIX Type: L8"),
             Command::Feat => return self.feat(),
             Command::Opts(o) => return self.opts(o),
             Command::Help(topic) => return self.help(topic),
-            Command::Noop => return self.reply(ReplyCode::OK, "NOOP ok"),
+            Command::Noop => return self.say(ReplyCode::OK, "NOOP ok"),
             Command::Quit => {
-                self.reply(ReplyCode::CLOSING, "Goodbye");
+                self.say(ReplyCode::CLOSING, "Goodbye");
                 return self.close();
             }
             Command::Rein => {
@@ -445,7 +454,7 @@ impl Session {
                 if self.data.take().is_some() {
                     self.action(Action::CloseData);
                 }
-                return self.reply(
+                return self.say(
                     ReplyCode::SERVICE_READY,
                     "Session reset, ready for new user",
                 );
@@ -454,7 +463,7 @@ impl Session {
             Command::Pbsz(size) => return self.pbsz(size),
             Command::Prot(level) => return self.prot(level),
             Command::Ccc => {
-                return self.reply(
+                return self.say(
                     ReplyCode::DENIED_FOR_POLICY,
                     "CCC refused: the control connection stays protected",
                 );
@@ -467,7 +476,7 @@ impl Session {
             _ => {}
         }
         let Login::LoggedIn { grant, .. } = &self.login else {
-            return self.reply(ReplyCode::NOT_LOGGED_IN, "Please login with USER and PASS");
+            return self.say(ReplyCode::NOT_LOGGED_IN, "Please login with USER and PASS");
         };
         let perms = grant.permissions;
         match cmd {
@@ -511,7 +520,7 @@ impl Session {
             }),
             Command::Rnto(arg) => {
                 let Some(from) = self.rename_from.take() else {
-                    return self.reply(ReplyCode::BAD_SEQUENCE, "RNFR required first");
+                    return self.say(ReplyCode::BAD_SEQUENCE, "RNFR required first");
                 };
                 self.with_perm(perms, Permissions::RENAME, arg, |s, to| {
                     if to.is_root() || to.starts_with(&from) && to != from {
@@ -541,7 +550,7 @@ impl Session {
             }),
             Command::Mfmt { time, path } => {
                 let Some(secs) = listing::parse_mdtm(time) else {
-                    return self.reply(
+                    return self.say(
                         ReplyCode::BAD_ARGUMENTS,
                         "Bad time value, use YYYYMMDDHHMMSS",
                     );
@@ -571,11 +580,11 @@ impl Session {
                 } else {
                     "Type set to I"
                 };
-                self.reply(ReplyCode::OK, text);
+                self.say(ReplyCode::OK, text);
             }
-            Command::Mode => self.reply(ReplyCode::OK, "Mode set to S"),
-            Command::Stru => self.reply(ReplyCode::OK, "Structure set to F"),
-            Command::Allo => self.reply(ReplyCode::SUPERFLUOUS, "No storage allocation necessary"),
+            Command::Mode => self.say(ReplyCode::OK, "Mode set to S"),
+            Command::Stru => self.say(ReplyCode::OK, "Structure set to F"),
+            Command::Allo => self.say(ReplyCode::SUPERFLUOUS, "No storage allocation necessary"),
             Command::Rest(offset) => {
                 self.rest = offset;
                 let text = format!("Restarting at {offset}; send STOR or RETR");
@@ -583,7 +592,7 @@ impl Session {
             }
             Command::Pasv => {
                 if self.epsv_all {
-                    return self.reply(
+                    return self.say(
                         ReplyCode::BAD_SEQUENCE,
                         "Only EPSV is allowed after EPSV ALL",
                     );
@@ -596,10 +605,10 @@ impl Session {
             Command::Epsv(arg) => match arg {
                 EpsvArg::All => {
                     self.epsv_all = true;
-                    self.reply(ReplyCode::OK, "EPSV ALL ok");
+                    self.say(ReplyCode::OK, "EPSV ALL ok");
                 }
                 EpsvArg::Family(f) if (f == 1) != canonical(self.local.ip()).is_ipv4() => {
-                    self.reply(
+                    self.say(
                         ReplyCode::PROTOCOL_NOT_SUPPORTED,
                         "Network protocol not supported, use (1,2)",
                     );
@@ -644,7 +653,7 @@ impl Session {
                 let stem = match hint.map(|h| VirtualPath::root().join(h)) {
                     Some(Ok(p)) => String::from(p.file_name().unwrap_or("ftp-upload")),
                     Some(Err(_)) => {
-                        return self.reply(ReplyCode::NAME_NOT_ALLOWED, "File name not allowed")
+                        return self.say(ReplyCode::NAME_NOT_ALLOWED, "File name not allowed")
                     }
                     None => String::from("ftp-upload"),
                 };
@@ -666,7 +675,7 @@ impl Session {
                 if self.data.take().is_some() {
                     self.action(Action::CloseData);
                 }
-                self.reply(ReplyCode::DATA_OPEN, "No transfer to abort");
+                self.say(ReplyCode::DATA_OPEN, "No transfer to abort");
             }
             Command::Site(sub) => {
                 let word = sub.split(' ').next().unwrap_or("");
@@ -678,11 +687,11 @@ impl Session {
                         "End of SITE help",
                     )));
                 } else {
-                    self.reply(ReplyCode::NOT_IMPLEMENTED, "Unknown SITE command");
+                    self.say(ReplyCode::NOT_IMPLEMENTED, "Unknown SITE command");
                 }
             }
             // Handled before the login check.
-            _ => self.reply(ReplyCode::SYNTAX_ERROR, "Command not understood"),
+            _ => self.say(ReplyCode::SYNTAX_ERROR, "Command not understood"),
         }
     }
 
@@ -690,7 +699,7 @@ impl Session {
         let tls = self.config.tls;
         if tls.require_login && !self.control_tls && !(tls.exempt_anonymous && is_anonymous(name)) {
             self.login = Login::AwaitUser;
-            return self.reply(
+            return self.say(
                 ReplyCode::NOT_LOGGED_IN,
                 "This server requires TLS: use AUTH TLS before USER",
             );
@@ -704,7 +713,7 @@ impl Session {
         self.login = Login::AwaitPass {
             user: String::from(name),
         };
-        self.reply(ReplyCode::NEED_PASSWORD, "Password required");
+        self.say(ReplyCode::NEED_PASSWORD, "Password required");
     }
 
     fn pass_cmd(&mut self, password: &str) {
@@ -718,15 +727,15 @@ impl Session {
             }
             Login::LoggedIn { user, grant } => {
                 self.login = Login::LoggedIn { user, grant };
-                self.reply(ReplyCode::BAD_SEQUENCE, "Already logged in");
+                self.say(ReplyCode::BAD_SEQUENCE, "Already logged in");
             }
-            Login::AwaitUser => self.reply(ReplyCode::BAD_SEQUENCE, "Login with USER first"),
+            Login::AwaitUser => self.say(ReplyCode::BAD_SEQUENCE, "Login with USER first"),
         }
     }
 
     fn auth_tls(&mut self, mech: &str) {
         if !self.config.tls.enabled {
-            return self.reply(
+            return self.say(
                 ReplyCode::NOT_IMPLEMENTED,
                 "TLS is not configured on this server",
             );
@@ -736,20 +745,20 @@ impl Session {
             .iter()
             .any(|m| mech.eq_ignore_ascii_case(m));
         if !known {
-            return self.reply(
+            return self.say(
                 ReplyCode::NOT_IMPLEMENTED_FOR_PARAMETER,
                 "Unsupported mechanism; use AUTH TLS",
             );
         }
         if self.control_tls {
-            return self.reply(
+            return self.say(
                 ReplyCode::BAD_SEQUENCE,
                 "The control connection is already protected",
             );
         }
         // RFC 4217 §4: a new security exchange resets the login.
         self.login = Login::AwaitUser;
-        self.reply(
+        self.say(
             ReplyCode::AUTH_OK,
             "AUTH TLS successful, start TLS handshake",
         );
@@ -759,21 +768,21 @@ impl Session {
 
     fn pbsz(&mut self, size: &str) {
         if !self.control_tls {
-            return self.reply(
+            return self.say(
                 ReplyCode::BAD_SEQUENCE,
                 "PBSZ needs a protected control connection (AUTH TLS)",
             );
         }
         if !size.trim().bytes().all(|b| b.is_ascii_digit()) || size.trim().is_empty() {
-            return self.reply(ReplyCode::BAD_ARGUMENTS, "PBSZ wants a number");
+            return self.say(ReplyCode::BAD_ARGUMENTS, "PBSZ wants a number");
         }
         self.pbsz = true;
-        self.reply(ReplyCode::OK, "PBSZ=0");
+        self.say(ReplyCode::OK, "PBSZ=0");
     }
 
     fn prot(&mut self, level: &str) {
         if !self.control_tls || !self.pbsz {
-            return self.reply(
+            return self.say(
                 ReplyCode::BAD_SEQUENCE,
                 "PROT needs AUTH TLS and PBSZ first",
             );
@@ -781,23 +790,23 @@ impl Session {
         match level.trim().to_ascii_uppercase().as_str() {
             "P" => {
                 self.prot_private = true;
-                self.reply(ReplyCode::OK, "Protection level set to Private");
+                self.say(ReplyCode::OK, "Protection level set to Private");
             }
             "C" => {
                 if self.config.tls.require_data && !self.anonymous_exempt() {
-                    return self.reply(
+                    return self.say(
                         ReplyCode::DENIED_FOR_POLICY,
                         "PROT C refused: data connections must be protected",
                     );
                 }
                 self.prot_private = false;
-                self.reply(ReplyCode::OK, "Protection level set to Clear");
+                self.say(ReplyCode::OK, "Protection level set to Clear");
             }
-            "S" | "E" => self.reply(
+            "S" | "E" => self.say(
                 ReplyCode::PROT_NOT_SUPPORTED,
                 "Only PROT C and PROT P are supported",
             ),
-            _ => self.reply(
+            _ => self.say(
                 ReplyCode::NOT_IMPLEMENTED_FOR_PARAMETER,
                 "Unknown protection level",
             ),
@@ -830,9 +839,9 @@ impl Session {
         let (name, value) = arg.split_once(' ').unwrap_or((arg, ""));
         if name.eq_ignore_ascii_case("UTF8") {
             if value.trim().eq_ignore_ascii_case("ON") || value.trim().is_empty() {
-                self.reply(ReplyCode::OK, "UTF8 mode is always on")
+                self.say(ReplyCode::OK, "UTF8 mode is always on")
             } else {
-                self.reply(
+                self.say(
                     ReplyCode::NOT_IMPLEMENTED_FOR_PARAMETER,
                     "UTF8 cannot be turned off",
                 )
@@ -851,13 +860,13 @@ impl Session {
             }
             self.reply(ReplyCode::OK, &text)
         } else {
-            self.reply(ReplyCode::BAD_ARGUMENTS, "Option not understood")
+            self.say(ReplyCode::BAD_ARGUMENTS, "Option not understood")
         }
     }
 
     fn help(&mut self, topic: Option<&str>) {
         if topic.is_some_and(|t| t.eq_ignore_ascii_case("SITE")) {
-            return self.reply(ReplyCode::HELP, "SITE commands: HELP");
+            return self.say(ReplyCode::HELP, "SITE commands: HELP");
         }
         self.out.push_back(Output::Reply(Reply::multiline(
             ReplyCode::HELP,
@@ -893,25 +902,25 @@ impl Session {
 
     fn active(&mut self, addr: SocketAddr) {
         if self.epsv_all {
-            return self.reply(
+            return self.say(
                 ReplyCode::BAD_SEQUENCE,
                 "Only EPSV is allowed after EPSV ALL",
             );
         }
         if !self.config.allow_active {
-            return self.reply(
+            return self.say(
                 ReplyCode::NOT_IMPLEMENTED,
                 "Active mode is disabled, use PASV or EPSV",
             );
         }
         if canonical(addr.ip()) != canonical(self.peer.ip()) {
-            return self.reply(
+            return self.say(
                 ReplyCode::BAD_ARGUMENTS,
                 "Refused: data address must be the client's own address",
             );
         }
         if addr.port() < 1024 {
-            return self.reply(
+            return self.say(
                 ReplyCode::BAD_ARGUMENTS,
                 "Refused: data port must be 1024 or higher",
             );
@@ -919,7 +928,7 @@ impl Session {
         if self.data.replace(DataEndpoint::Active(addr)).is_some() {
             self.action(Action::CloseData);
         }
-        self.reply(ReplyCode::OK, "Active mode accepted");
+        self.say(ReplyCode::OK, "Active mode accepted");
     }
 
     fn list(&mut self, perms: Permissions, arg: Option<&str>, format: ListFormat) {
@@ -932,13 +941,13 @@ impl Session {
     fn transfer(&mut self, kind: TransferKind) {
         if self.config.tls.require_data && !self.prot_private && !self.anonymous_exempt() {
             // RFC 4217 §9: the policy demands PROT P for data connections.
-            return self.reply(
+            return self.say(
                 ReplyCode::PROT_REQUIRED,
                 "Data connections must be protected: use PBSZ 0 and PROT P",
             );
         }
         let Some(endpoint) = self.data.take() else {
-            return self.reply(
+            return self.say(
                 ReplyCode::CANT_OPEN_DATA,
                 "Use PORT, EPRT, PASV or EPSV first",
             );
@@ -1016,19 +1025,19 @@ impl Session {
                         };
                         self.reply(ReplyCode::TRANSFER_COMPLETE, &text);
                     }
-                    Err(TransferError::TlsHandshake) => self.reply(
+                    Err(TransferError::TlsHandshake) => self.say(
                         ReplyCode::CANT_OPEN_DATA,
                         "TLS handshake on the data connection failed",
                     ),
                     Err(TransferError::DataConnection) => {
-                        self.reply(ReplyCode::CANT_OPEN_DATA, "Can't open data connection")
+                        self.say(ReplyCode::CANT_OPEN_DATA, "Can't open data connection")
                     }
-                    Err(TransferError::ConnectionLost) => self.reply(
+                    Err(TransferError::ConnectionLost) => self.say(
                         ReplyCode::TRANSFER_ABORTED,
                         "Data connection closed; transfer aborted",
                     ),
                     Err(TransferError::Aborted) => {
-                        self.reply(ReplyCode::TRANSFER_ABORTED, "Transfer aborted")
+                        self.say(ReplyCode::TRANSFER_ABORTED, "Transfer aborted")
                     }
                     Err(TransferError::Storage(e)) => {
                         let (code, text) = e.reply_code();
@@ -1038,11 +1047,11 @@ impl Session {
                         } else {
                             code
                         };
-                        self.reply(code, text);
+                        self.say(code, text);
                     }
                 }
                 if t.aborting {
-                    self.reply(ReplyCode::TRANSFER_COMPLETE, "ABOR successful");
+                    self.say(ReplyCode::TRANSFER_COMPLETE, "ABOR successful");
                 }
                 self.resume_deferred(now);
             }
@@ -1066,7 +1075,7 @@ impl Session {
             }
             Err(AuthError::TooManySessions) => {
                 // Right credentials: not a failed login, and no delay.
-                self.reply(
+                self.say(
                     ReplyCode::NOT_LOGGED_IN,
                     "Too many sessions for this user, try again later",
                 );
@@ -1118,10 +1127,10 @@ impl Session {
                 let text = format!("{} created", quote_path(path.as_str()));
                 self.reply(ReplyCode::PATH_CREATED, &text);
             }
-            (FsPending::Done(text), _) => self.reply(ReplyCode::FILE_ACTION_OK, text),
+            (FsPending::Done(text), _) => self.say(ReplyCode::FILE_ACTION_OK, text),
             (FsPending::Size, FsResponse::Metadata(info)) => {
                 if info.kind == FileKind::Dir {
-                    self.reply(ReplyCode::FILE_UNAVAILABLE, "Not a plain file");
+                    self.say(ReplyCode::FILE_UNAVAILABLE, "Not a plain file");
                 } else {
                     let text = format!("{}", info.size);
                     self.reply(ReplyCode::FILE_STATUS, &text);
@@ -1132,7 +1141,7 @@ impl Session {
                     let text = listing::format_mdtm(t);
                     self.reply(ReplyCode::FILE_STATUS, &text);
                 }
-                None => self.reply(ReplyCode::FILE_UNAVAILABLE, "Modification time unknown"),
+                None => self.say(ReplyCode::FILE_UNAVAILABLE, "Modification time unknown"),
             },
             (FsPending::Mfmt(path, secs), _) => {
                 let text = format!("Modify={}; {}", listing::format_mdtm(secs), path);
@@ -1140,7 +1149,7 @@ impl Session {
             }
             (FsPending::Rnfr(path), FsResponse::Metadata(_)) => {
                 self.rename_from = Some(path);
-                self.reply(
+                self.say(
                     ReplyCode::PENDING,
                     "File exists, ready for destination name",
                 );
@@ -1179,7 +1188,7 @@ impl Session {
                     "End of status",
                 )));
             }
-            _ => self.reply(ReplyCode::LOCAL_ERROR, "Unexpected storage response"),
+            _ => self.say(ReplyCode::LOCAL_ERROR, "Unexpected storage response"),
         }
         self.resume_deferred(self.last_activity);
     }
@@ -1200,7 +1209,7 @@ impl Session {
                     FsPending::Done("Rename successful"),
                 )
             }
-            Ok(_) => self.reply(
+            Ok(_) => self.say(
                 ReplyCode::FILE_UNAVAILABLE,
                 "Permission denied: the destination exists and may not be overwritten",
             ),
@@ -1222,7 +1231,7 @@ impl Session {
 
     fn passive_done(&mut self, extended: bool, addr: Option<SocketAddr>) {
         let Some(addr) = addr else {
-            return self.reply(
+            return self.say(
                 ReplyCode::CANT_OPEN_DATA,
                 "Can't open passive data connection",
             );
@@ -1240,7 +1249,7 @@ impl Session {
                 SocketAddr::V6(_) => {
                     self.data = None;
                     self.action(Action::CloseData);
-                    self.reply(ReplyCode::CANT_OPEN_DATA, "PASV needs IPv4; use EPSV");
+                    self.say(ReplyCode::CANT_OPEN_DATA, "PASV needs IPv4; use EPSV");
                 }
             }
         }
@@ -1264,7 +1273,7 @@ impl Session {
     fn with_path(&mut self, arg: &str, f: impl FnOnce(&mut Self, VirtualPath)) {
         match self.cwd.join(arg) {
             Ok(p) => f(self, p),
-            Err(_) => self.reply(ReplyCode::NAME_NOT_ALLOWED, "File name not allowed"),
+            Err(_) => self.say(ReplyCode::NAME_NOT_ALLOWED, "File name not allowed"),
         }
     }
 
@@ -1282,7 +1291,7 @@ impl Session {
     }
 
     fn denied(&mut self) {
-        self.reply(ReplyCode::FILE_UNAVAILABLE, "Permission denied")
+        self.say(ReplyCode::FILE_UNAVAILABLE, "Permission denied")
     }
 
     fn fs(&mut self, req: FsRequest, pending: FsPending) {
@@ -1290,8 +1299,14 @@ impl Session {
         self.action(Action::Fs(req));
     }
 
+    /// Queues a reply with text built at run time.
     fn reply(&mut self, code: ReplyCode, text: &str) {
         self.out.push_back(Output::Reply(Reply::new(code, text)));
+    }
+
+    /// Queues a reply with fixed text (no allocation).
+    fn say(&mut self, code: ReplyCode, text: &'static str) {
+        self.out.push_back(Output::Reply(Reply::fixed(code, text)));
     }
 
     fn action(&mut self, a: Action) {

@@ -151,7 +151,10 @@ fn rnto_without_overwrite_checks_the_destination_first() {
     let r = t.replies();
     assert_eq!(r.len(), 1);
     assert_eq!(r[0].code().as_u16(), 550);
-    assert!(r[0].lines()[0].contains("may not be overwritten"), "{r:?}");
+    assert!(
+        r[0].lines().collect::<Vec<_>>()[0].contains("may not be overwritten"),
+        "{r:?}"
+    );
     // The session reads commands again.
     t.send("NOOP");
     assert_eq!(t.codes(), [200]);
@@ -207,7 +210,7 @@ fn too_many_sessions_is_an_immediate_530_that_does_not_count() {
         let r = t.replies();
         assert_eq!(r.len(), 1, "{r:?}");
         assert_eq!(r[0].code().as_u16(), 530);
-        assert!(r[0].lines()[0].contains("Too many sessions"));
+        assert!(r[0].lines().collect::<Vec<_>>()[0].contains("Too many sessions"));
     }
     // Still open (max_failed_logins is 1), and a later login works.
     t.send("USER u");
@@ -244,5 +247,8 @@ fn mlst_perm_facts_follow_the_grant() {
         FileKind::File,
     )))));
     let r = t.replies();
-    assert!(r[0].lines()[1].contains("perm=r;"), "{r:?}");
+    assert!(
+        r[0].lines().collect::<Vec<_>>()[1].contains("perm=r;"),
+        "{r:?}"
+    );
 }

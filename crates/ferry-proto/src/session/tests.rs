@@ -252,7 +252,7 @@ impl H {
         self.out()
             .into_iter()
             .map(|o| match o {
-                Output::Reply(r) => (r.code().as_u16(), r.lines().to_vec()),
+                Output::Reply(r) => (r.code().as_u16(), r.lines().map(String::from).collect()),
                 Output::Action(a) => panic!("expected only replies, got {a:?}"),
                 Output::Command { verb, .. } => panic!("commands are not reported here: {verb}"),
             })
@@ -263,7 +263,9 @@ impl H {
     fn expect(&mut self, code: u16) -> String {
         let out = self.out();
         match out.as_slice() {
-            [Output::Reply(r)] if r.code().as_u16() == code => r.lines().join("\n"),
+            [Output::Reply(r)] if r.code().as_u16() == code => {
+                r.lines().collect::<Vec<_>>().join("\n")
+            }
             _ => panic!("expected exactly one {code} reply, got {out:?}"),
         }
     }
@@ -273,7 +275,9 @@ impl H {
         self.send(line);
         let out = self.out();
         match out.as_slice() {
-            [Output::Reply(r)] if r.code().as_u16() == code => r.lines().join("\n"),
+            [Output::Reply(r)] if r.code().as_u16() == code => {
+                r.lines().collect::<Vec<_>>().join("\n")
+            }
             _ => panic!("{line:?}: expected exactly one {code} reply, got {out:?}"),
         }
     }
@@ -429,7 +433,7 @@ fn refused_session_is_421_then_close() {
     match out.as_slice() {
         [Output::Reply(r), Output::Action(Action::Close)] => {
             assert_eq!(r.code(), ReplyCode::NOT_AVAILABLE);
-            assert_eq!(r.lines(), ["Too many users"]);
+            assert_eq!(r.lines().collect::<Vec<_>>(), ["Too many users"]);
             assert_well_formed(r);
         }
         _ => panic!("{out:?}"),
@@ -1168,7 +1172,7 @@ fn stat_with_a_path_is_a_213_listing() {
         panic!("{out:?}")
     };
     assert_eq!(r.code(), ReplyCode::FILE_STATUS);
-    let lines = r.lines();
+    let lines = r.lines().collect::<Vec<_>>();
     assert_eq!(lines.len(), 5);
     assert_eq!(lines[0], "Status of /pub:");
     assert!(lines[1].starts_with("-rw-r--r--"), "{lines:?}");
@@ -1515,7 +1519,10 @@ fn type_a_marks_the_transfer_ascii() {
     match out.as_slice() {
         [Output::Reply(r), Output::Action(Action::StartTransfer)] => {
             assert_eq!(r.code().as_u16(), 150);
-            assert_eq!(r.lines(), ["Opening ASCII mode data connection (12 bytes)"]);
+            assert_eq!(
+                r.lines().collect::<Vec<_>>(),
+                ["Opening ASCII mode data connection (12 bytes)"]
+            );
         }
         _ => panic!("{out:?}"),
     }
@@ -1541,7 +1548,7 @@ fn stou_reports_the_unique_name() {
     match out.as_slice() {
         [Output::Reply(r), Output::Action(Action::StartTransfer)] => {
             assert_eq!(r.code().as_u16(), 150);
-            assert_eq!(r.lines(), ["FILE: ftp-upload.1"]);
+            assert_eq!(r.lines().collect::<Vec<_>>(), ["FILE: ftp-upload.1"]);
         }
         _ => panic!("{out:?}"),
     }
@@ -1824,7 +1831,7 @@ fn retr_full_dance() {
         [Output::Reply(r), Output::Action(Action::StartTransfer)] => {
             assert_eq!(r.code().as_u16(), 150);
             assert_eq!(
-                r.lines(),
+                r.lines().collect::<Vec<_>>(),
                 ["Opening BINARY mode data connection (10 bytes)"]
             );
         }
@@ -1998,7 +2005,10 @@ fn other_commands_wait_for_the_end_of_the_transfer() {
         [Output::Reply(a), Output::Reply(b), Output::Reply(c), Output::Action(Action::Close)] => {
             assert_eq!(a.code().as_u16(), 226);
             assert_eq!(b.code().as_u16(), 257);
-            assert_eq!(b.lines(), ["\"/\" is the current directory"]);
+            assert_eq!(
+                b.lines().collect::<Vec<_>>(),
+                ["\"/\" is the current directory"]
+            );
             assert_eq!(c.code().as_u16(), 221);
         }
         _ => panic!("{out:?}"),
@@ -2129,7 +2139,10 @@ fn idle_timeout_closes_a_logged_in_session() {
     match out.as_slice() {
         [Output::Reply(r), Output::Action(Action::Close)] => {
             assert_eq!(r.code().as_u16(), 421);
-            assert_eq!(r.lines(), ["Idle timeout, closing control connection"]);
+            assert_eq!(
+                r.lines().collect::<Vec<_>>(),
+                ["Idle timeout, closing control connection"]
+            );
         }
         _ => panic!("{out:?}"),
     }
@@ -2172,7 +2185,10 @@ fn login_timeout_closes_a_session_that_never_logs_in() {
     match out.as_slice() {
         [Output::Reply(r), Output::Action(Action::Close)] => {
             assert_eq!(r.code().as_u16(), 421);
-            assert_eq!(r.lines(), ["Login timeout, closing control connection"]);
+            assert_eq!(
+                r.lines().collect::<Vec<_>>(),
+                ["Login timeout, closing control connection"]
+            );
         }
         _ => panic!("{out:?}"),
     }
@@ -2196,7 +2212,7 @@ fn shutdown_when_idle() {
     match out.as_slice() {
         [Output::Reply(r), Output::Action(Action::Close)] => {
             assert_eq!(r.code().as_u16(), 421);
-            assert_eq!(r.lines(), ["Server shutting down"]);
+            assert_eq!(r.lines().collect::<Vec<_>>(), ["Server shutting down"]);
         }
         _ => panic!("{out:?}"),
     }

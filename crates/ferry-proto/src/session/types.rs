@@ -332,7 +332,7 @@ impl FsError {
     /// The reply for this error.
     pub fn reply(self) -> Reply {
         let (code, text) = self.reply_code();
-        Reply::new(code, text)
+        Reply::fixed(code, text)
     }
 }
 
