@@ -34,10 +34,16 @@ const PASSIVE_LINGER: std::time::Duration = std::time::Duration::from_millis(500
 /// an atomic upload's temporary file) before aborting the task.
 const TRANSFER_CLEANUP: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// How long a session keeps its input, reply and queue buffers after its last command: a busy
-/// session reuses them (no allocation per command), one idle for longer holds none (about 2 KiB per
-/// idle session in all).
+/// How long a busy session keeps its input, reply and queue buffers after its last command, so that
+/// it reuses them (no allocation per command); one idle for longer holds none (about 2 KiB per idle
+/// session in all).
 const RELEASE_BUFFERS_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How many commands in a row, each within [`RELEASE_BUFFERS_AFTER`] of the one before, make a session
+/// busy. Below that (a login, a single command now and then) the buffers are released as soon as the
+/// session waits: buffers held for a while by thousands of sessions logging in at once would leave
+/// the heap fragmented, and every idle session would pay for that.
+const BUSY_AFTER: u8 = 8;
 
 /// Shutdown phases broadcast to every session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -104,6 +110,8 @@ pub(crate) struct ControlDriver<S: Storage, A: Authenticator> {
     closing: bool,
     /// The command being answered and when it started, until its first reply (latency metrics).
     command: Option<(&'static str, Instant)>,
+    /// Commands in a row that came quickly (see [`BUSY_AFTER`]), up to that number.
+    streak: u8,
 }
 
 impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
@@ -135,6 +143,7 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
             shutdown,
             shutdown_gone: false,
             closing: false,
+            streak: 0,
             command: None,
         }
     }
@@ -189,12 +198,12 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
                     continue;
                 }
             }
-            // Between commands, the buffers are released once the session has been idle for
-            // RELEASE_BUFFERS_AFTER; until then the wait below also ends at that moment.
+            // Between commands, the buffers are released: at once, or for a busy session once it has
+            // been idle for RELEASE_BUFFERS_AFTER (the wait below also ends at that moment).
             let mut release_at = None;
             if self.pending.is_empty() && !self.session.is_transferring() && self.holds_buffers() {
                 let at = self.session.last_activity() + RELEASE_BUFFERS_AFTER;
-                if self.now() >= at {
+                if self.streak < BUSY_AFTER || self.now() >= at {
                     self.release_buffers();
                 } else {
                     release_at = Some(at);
@@ -215,6 +224,8 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
             tokio::select! {
                 r = wait_input(&mut self.stream, &mut self.tls_buf), if can_read => {
                     let now = self.now();
+                    let quick = now.saturating_sub(self.session.last_activity()) < RELEASE_BUFFERS_AFTER;
+                    self.streak = if quick { self.streak.saturating_add(1).min(BUSY_AFTER) } else { 0 };
                     self.session.set_wall_clock(transfer::unix_now());
                     let n = match r? {
                         Input::Readable => match &self.stream {
