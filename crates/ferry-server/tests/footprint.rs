@@ -9,28 +9,12 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
-use common::TestServer;
+use common::{Captured, TestServer};
 
 /// Largest accepted size of a plain session's task future, in bytes (120 when written).
 const MAX_TASK: u64 = 160;
 /// Largest accepted size of the control driver's future, in bytes (1,176 to 1,184 when written).
 const MAX_DRIVER: u64 = 1_280;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[test]
 fn an_idle_session_stays_small() {
@@ -50,7 +34,7 @@ fn an_idle_session_stays_small() {
     c.expect("QUIT", 221);
     drop(server);
 
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let text = captured.text();
     let bytes_of = |message: &str| -> u64 {
         text.lines()
             .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
