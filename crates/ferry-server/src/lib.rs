@@ -51,7 +51,7 @@ pub use config::{Limits, PassiveConfig, ServerConfig};
 use control::{ControlDriver, Phase, Shared};
 use counts::{CountGuard, Counts};
 pub use reload::Reloader;
-pub use storage::{LocalStorage, Storage};
+pub use storage::{AnyStorage, LocalStorage, S3Config, S3Storage, Storage};
 pub use upload::{PartialUploads, UploadMode, UploadPolicy};
 
 /// Errors starting a server.

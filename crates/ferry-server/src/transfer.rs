@@ -76,6 +76,8 @@ pub(crate) fn fs_error(e: &StorageError) -> FsError {
         StorageErrorKind::NoSpace => FsError::NoSpace,
         StorageErrorKind::QuotaExceeded => FsError::QuotaExceeded,
         StorageErrorKind::InvalidOffset => FsError::InvalidOffset,
+        StorageErrorKind::Unsupported => FsError::Unsupported,
+        StorageErrorKind::Unavailable => FsError::Unavailable,
         _ => FsError::Other,
     }
 }

@@ -174,6 +174,9 @@ enum Target {
     InPlace { fresh: bool },
     /// Into `temp`; `reserved` when the target is an empty placeholder this upload created.
     Atomic { temp: VirtualPath, reserved: bool },
+    /// Into the target through a writer that is atomic by itself ([`Storage::atomic_writes`]);
+    /// `continues` when the upload extends the existing file (REST + STOR, APPE).
+    Direct { continues: bool },
 }
 
 /// An upload in progress: the writer, and how to [`commit`](Upload::commit) or
@@ -203,6 +206,12 @@ impl<S: Storage> Upload<S> {
     ) -> Result<Self, StorageError> {
         if touches_temp(path) {
             return Err(reserved_name());
+        }
+        if storage.atomic_writes() {
+            let writer = storage.open_write(path, mode).await?;
+            let continues = matches!(mode, WriteMode::Append | WriteMode::Resume(1..));
+            let how = Target::Direct { continues };
+            return Ok(Self::new(storage, writer, path.clone(), how, policy));
         }
         let atomic = policy.mode == UploadMode::Atomic
             && matches!(
@@ -265,6 +274,13 @@ impl<S: Storage> Upload<S> {
             return Err(reserved_name());
         }
         let (path, writer) = storage.create_unique(dir, stem).await?;
+        if storage.atomic_writes() {
+            let target = Target::Direct { continues: false };
+            return Ok((
+                path.clone(),
+                Self::new(storage, writer, path, target, policy),
+            ));
+        }
         if policy.mode == UploadMode::InPlace {
             let target = Target::InPlace { fresh: true };
             return Ok((
@@ -384,11 +400,31 @@ impl<S: Storage> Upload<S> {
     /// Ends a failed upload: closes the writer and deletes or keeps the partial data as the policy
     /// says. Failures here are logged, not returned: the transfer has failed already.
     pub(crate) async fn abandon(mut self) {
+        let storage = &self.storage;
+        let target = &self.target;
+        if let Target::Direct { continues } = self.how {
+            let Some(mut writer) = self.writer.take() else {
+                return;
+            };
+            let keep = self.partial == PartialUploads::Keep
+                && self.written > 0
+                && (continues || is_missing(storage.metadata(target).await));
+            if keep {
+                match writer.shutdown().await {
+                    Ok(()) => {
+                        debug!(%target, bytes = self.written, "failed upload: partial data kept");
+                        return;
+                    }
+                    Err(e) => warn!(%target, error = %e, "cannot keep a partial upload"),
+                }
+            }
+            storage.discard_writer(writer).await;
+            debug!(%target, "failed upload discarded; the target is as it was");
+            return;
+        }
         if let Some(writer) = self.writer.take() {
             close(writer).await;
         }
-        let storage = &self.storage;
-        let target = &self.target;
         match (&self.how, self.partial) {
             (Target::InPlace { fresh: true }, PartialUploads::Delete) => {
                 log_removal(target, storage.remove_file(target).await);
@@ -396,6 +432,7 @@ impl<S: Storage> Upload<S> {
             (Target::InPlace { .. }, _) => {
                 debug!(%target, bytes = self.written, "failed upload: partial data kept in place");
             }
+            (Target::Direct { .. }, _) => {}
             (Target::Atomic { temp, reserved }, partial) => {
                 let keep = partial == PartialUploads::Keep
                     && self.written > 0

@@ -2576,7 +2576,7 @@ impl Fuzz {
                         TransferKind::Stou { dir, stem } => dir.join(&format!("{stem}.{p}")).ok(),
                         _ => None,
                     },
-                    size: (p % 2 == 0).then_some(u64::from(p)),
+                    size: p.is_multiple_of(2).then_some(u64::from(p)),
                 },
             },
             Action::StartTransfer => Completion::TransferDone(match p % 5 {
@@ -2612,7 +2612,7 @@ impl Fuzz {
                     // The transfer is cancelled and answers with TransferDone, unless it completes
                     // first; a TransferReady that was already on its way is still delivered.
                     let aborted = Completion::TransferDone(Err(TransferError::Aborted));
-                    let cut = self.pick() % 2 == 0;
+                    let cut = self.pick().is_multiple_of(2);
                     match self.outstanding.front_mut() {
                         Some(Completion::TransferReady { .. }) if !cut => {
                             self.outstanding.push_back(aborted)

@@ -301,6 +301,12 @@ pub enum FsError {
     QuotaExceeded,
     /// A REST offset beyond the end of the file.
     InvalidOffset,
+    /// The storage cannot do this (renaming a directory on object storage, setting a time it keeps
+    /// itself): 550, the request as made cannot succeed.
+    Unsupported,
+    /// The storage service is not answering (an object store down or throttling after retries): 451,
+    /// the request may succeed later.
+    Unavailable,
     /// Anything else: a local error.
     Other,
 }
@@ -324,6 +330,14 @@ impl FsError {
             Self::InvalidOffset => (
                 ReplyCode::FILE_UNAVAILABLE,
                 "Restart offset beyond end of file",
+            ),
+            Self::Unsupported => (
+                ReplyCode::FILE_UNAVAILABLE,
+                "Operation not supported by this storage",
+            ),
+            Self::Unavailable => (
+                ReplyCode::LOCAL_ERROR,
+                "Storage unavailable: the file store is not answering, try again later",
             ),
             Self::Other => (ReplyCode::LOCAL_ERROR, "Local error in processing"),
         }

@@ -12,10 +12,6 @@ use ferry_proto::path::VirtualPath;
 
 use super::{Storage, StorageError, StorageErrorKind, WriteMode};
 
-/// How many names [`LocalStorage::create_unique`](Storage::create_unique) tries (`stem`, `stem.1`, ...,
-/// `stem.999`) before giving up with [`StorageErrorKind::AlreadyExists`].
-const UNIQUE_ATTEMPTS: u32 = 1000;
-
 /// A directory of the local file system serving as a storage root.
 ///
 /// Every operation goes through a [`cap_std::fs::Dir`] handle opened once on the root, so no path can
@@ -161,34 +157,18 @@ impl Storage for LocalStorage {
         dir: &VirtualPath,
         stem: &str,
     ) -> Result<(VirtualPath, Self::Writer), StorageError> {
-        if stem.is_empty() || stem == "." || stem == ".." || stem.contains(['/', '\0']) {
-            return Err(StorageError::new(
-                StorageErrorKind::InvalidName,
-                "unusable file name stem",
-            ));
-        }
-        let (dir, stem) = (dir.clone(), stem.to_owned());
+        let names = super::unique_names(dir, stem)?;
         let (path, file) = self
             .blocking(move |root| {
-                for n in 0..UNIQUE_ATTEMPTS {
-                    let name = if n == 0 {
-                        stem.clone()
-                    } else {
-                        format!("{stem}.{n}")
-                    };
-                    let path = dir.join(&name).map_err(|err| {
-                        StorageError::new(StorageErrorKind::InvalidName, err.to_string())
-                    })?;
+                for path in names {
+                    let path = path?;
                     match open_write(root, &rel_path(&path), WriteMode::CreateNew) {
                         Ok(file) => return Ok((path, file)),
                         Err(err) if err.kind() == StorageErrorKind::AlreadyExists => {}
                         Err(err) => return Err(err),
                     }
                 }
-                Err(StorageError::new(
-                    StorageErrorKind::AlreadyExists,
-                    "no free unique name",
-                ))
+                Err(super::no_unique_name())
             })
             .await?;
         Ok((path, tokio::fs::File::from_std(file)))

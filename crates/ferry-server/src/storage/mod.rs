@@ -18,7 +18,9 @@
 //! [`TEMP_PREFIX`] are reserved for these files: the server hides them from listings and refuses them
 //! in client commands.
 
+mod any;
 mod local;
+pub mod s3;
 
 use core::fmt;
 use core::future::Future;
@@ -27,7 +29,9 @@ use std::io;
 use ferry_proto::listing::FileInfo;
 use ferry_proto::path::VirtualPath;
 
+pub use any::{AnyReader, AnyStorage, AnyWriter};
 pub use local::LocalStorage;
+pub use s3::{S3Config, S3Storage};
 
 /// What went wrong in a storage operation; the FTP layer maps each kind to one reply code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -56,6 +60,9 @@ pub enum StorageErrorKind {
     QuotaExceeded,
     /// The storage cannot perform this operation (for example a rename across devices).
     Unsupported,
+    /// The storage service did not answer in time or keeps failing (an object store that is down or
+    /// throttling after the retries); the request may succeed later.
+    Unavailable,
     /// Any other failure.
     Io,
 }
@@ -75,6 +82,7 @@ impl StorageErrorKind {
             Self::NoSpace => "no space left",
             Self::QuotaExceeded => "quota exceeded",
             Self::Unsupported => "operation not supported",
+            Self::Unavailable => "storage unavailable",
             Self::Io => "i/o error",
         }
     }
@@ -141,6 +149,7 @@ fn kind_of(err: &io::Error) -> StorageErrorKind {
         E::StorageFull => StorageErrorKind::NoSpace,
         E::QuotaExceeded | E::FileTooLarge => StorageErrorKind::QuotaExceeded,
         E::CrossesDevices | E::Unsupported => StorageErrorKind::Unsupported,
+        E::TimedOut => StorageErrorKind::Unavailable,
         _ => match err.raw_os_error() {
             Some(code) if Some(code) == errno::ELOOP => StorageErrorKind::NotFound,
             Some(code) if Some(code) == errno::ENAMETOOLONG => StorageErrorKind::InvalidName,
@@ -417,6 +426,27 @@ pub trait Storage: Send + Sync + 'static {
         }
     }
 
+    /// True when a [`Writer`](Storage::Writer)'s bytes become visible only when it is shut down
+    /// successfully, and [`discard_writer`](Storage::discard_writer) leaves the target as it was (the
+    /// multipart uploads of object stores). The server then writes every upload straight to its target
+    /// and gets atomic uploads without a temporary file and a rename (see [`crate::upload`]).
+    ///
+    /// The default, `false`, is right for file systems, where written bytes are in the file at once.
+    fn atomic_writes(&self) -> bool {
+        false
+    }
+
+    /// Ends a writer whose upload failed. For a storage with [`atomic_writes`](Storage::atomic_writes)
+    /// this must undo the upload (abort the multipart upload) so the target stays as it was; the
+    /// default shuts the writer down, keeping what was written (the caller then removes or keeps the
+    /// data as its policy says).
+    fn discard_writer(&self, writer: Self::Writer) -> impl Future<Output = ()> + Send {
+        async move {
+            let mut writer = writer;
+            let _ = tokio::io::AsyncWriteExt::shutdown(&mut writer).await;
+        }
+    }
+
     /// A storage for one user, rooted at `home`: the per-session storage of an account whose
     /// [`Account::home`](crate::auth::Account::home) is set.
     ///
@@ -448,6 +478,40 @@ pub trait Storage: Send + Sync + 'static {
             ))
         }
     }
+}
+
+/// How many names [`unique_names`] offers (`stem`, `stem.1`, ..., `stem.999`).
+const UNIQUE_ATTEMPTS: u32 = 1000;
+
+/// The candidate paths of [`Storage::create_unique`] in `dir`: `stem`, then `stem.1`, `stem.2`, ...
+///
+/// # Errors
+/// [`StorageErrorKind::InvalidName`] if `stem` is empty, `.`, `..`, or contains `/` or NUL.
+pub(crate) fn unique_names(
+    dir: &VirtualPath,
+    stem: &str,
+) -> Result<impl Iterator<Item = Result<VirtualPath, StorageError>>, StorageError> {
+    if stem.is_empty() || stem == "." || stem == ".." || stem.contains(['/', '\0']) {
+        return Err(StorageError::new(
+            StorageErrorKind::InvalidName,
+            "unusable file name stem",
+        ));
+    }
+    let (dir, stem) = (dir.clone(), stem.to_owned());
+    Ok((0..UNIQUE_ATTEMPTS).map(move |n| {
+        let name = if n == 0 {
+            stem.clone()
+        } else {
+            format!("{stem}.{n}")
+        };
+        dir.join(&name)
+            .map_err(|err| StorageError::new(StorageErrorKind::InvalidName, err.to_string()))
+    }))
+}
+
+/// The error when [`unique_names`] offered no free name.
+pub(crate) fn no_unique_name() -> StorageError {
+    StorageError::new(StorageErrorKind::AlreadyExists, "no free unique name")
 }
 
 /// How many names the default [`Storage::create_temp`] tries.

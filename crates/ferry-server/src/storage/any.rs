@@ -1,0 +1,243 @@
+//! [`AnyStorage`]: one type over every built-in backend, chosen at run time.
+//!
+//! The server is generic over [`Storage`]; a binary that offers several backends would otherwise
+//! compile the whole server once per backend. An enum costs one branch per operation (nothing beside a
+//! network or disk access) and keeps zero-copy for local files.
+
+use std::io;
+use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use ferry_proto::listing::FileInfo;
+use ferry_proto::path::VirtualPath;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::{LocalStorage, S3Storage, Storage, StorageError, WriteMode};
+
+/// A storage backend chosen at run time: a local folder or an S3 bucket.
+#[derive(Debug, Clone)]
+pub enum AnyStorage {
+    /// A folder of the local file system.
+    Local(LocalStorage),
+    /// An S3-compatible bucket.
+    S3(S3Storage),
+}
+
+/// The reader of an [`AnyStorage`].
+#[derive(Debug)]
+pub enum AnyReader {
+    /// Of a local file.
+    Local(<LocalStorage as Storage>::Reader),
+    /// Of an object.
+    S3(<S3Storage as Storage>::Reader),
+}
+
+/// The writer of an [`AnyStorage`].
+#[derive(Debug)]
+pub enum AnyWriter {
+    /// To a local file.
+    Local(<LocalStorage as Storage>::Writer),
+    /// To an object.
+    S3(<S3Storage as Storage>::Writer),
+}
+
+impl AsyncRead for AnyReader {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Local(r) => Pin::new(r).poll_read(cx, buf),
+            Self::S3(r) => Pin::new(r).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for AnyWriter {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Local(w) => Pin::new(w).poll_write(cx, buf),
+            Self::S3(w) => Pin::new(w).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Local(w) => Pin::new(w).poll_flush(cx),
+            Self::S3(w) => Pin::new(w).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Local(w) => Pin::new(w).poll_shutdown(cx),
+            Self::S3(w) => Pin::new(w).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Runs `$call` with `$s` bound to the backend inside `$self`.
+macro_rules! each {
+    ($self:expr, $s:ident => $call:expr) => {
+        match $self {
+            AnyStorage::Local($s) => $call,
+            AnyStorage::S3($s) => $call,
+        }
+    };
+}
+
+/// Both backends' writers came from the same variant as the storage; a mismatch is a bug in the
+/// caller, reported as an error rather than a panic.
+fn mismatch() -> StorageError {
+    StorageError::new(
+        super::StorageErrorKind::Io,
+        "a writer of another storage backend",
+    )
+}
+
+impl Storage for AnyStorage {
+    type Reader = AnyReader;
+    type Writer = AnyWriter;
+
+    #[cfg(unix)]
+    fn reader_fd(reader: &Self::Reader) -> Option<std::os::fd::BorrowedFd<'_>> {
+        match reader {
+            AnyReader::Local(r) => LocalStorage::reader_fd(r),
+            AnyReader::S3(_) => None,
+        }
+    }
+
+    #[cfg(unix)]
+    fn writer_fd(writer: &Self::Writer) -> Option<std::os::fd::BorrowedFd<'_>> {
+        match writer {
+            AnyWriter::Local(w) => LocalStorage::writer_fd(w),
+            AnyWriter::S3(_) => None,
+        }
+    }
+
+    async fn metadata(&self, path: &VirtualPath) -> Result<FileInfo, StorageError> {
+        each!(self, s => s.metadata(path).await)
+    }
+
+    async fn list(&self, path: &VirtualPath) -> Result<Vec<FileInfo>, StorageError> {
+        each!(self, s => s.list(path).await)
+    }
+
+    async fn open_read(
+        &self,
+        path: &VirtualPath,
+        offset: u64,
+    ) -> Result<(Self::Reader, u64), StorageError> {
+        match self {
+            Self::Local(s) => s
+                .open_read(path, offset)
+                .await
+                .map(|(r, n)| (AnyReader::Local(r), n)),
+            Self::S3(s) => s
+                .open_read(path, offset)
+                .await
+                .map(|(r, n)| (AnyReader::S3(r), n)),
+        }
+    }
+
+    async fn open_write(
+        &self,
+        path: &VirtualPath,
+        mode: WriteMode,
+    ) -> Result<Self::Writer, StorageError> {
+        match self {
+            Self::Local(s) => s.open_write(path, mode).await.map(AnyWriter::Local),
+            Self::S3(s) => s.open_write(path, mode).await.map(AnyWriter::S3),
+        }
+    }
+
+    async fn create_unique(
+        &self,
+        dir: &VirtualPath,
+        stem: &str,
+    ) -> Result<(VirtualPath, Self::Writer), StorageError> {
+        match self {
+            Self::Local(s) => s
+                .create_unique(dir, stem)
+                .await
+                .map(|(p, w)| (p, AnyWriter::Local(w))),
+            Self::S3(s) => s
+                .create_unique(dir, stem)
+                .await
+                .map(|(p, w)| (p, AnyWriter::S3(w))),
+        }
+    }
+
+    async fn remove_file(&self, path: &VirtualPath) -> Result<(), StorageError> {
+        each!(self, s => s.remove_file(path).await)
+    }
+
+    async fn create_dir(&self, path: &VirtualPath) -> Result<(), StorageError> {
+        each!(self, s => s.create_dir(path).await)
+    }
+
+    async fn remove_dir(&self, path: &VirtualPath) -> Result<(), StorageError> {
+        each!(self, s => s.remove_dir(path).await)
+    }
+
+    async fn rename(&self, from: &VirtualPath, to: &VirtualPath) -> Result<(), StorageError> {
+        each!(self, s => s.rename(from, to).await)
+    }
+
+    async fn set_modified(&self, path: &VirtualPath, unix_secs: i64) -> Result<(), StorageError> {
+        each!(self, s => s.set_modified(path, unix_secs).await)
+    }
+
+    async fn create_temp(
+        &self,
+        dir: &VirtualPath,
+    ) -> Result<(VirtualPath, Self::Writer), StorageError> {
+        match self {
+            Self::Local(s) => s
+                .create_temp(dir)
+                .await
+                .map(|(p, w)| (p, AnyWriter::Local(w))),
+            Self::S3(s) => s.create_temp(dir).await.map(|(p, w)| (p, AnyWriter::S3(w))),
+        }
+    }
+
+    fn atomic_writes(&self) -> bool {
+        each!(self, s => s.atomic_writes())
+    }
+
+    async fn discard_writer(&self, writer: Self::Writer) {
+        match (self, writer) {
+            (Self::Local(s), AnyWriter::Local(w)) => s.discard_writer(w).await,
+            (Self::S3(s), AnyWriter::S3(w)) => s.discard_writer(w).await,
+            (_, w) => {
+                tracing::warn!(error = %mismatch(), "discarding a writer");
+                drop(w);
+            }
+        }
+    }
+
+    async fn open_home(&self, home: &Path) -> Result<Self, StorageError> {
+        match self {
+            Self::Local(s) => s.open_home(home).await.map(Self::Local),
+            Self::S3(s) => s.open_home(home).await.map(Self::S3),
+        }
+    }
+}
+
+impl From<LocalStorage> for AnyStorage {
+    fn from(s: LocalStorage) -> Self {
+        Self::Local(s)
+    }
+}
+
+impl From<S3Storage> for AnyStorage {
+    fn from(s: S3Storage) -> Self {
+        Self::S3(s)
+    }
+}
