@@ -1,0 +1,259 @@
+//! The host folder backend: a directory of the host's file system as a [`Storage`] (std; for the host
+//! runner only, so that the embedded driver can be judged by the same client checks as the tokio
+//! server).
+
+use std::cell::Cell;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ferry_embassy::storage::{DirRead, FileRead, FileWrite, Storage};
+use ferry_proto::listing::{FileInfo, FileKind};
+use ferry_proto::path::VirtualPath;
+use ferry_proto::session::{FsError, WriteMode};
+
+/// Names starting with this are upload temporaries: hidden from listings and refused in commands.
+const TEMP_PREFIX: &str = ".ferry-upload-";
+
+/// A folder served as the FTP root. Symbolic links are not followed.
+pub struct Folder {
+    root: PathBuf,
+    uploads: Cell<u32>,
+}
+
+impl Folder {
+    /// Serves `root`.
+    pub fn new(root: PathBuf) -> Self {
+        Self {
+            root,
+            uploads: Cell::new(0),
+        }
+    }
+
+    /// The host path of `path`; the virtual path never rises above the root.
+    fn real(&self, path: &VirtualPath) -> Result<PathBuf, FsError> {
+        if path.components().any(|c| c.starts_with(TEMP_PREFIX)) {
+            return Err(FsError::InvalidName);
+        }
+        let real = self.root.join(path.relative());
+        // Refuse symbolic links anywhere below the root, so that nothing can lead out of it.
+        let mut walk = self.root.clone();
+        for c in path.components() {
+            walk.push(c);
+            match fs::symlink_metadata(&walk) {
+                Ok(m) if m.file_type().is_symlink() => return Err(FsError::PermissionDenied),
+                _ => {}
+            }
+        }
+        Ok(real)
+    }
+}
+
+fn error(e: io::Error) -> FsError {
+    use io::ErrorKind as K;
+    match e.kind() {
+        K::NotFound => FsError::NotFound,
+        K::PermissionDenied | K::ReadOnlyFilesystem => FsError::PermissionDenied,
+        K::AlreadyExists => FsError::AlreadyExists,
+        K::NotADirectory => FsError::NotADirectory,
+        K::IsADirectory => FsError::IsADirectory,
+        K::DirectoryNotEmpty => FsError::DirectoryNotEmpty,
+        K::InvalidInput | K::InvalidFilename => FsError::InvalidName,
+        K::StorageFull => FsError::NoSpace,
+        K::QuotaExceeded | K::FileTooLarge => FsError::QuotaExceeded,
+        _ => FsError::Other,
+    }
+}
+
+fn info(name: String, m: &fs::Metadata) -> FileInfo {
+    let dir = m.is_dir();
+    FileInfo {
+        name,
+        kind: if dir { FileKind::Dir } else { FileKind::File },
+        size: if dir { 0 } else { m.len() },
+        modified: m
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .and_then(|d| i64::try_from(d.as_secs()).ok()),
+        mode: if dir { 0o755 } else { 0o644 },
+        nlink: 1,
+        unique: None,
+    }
+}
+
+/// Reads a file.
+pub struct Reader(File);
+
+impl FileRead for Reader {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, FsError> {
+        self.0.read(buf).map_err(error)
+    }
+}
+
+/// Writes an upload; a temporary file renamed onto the target when complete, or the target itself
+/// when appending.
+pub struct Writer {
+    file: File,
+    temp: Option<PathBuf>,
+    target: PathBuf,
+}
+
+impl FileWrite for Writer {
+    async fn write(&mut self, buf: &[u8]) -> Result<(), FsError> {
+        self.file.write_all(buf).map_err(error)
+    }
+
+    async fn commit(self) -> Result<(), FsError> {
+        self.file.sync_data().map_err(error)?;
+        match self.temp {
+            Some(temp) => fs::rename(&temp, &self.target).map_err(|e| {
+                let _ = fs::remove_file(&temp);
+                error(e)
+            }),
+            None => Ok(()),
+        }
+    }
+
+    async fn discard(self) {
+        if let Some(temp) = self.temp {
+            let _ = fs::remove_file(temp);
+        }
+    }
+}
+
+/// Lists a directory.
+pub struct Dir(fs::ReadDir);
+
+impl DirRead for Dir {
+    async fn next(&mut self) -> Option<Result<FileInfo, FsError>> {
+        loop {
+            let entry = match self.0.next()? {
+                Ok(e) => e,
+                Err(e) => return Some(Err(error(e))),
+            };
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if name.starts_with(TEMP_PREFIX) {
+                continue;
+            }
+            match entry.metadata() {
+                Ok(m) if m.is_dir() || m.is_file() => return Some(Ok(info(name, &m))),
+                _ => continue,
+            }
+        }
+    }
+}
+
+impl Storage for Folder {
+    type Reader<'s> = Reader;
+    type Writer<'s> = Writer;
+    type Dir<'s> = Dir;
+
+    async fn metadata(&self, path: &VirtualPath) -> Result<FileInfo, FsError> {
+        let m = fs::metadata(self.real(path)?).map_err(error)?;
+        Ok(info(String::new(), &m))
+    }
+
+    async fn read_dir(&self, path: &VirtualPath) -> Result<Dir, FsError> {
+        let real = self.real(path)?;
+        if !fs::metadata(&real).map_err(error)?.is_dir() {
+            return Err(FsError::NotADirectory);
+        }
+        fs::read_dir(real).map(Dir).map_err(error)
+    }
+
+    async fn open_read(&self, path: &VirtualPath, offset: u64) -> Result<(Reader, u64), FsError> {
+        let mut file = File::open(self.real(path)?).map_err(error)?;
+        let m = file.metadata().map_err(error)?;
+        if m.is_dir() {
+            return Err(FsError::IsADirectory);
+        }
+        if offset > m.len() {
+            return Err(FsError::InvalidOffset);
+        }
+        file.seek(SeekFrom::Start(offset)).map_err(error)?;
+        Ok((Reader(file), m.len()))
+    }
+
+    async fn open_write(&self, path: &VirtualPath, mode: WriteMode) -> Result<Writer, FsError> {
+        let target = self.real(path)?;
+        let existing = match fs::metadata(&target) {
+            Ok(m) if m.is_dir() => return Err(FsError::IsADirectory),
+            Ok(m) => Some(m.len()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(error(e)),
+        };
+        match mode {
+            WriteMode::CreateNew if existing.is_some() => Err(FsError::AlreadyExists),
+            WriteMode::Truncate | WriteMode::CreateNew => {
+                let n = self.uploads.get().wrapping_add(1);
+                self.uploads.set(n);
+                let parent = target.parent().ok_or(FsError::PermissionDenied)?;
+                let temp = parent.join(format!("{TEMP_PREFIX}{}-{n}", std::process::id()));
+                let file = File::create_new(&temp).map_err(error)?;
+                Ok(Writer {
+                    file,
+                    temp: Some(temp),
+                    target,
+                })
+            }
+            WriteMode::Append | WriteMode::Resume(_) => {
+                let mut file = OpenOptions::new()
+                    .create(true)
+                    .write(true)
+                    .truncate(false)
+                    .open(&target)
+                    .map_err(error)?;
+                let at = match mode {
+                    WriteMode::Resume(n) if n > existing.unwrap_or(0) => {
+                        return Err(FsError::InvalidOffset)
+                    }
+                    WriteMode::Resume(n) => {
+                        file.set_len(n).map_err(error)?;
+                        n
+                    }
+                    _ => existing.unwrap_or(0),
+                };
+                file.seek(SeekFrom::Start(at)).map_err(error)?;
+                Ok(Writer {
+                    file,
+                    temp: None,
+                    target,
+                })
+            }
+        }
+    }
+
+    async fn create_dir(&self, path: &VirtualPath) -> Result<(), FsError> {
+        fs::create_dir(self.real(path)?).map_err(error)
+    }
+
+    async fn remove_dir(&self, path: &VirtualPath) -> Result<(), FsError> {
+        fs::remove_dir(self.real(path)?).map_err(error)
+    }
+
+    async fn remove_file(&self, path: &VirtualPath) -> Result<(), FsError> {
+        let real = self.real(path)?;
+        if fs::metadata(&real).map_err(error)?.is_dir() {
+            return Err(FsError::IsADirectory);
+        }
+        fs::remove_file(real).map_err(error)
+    }
+
+    async fn rename(&self, from: &VirtualPath, to: &VirtualPath) -> Result<(), FsError> {
+        fs::rename(self.real(from)?, self.real(to)?).map_err(error)
+    }
+
+    async fn set_modified(&self, path: &VirtualPath, unix_secs: i64) -> Result<(), FsError> {
+        let secs = u64::try_from(unix_secs).map_err(|_| FsError::Other)?;
+        let file = File::options()
+            .write(true)
+            .open(self.real(path)?)
+            .map_err(error)?;
+        file.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+            .map_err(error)
+    }
+}
