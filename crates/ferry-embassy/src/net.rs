@@ -200,7 +200,9 @@ async fn close<K: Clock>(socket: &mut TcpSocket<'_>, timeout: Duration, clock: &
     };
     let _ = select(drained, clock.sleep_until(deadline)).await;
     socket.abort();
-    let _ = socket.flush().await;
+    // Give the stack a moment to send the reset (the peer may be gone: never wait long).
+    let grace = clock.now().saturating_add(Duration::from_millis(50));
+    let _ = select(socket.flush(), clock.sleep_until(grace)).await;
 }
 
 fn socket_addr(e: IpEndpoint) -> SocketAddr {
