@@ -626,3 +626,6 @@ fn format_entry(out: &mut String, info: &FileInfo, format: ListFormat, now: i64)
     }
     out.push_str("\r\n");
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,97 @@
+//! Size probe: the engine alone (`ferry_proto::session::Session` with its whole command set), fed
+//! input and completions the optimiser cannot see, every output encoded. Its `.text + .rodata`
+//! minus `baseline`'s is the engine's share of flash (listing lines for data transfers are the
+//! driver's and are not in it).
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::hint::black_box;
+use core::net::{IpAddr, Ipv4Addr, SocketAddr};
+use core::time::Duration;
+
+use ferry_firmware_cortex_m::init_heap;
+use ferry_proto::listing::{FileInfo, FileKind};
+use ferry_proto::path::VirtualPath;
+use ferry_proto::session::{
+    AuthError, Completion, Config, FsError, FsResponse, Grant, Output, Permissions, Session,
+    TransferError,
+};
+use panic_halt as _;
+
+static INPUT: [u8; 256] = [0; 256];
+
+fn completion(kind: u8) -> Completion {
+    let info = FileInfo {
+        name: String::from(black_box("f")),
+        kind: if kind & 1 == 0 {
+            FileKind::File
+        } else {
+            FileKind::Dir
+        },
+        size: u64::from(kind),
+        modified: Some(i64::from(kind)),
+        mode: 0o644,
+        nlink: 1,
+        unique: None,
+    };
+    match kind % 12 {
+        0 => Completion::Auth(Ok(Grant {
+            permissions: Permissions::from_bits(u16::from(kind)),
+        })),
+        1 => Completion::Auth(Err(AuthError::Invalid)),
+        2 => Completion::Fs(Ok(FsResponse::Metadata(info))),
+        3 => Completion::Fs(Ok(FsResponse::Entries(alloc::vec![info]))),
+        4 => Completion::Fs(Ok(FsResponse::Done)),
+        5 => Completion::Fs(Err(FsError::NoSpace)),
+        6 => Completion::Passive(Some(SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, kind)),
+            50000,
+        ))),
+        7 => Completion::TransferReady {
+            created: VirtualPath::root().join(black_box("x")).ok(),
+            size: Some(u64::from(kind)),
+        },
+        8 => Completion::TransferDone(Ok(u64::from(kind))),
+        9 => Completion::TransferDone(Err(TransferError::Storage(FsError::NotFound))),
+        10 => Completion::TransferDone(Err(TransferError::Aborted)),
+        _ => Completion::TlsStarted(kind & 2 == 0),
+    }
+}
+
+#[cortex_m_rt::entry]
+fn main() -> ! {
+    init_heap::<{ 16 * 1024 }>();
+    let local = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 21);
+    let peer = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 40000);
+    let config = Arc::new(black_box(Config::default()));
+    let mut out = Vec::new();
+    loop {
+        let now = Duration::from_millis(black_box(1));
+        let mut s = Session::new(config.clone(), now, local, peer);
+        s.set_wall_clock(black_box(0));
+        s.handle_input(now, black_box(&INPUT[..]));
+        while let Some(o) = s.poll_output() {
+            match o {
+                Output::Reply(r) => {
+                    out.clear();
+                    r.encode(&mut out);
+                    black_box(&out);
+                }
+                Output::Action(a) => {
+                    black_box(&a);
+                    s.handle_completion(now, completion(black_box(0)));
+                }
+                Output::Command { verb, arg } => {
+                    black_box((verb, arg));
+                }
+            }
+        }
+        s.handle_timeout(now);
+        black_box(s.poll_timeout());
+    }
+}
