@@ -10,6 +10,7 @@
 //! byte transferred: binary transfers copy through `chunk`; only TYPE A transfers use a second,
 //! growable buffer for the converted bytes, released when the transfer ends.
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::future::{pending, Future};
@@ -281,14 +282,19 @@ where
                     ctl.complete(Completion::Auth(result));
                 }
                 Action::Fs(request) => {
-                    let result = fs_request(cx.storage, request, cx.config).await;
+                    // Boxed: the state of a storage call is held only while it runs, not by every
+                    // idle session.
+                    let result = Box::pin(fs_request(cx.storage, request, cx.config)).await;
                     ctl.complete(Completion::Fs(result));
                 }
                 Action::OpenPassive => {
                     let addr = data.listen(ctl.session.local().ip());
                     ctl.complete(Completion::Passive(addr));
                 }
-                Action::Transfer(request) => transfer(ctl, data, cx, chunk, request).await,
+                // Boxed, like storage calls: a transfer's state exists only while it runs.
+                Action::Transfer(request) => {
+                    Box::pin(transfer(ctl, data, cx, chunk, request)).await
+                }
                 Action::Abort | Action::CloseData => data.abort(),
                 // TLS is not offered (no certificate on the device), so the session never asks.
                 Action::StartTls => ctl.complete(Completion::TlsStarted(false)),

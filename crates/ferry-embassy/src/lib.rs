@@ -24,6 +24,9 @@
 //! [embassy-net]: https://docs.embassy.dev/embassy-net
 //! [embassy-time]: https://docs.embassy.dev/embassy-time
 extern crate alloc;
+// The shared test fakes name this crate by its name.
+#[cfg(test)]
+extern crate self as ferry_embassy;
 
 pub mod auth;
 pub mod clock;
