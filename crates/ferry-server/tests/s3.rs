@@ -14,7 +14,7 @@ use ferry_proto::path::VirtualPath;
 use ferry_server::storage::{S3Config, S3Storage, Storage, StorageErrorKind, WriteMode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use garage::Garage;
+use garage::{data, Garage};
 
 fn vp(s: &str) -> VirtualPath {
     VirtualPath::root().join(s).unwrap()
@@ -28,17 +28,6 @@ fn config(g: &Garage, prefix: &str) -> S3Config {
     c.secret_access_key = Some(garage::SECRET.to_owned());
     c.part_size = 5 * 1024 * 1024;
     c
-}
-
-/// Deterministic test bytes (a simple LCG), different for each `seed`.
-fn data(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-            (x >> 16) as u8
-        })
-        .collect()
 }
 
 async fn put(s: &S3Storage, path: &str, bytes: &[u8], mode: WriteMode) {
@@ -293,4 +282,57 @@ async fn an_unreachable_store_fails_fast_and_says_so() {
         "{:?}",
         start.elapsed()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uneven_writes_arrive_whole() {
+    let Some(g) = Garage::start("uneven") else {
+        return;
+    };
+    let s = S3Storage::new(&config(&g, "")).unwrap();
+    for (len, seed) in [
+        (12 * 1024 * 1024 + 321, 9u32),
+        (5 * 1024 * 1024, 10),
+        (10 * 1024 * 1024 + 1, 11),
+    ] {
+        let bytes = data(len, seed);
+        let mut w = s.open_write(&vp("f"), WriteMode::Truncate).await.unwrap();
+        let mut at = 0;
+        let mut step = 1;
+        while at < bytes.len() {
+            let n = (step * 7919 % 300_000 + 1).min(bytes.len() - at);
+            w.write_all(&bytes[at..at + n]).await.unwrap();
+            at += n;
+            step += 1;
+        }
+        w.flush().await.unwrap();
+        w.shutdown().await.unwrap();
+        let md = s.metadata(&vp("f")).await.unwrap();
+        assert_eq!(md.size, len as u64, "SIZE of {len}");
+        let back = get(&s, "f", 0).await;
+        assert_eq!(back.len(), bytes.len(), "length of {len}");
+        assert!(back == bytes, "content of {len}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_page_through_the_bucket() {
+    let Some(g) = Garage::start("paging") else {
+        return;
+    };
+    let mut c = config(&g, "p");
+    c.list_page = 7;
+    let s = S3Storage::new(&c).unwrap();
+    s.create_dir(&vp("d")).await.unwrap();
+    for i in 0..23 {
+        put(&s, &format!("d/f{i:02}"), b"x", WriteMode::Truncate).await;
+    }
+    for i in 0..4 {
+        s.create_dir(&vp(&format!("d/sub{i}"))).await.unwrap();
+    }
+    let list = s.list(&vp("d")).await.unwrap();
+    assert_eq!(list.len(), 27);
+    assert_eq!(list.iter().filter(|e| e.kind == FileKind::Dir).count(), 4);
+    assert_eq!(list[0].name, "f00");
+    assert_eq!(list[26].name, "sub3");
 }

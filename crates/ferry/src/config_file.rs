@@ -95,7 +95,23 @@ pub const KEYS: &[Key] = &[
         "\"127.0.0.1:9121\"",
         false,
     ),
+    key("storage", "storage", "\"s3\"", false),
+    key(
+        "s3-endpoint",
+        "s3_endpoint",
+        "\"https://s3.eu-west-1.amazonaws.com\"",
+        false,
+    ),
+    key("s3-bucket", "s3_bucket", "\"ftp-files\"", false),
+    key("s3-region", "s3_region", "\"eu-west-1\"", false),
+    key("s3-prefix", "s3_prefix", "\"ferry/\"", false),
+    key("s3-part-size", "s3_part_size", "16", false),
 ];
+
+/// Keys of the file that have no command-line option: the S3 credentials, which must never be on a
+/// command line (other users see it in the process list).
+#[cfg_attr(not(test), allow(dead_code))]
+pub const FILE_ONLY_KEYS: &[&str] = &["s3-access-key-id", "s3-secret-access-key"];
 
 const fn key(name: &'static str, arg: &'static str, example: &'static str, reloads: bool) -> Key {
     Key {
@@ -143,6 +159,14 @@ pub struct FileConfig {
     log_level: Option<LogFilter>,
     xferlog: Option<PathBuf>,
     metrics_listen: Option<SocketAddr>,
+    storage: Option<crate::scale::StorageKind>,
+    s3_endpoint: Option<String>,
+    s3_bucket: Option<String>,
+    s3_region: Option<String>,
+    s3_prefix: Option<String>,
+    s3_part_size: Option<Positive>,
+    s3_access_key_id: Option<String>,
+    s3_secret_access_key: Option<String>,
 }
 
 /// A configuration file as read: where it is, its text (for line numbers) and its keys.
@@ -269,6 +293,33 @@ impl LoadedFile {
         }
         if let (Some(v), false) = (&f.log_level, given("log_level")) {
             cli.log_level = Some(v.0.clone());
+        }
+        let storage = &mut cli.storage;
+        if let (Some(v), false) = (f.storage, given("storage")) {
+            storage.storage = v;
+        }
+        if let (Some(v), false) = (&f.s3_endpoint, given("s3_endpoint")) {
+            storage.s3_endpoint = Some(v.clone());
+        }
+        if let (Some(v), false) = (&f.s3_bucket, given("s3_bucket")) {
+            storage.s3_bucket = Some(v.clone());
+        }
+        if let (Some(v), false) = (&f.s3_region, given("s3_region")) {
+            storage.s3_region = v.clone();
+        }
+        if let (Some(v), false) = (&f.s3_prefix, given("s3_prefix")) {
+            storage.s3_prefix = v.clone();
+        }
+        if let (Some(v), false) = (f.s3_part_size, given("s3_part_size")) {
+            storage.s3_part_size = v.0;
+        }
+    }
+
+    /// The S3 credentials the file sets (keys without a command-line option).
+    pub fn s3_credentials(&self) -> crate::scale::FileCredentials {
+        crate::scale::FileCredentials {
+            access_key_id: self.config.s3_access_key_id.clone(),
+            secret_access_key: self.config.s3_secret_access_key.clone(),
         }
     }
 }

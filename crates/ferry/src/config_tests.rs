@@ -106,6 +106,24 @@ const TABLE: &[(&str, &str, Check)] = &[
         s.uploads.partial == PartialUploads::Keep
     }),
     ("zero-copy", "zero-copy = false", |_, s| !s.zero_copy),
+    ("storage", "storage = \"s3\"", |c, _| {
+        c.storage.storage == crate::scale::StorageKind::S3
+    }),
+    ("s3-endpoint", "s3-endpoint = \"http://h:1\"", |c, _| {
+        c.storage.s3_endpoint.as_deref() == Some("http://h:1")
+    }),
+    ("s3-bucket", "s3-bucket = \"b\"", |c, _| {
+        c.storage.s3_bucket.as_deref() == Some("b")
+    }),
+    ("s3-region", "s3-region = \"r\"", |c, _| {
+        c.storage.s3_region == "r"
+    }),
+    ("s3-prefix", "s3-prefix = \"p/\"", |c, _| {
+        c.storage.s3_prefix == "p/"
+    }),
+    ("s3-part-size", "s3-part-size = 16", |c, _| {
+        c.storage.s3_part_size == 16
+    }),
     (
         "tls-cert",
         "tls-cert = \"/tls/c.pem\"\ntls-key = \"/tls/k.pem\"",
@@ -279,6 +297,30 @@ fn the_docs_list_every_key() {
             k.name
         );
     }
+}
+
+#[test]
+fn file_only_keys_are_documented_and_never_options() {
+    let docs = repo_file("docs/configuration.md");
+    let example = repo_file("ferry.example.toml");
+    let cmd = Cli::command();
+    for k in crate::config_file::FILE_ONLY_KEYS {
+        assert!(docs.contains(&format!("`{k}`")), "docs miss {k}");
+        assert!(example.contains(&format!("# {k} = ")), "example misses {k}");
+        assert!(
+            cmd.get_arguments().all(|a| a.get_long() != Some(k)),
+            "{k} must not be an option"
+        );
+    }
+    let file = LoadedFile::parse(
+        Path::new("f.toml"),
+        "s3-access-key-id = \"id\"\ns3-secret-access-key = \"sec\"".to_owned(),
+    )
+    .unwrap();
+    let creds = file.s3_credentials();
+    assert_eq!(creds.access_key_id.as_deref(), Some("id"));
+    assert_eq!(creds.secret_access_key.as_deref(), Some("sec"));
+    assert!(!format!("{creds:?}").contains("sec\""));
 }
 
 #[test]

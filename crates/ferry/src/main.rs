@@ -11,6 +11,7 @@ mod config_tests;
 #[cfg(unix)]
 mod fd_limit;
 mod logging;
+mod scale;
 mod settings;
 mod tools;
 mod users_cli;
@@ -26,8 +27,8 @@ use ferry_server::auth::{UsersFile, UsersOptions};
 use ferry_server::metrics::Metrics;
 use ferry_server::xferlog::XferLog;
 use ferry_server::{
-    AnonymousMode, Authenticator, LocalStorage, Reloader, Server, ServerConfig,
-    StaticAuthenticator, UsersAuthenticator,
+    AnonymousMode, AnyStorage, Authenticator, Reloader, Server, ServerConfig, StaticAuthenticator,
+    UsersAuthenticator,
 };
 use serde::Deserialize;
 use tracing::info;
@@ -64,9 +65,12 @@ struct Cli {
     /// options given on the command line win over the file.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Folder to serve (the root every user sees as `/`).
+    /// Folder to serve (the root every user sees as `/`) with --storage local.
     #[arg(long, value_name = "DIR", default_value = ".")]
     root: PathBuf,
+    /// Where files are kept: a local folder or an S3 bucket.
+    #[command(flatten)]
+    storage: scale::StorageArgs,
     /// Address to listen on, ADDR:PORT (repeatable; IPv6 as `[::1]:2121`). Default: 127.0.0.1:2121.
     #[arg(long = "listen", value_name = "ADDR:PORT")]
     listen: Vec<SocketAddr>,
@@ -331,25 +335,15 @@ fn run(mut cli: Cli, matches: &ArgMatches) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(serve(cli, matches.clone()))
+    let credentials = file
+        .as_ref()
+        .map(LoadedFile::s3_credentials)
+        .unwrap_or_default();
+    runtime.block_on(serve(cli, matches.clone(), credentials))
 }
 
-async fn serve(cli: Cli, matches: ArgMatches) -> Result<()> {
-    let root = cli.root.canonicalize().map_err(|e| {
-        anyhow::anyhow!(
-            "cannot open root {}: {e}; fix: create the folder, or point --root (root in the \
-             configuration file) at the folder to serve",
-            cli.root.display()
-        )
-    })?;
-    if !root.is_dir() {
-        bail!(
-            "root {} is not a directory; fix: point --root at a folder",
-            root.display()
-        );
-    }
-    let storage = LocalStorage::open(&root)
-        .with_context(|| format!("cannot open root {}", root.display()))?;
+async fn serve(cli: Cli, matches: ArgMatches, credentials: scale::FileCredentials) -> Result<()> {
+    let (storage, root) = scale::open_storage(&cli.storage, &cli.root, &credentials).await?;
 
     let user_specs = settings::user_specs(&cli);
     let anonymous = settings::anonymous_mode(&cli);
@@ -433,7 +427,8 @@ struct Access {
 
 /// What the server was started with, for the startup lines and for reloads.
 struct Started {
-    root: PathBuf,
+    /// What is served: the root folder, or the bucket.
+    root: String,
     /// The effective options (command line over file).
     cli: Cli,
     /// The command line, to merge again with the file on reload.
@@ -444,7 +439,7 @@ struct Started {
 
 async fn run_server<A: Authenticator>(
     config: ServerConfig,
-    storage: LocalStorage,
+    storage: AnyStorage,
     auth: A,
     started: Started,
     access: Access,
@@ -495,7 +490,7 @@ async fn run_server<A: Authenticator>(
         None => None,
     };
     let addrs = server.local_addrs();
-    println!("Ferry serving {}", root.display());
+    println!("Ferry serving {root}");
     if let Some(path) = &cli.config {
         println!(
             "  configuration from {} (reloaded on SIGHUP)",

@@ -119,6 +119,29 @@ pub fn validate(cli: &Cli, file: Option<&LoadedFile>) -> Result<(), ConfigError>
             ));
         }
     }
+    if cli.storage.storage == crate::scale::StorageKind::S3 {
+        for (key, set) in [
+            ("s3-endpoint", cli.storage.s3_endpoint.is_some()),
+            ("s3-bucket", cli.storage.s3_bucket.is_some()),
+        ] {
+            if !set {
+                return Err(blame(
+                    file,
+                    key,
+                    "storage s3 needs an endpoint and a bucket",
+                    format!("set {key} (see docs/scale-out.md)"),
+                ));
+            }
+        }
+        if !(5..=5120).contains(&cli.storage.s3_part_size) {
+            return Err(blame(
+                file,
+                "s3-part-size",
+                format!("{} MiB is out of range", cli.storage.s3_part_size),
+                "a part size from 5 to 5120 (MiB)",
+            ));
+        }
+    }
     for spec in &user_specs(cli) {
         match spec.split_once(':') {
             Some((name, _)) if !name.is_empty() => {}
@@ -256,6 +279,12 @@ fn every_field(cli: &Cli) -> Vec<(&'static str, String)> {
         ("log-level", format!("{:?}", cli.log_level)),
         ("xferlog", format!("{:?}", cli.xferlog)),
         ("metrics-listen", format!("{:?}", cli.metrics_listen)),
+        ("storage", format!("{:?}", cli.storage.storage)),
+        ("s3-endpoint", format!("{:?}", cli.storage.s3_endpoint)),
+        ("s3-bucket", format!("{:?}", cli.storage.s3_bucket)),
+        ("s3-region", format!("{:?}", cli.storage.s3_region)),
+        ("s3-prefix", format!("{:?}", cli.storage.s3_prefix)),
+        ("s3-part-size", format!("{:?}", cli.storage.s3_part_size)),
     ]
 }
 

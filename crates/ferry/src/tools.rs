@@ -29,7 +29,9 @@ pub fn check_config(path: &Path) -> Result<()> {
             ConfigError::option(key, problem, fix)
         })
     };
-    if !cli.root.is_dir() {
+    if cli.storage.storage == crate::scale::StorageKind::S3 {
+        crate::scale::s3_config(&cli.storage, &file.s3_credentials())?;
+    } else if !cli.root.is_dir() {
         return Err(fail(
             "root",
             format!("{} is not a folder", cli.root.display()),

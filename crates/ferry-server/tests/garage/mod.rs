@@ -56,6 +56,17 @@ pub fn binary() -> Option<PathBuf> {
     None
 }
 
+/// Deterministic test bytes (a simple LCG), different for each `seed`.
+pub fn data(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (x >> 16) as u8
+        })
+        .collect()
+}
+
 /// A free loopback port (the OS picks it; it is free again when this returns).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

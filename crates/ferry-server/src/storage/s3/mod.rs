@@ -94,11 +94,14 @@ pub struct S3Config {
     /// How many times a failed request (throttling, 5xx, network) is retried, with jittered
     /// exponential backoff, before the operation fails.
     pub retries: usize,
+    /// Keys per `ListObjectsV2` page (S3's maximum and default is 1000): a listing holds one page at a
+    /// time.
+    pub list_page: usize,
 }
 
 impl S3Config {
     /// A configuration for `bucket` at `endpoint` with the defaults: region `us-east-1`, no prefix,
-    /// no credentials, 8 MiB parts, 30 s per request, 4 retries.
+    /// no credentials, 8 MiB parts, 30 s per request, 4 retries, 1000 keys per listing page.
     pub fn new(endpoint: &str, bucket: &str) -> Self {
         Self {
             endpoint: endpoint.to_owned(),
@@ -110,6 +113,7 @@ impl S3Config {
             part_size: DEFAULT_PART_SIZE,
             timeout: Duration::from_secs(30),
             retries: 4,
+            list_page: 1000,
         }
     }
 }
@@ -127,6 +131,7 @@ impl fmt::Debug for S3Config {
             .field("part_size", &self.part_size)
             .field("timeout", &self.timeout)
             .field("retries", &self.retries)
+            .field("list_page", &self.list_page)
             .finish()
     }
 }
@@ -139,6 +144,7 @@ pub struct S3Storage {
     /// prefix, which is OpenDAL's root).
     base: Arc<str>,
     part_size: usize,
+    list_page: usize,
     /// `bucket at endpoint`, for log lines.
     name: Arc<str>,
 }
@@ -208,6 +214,7 @@ impl S3Storage {
             op,
             base: Arc::from(""),
             part_size: config.part_size,
+            list_page: config.list_page.clamp(1, 1000),
             name: Arc::from(format!("{} at {}", config.bucket, config.endpoint)),
         })
     }
@@ -399,7 +406,12 @@ impl Storage for S3Storage {
 
     async fn list(&self, path: &VirtualPath) -> Result<Vec<FileInfo>, StorageError> {
         let key = self.dir_key(path);
-        let mut lister = self.op.lister(&key).await.map_err(|e| self.error(e))?;
+        let mut lister = self
+            .op
+            .lister_with(&key)
+            .limit(self.list_page)
+            .await
+            .map_err(|e| self.error(e))?;
         let now = crate::transfer::unix_now();
         let mut entries = Vec::new();
         let mut seen_any = false;
