@@ -36,6 +36,9 @@ pub struct ServerConfig {
     /// The file side of these calls runs on the runtime's worker threads; turn it off for storage
     /// where a page-cache miss is slow (network file systems), so a slow read never holds a worker.
     pub zero_copy: bool,
+    /// PROXY protocol on the control listeners: who may send a header, and its bounds. `None`
+    /// (default): connections are taken as they come. See [`crate::proxy`].
+    pub proxy: Option<crate::proxy::ProxyConfig>,
 }
 
 impl Default for ServerConfig {
@@ -52,6 +55,7 @@ impl Default for ServerConfig {
             xferlog: None,
             uploads: crate::upload::UploadPolicy::default(),
             zero_copy: true,
+            proxy: None,
         }
     }
 }

@@ -20,6 +20,7 @@ mod control;
 mod counts;
 pub mod data;
 pub mod metrics;
+pub mod proxy;
 mod reload;
 pub mod storage;
 mod stream;
@@ -184,12 +185,16 @@ impl<S: Storage, A: Authenticator> Server<S, A> {
         let (phase_tx, phase_rx) = watch::channel(Phase::Running);
         let sessions = Arc::clone(shared.live.permits());
         let per_ip: Counts<IpAddr> = Arc::default();
+        let proxy_pending = Arc::new(Semaphore::new(
+            shared.config.proxy.as_ref().map_or(0, |p| p.max_pending),
+        ));
         let mut accept_tasks = JoinSet::new();
         for (listener, implicit) in listeners {
             let shared = Arc::clone(&shared);
             let sessions = Arc::clone(&sessions);
             let per_ip = Arc::clone(&per_ip);
             let phase_rx = phase_rx.clone();
+            let proxy_pending = Arc::clone(&proxy_pending);
             accept_tasks.spawn(async move {
                 loop {
                     let (stream, peer) = match listener.accept().await {
@@ -201,6 +206,17 @@ impl<S: Storage, A: Authenticator> Server<S, A> {
                             continue;
                         }
                     };
+                    if shared.config.proxy.is_some() {
+                        let admission = Admission {
+                            shared: Arc::clone(&shared),
+                            implicit,
+                            sessions: Arc::clone(&sessions),
+                            per_ip: Arc::clone(&per_ip),
+                            phase: phase_rx.clone(),
+                        };
+                        admit_proxied(admission, stream, peer, &proxy_pending);
+                        continue;
+                    }
                     admit(
                         &shared,
                         stream,
@@ -232,6 +248,61 @@ impl<S: Storage, A: Authenticator> Server<S, A> {
         }
         info!("shutdown complete");
     }
+}
+
+/// What [`admit`] needs, moved into the task that first reads a PROXY header.
+struct Admission<S: Storage, A: Authenticator> {
+    shared: Arc<Shared<S, A>>,
+    implicit: bool,
+    sessions: Arc<Semaphore>,
+    per_ip: Counts<IpAddr>,
+    phase: watch::Receiver<Phase>,
+}
+
+/// Reads the PROXY header of a new connection in a task of its own (bounded in number and time), then
+/// admits the connection under the client address the header names; or closes it.
+fn admit_proxied<S: Storage, A: Authenticator>(
+    a: Admission<S, A>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    pending: &Arc<Semaphore>,
+) {
+    let refused = |shared: &Shared<S, A>| {
+        if let Some(m) = &shared.config.metrics {
+            m.refused("proxy");
+        }
+    };
+    let Ok(permit) = Arc::clone(pending).try_acquire_owned() else {
+        tracing::debug!(%peer, "refused: too many PROXY headers pending");
+        return refused(&a.shared);
+    };
+    tokio::spawn(async move {
+        let Some(config) = a.shared.config.proxy.as_ref() else {
+            return;
+        };
+        let header = proxy::accept(config, &mut stream, peer).await;
+        drop(permit);
+        match header {
+            Ok(client) => admit(
+                &a.shared,
+                stream,
+                client,
+                a.implicit,
+                &a.sessions,
+                &a.per_ip,
+                a.phase,
+            ),
+            Err(proxy::ProxyError::Untrusted) => {
+                // Debug only: anyone can connect, and must not be able to flood the log.
+                tracing::debug!(%peer, "refused: not a trusted proxy (PROXY protocol required)");
+                refused(&a.shared);
+            }
+            Err(e) => {
+                info!(%peer, error = %e, "refused: no valid PROXY header from a trusted proxy");
+                refused(&a.shared);
+            }
+        }
+    });
 }
 
 /// Applies the session limits to a new connection and spawns its driver (or refuses it with 421).

@@ -106,6 +106,8 @@ pub const KEYS: &[Key] = &[
     key("s3-region", "s3_region", "\"eu-west-1\"", false),
     key("s3-prefix", "s3_prefix", "\"ferry/\"", false),
     key("s3-part-size", "s3_part_size", "16", false),
+    key("proxy-protocol", "proxy_protocol", "true", false),
+    key("proxy-from", "proxy_from", "[\"10.0.0.5/32\"]", false),
 ];
 
 /// Keys of the file that have no command-line option: the S3 credentials, which must never be on a
@@ -165,6 +167,8 @@ pub struct FileConfig {
     s3_region: Option<String>,
     s3_prefix: Option<String>,
     s3_part_size: Option<Positive>,
+    proxy_protocol: Option<bool>,
+    proxy_from: Option<Vec<ferry_server::auth::Cidr>>,
     s3_access_key_id: Option<String>,
     s3_secret_access_key: Option<String>,
 }
@@ -312,6 +316,12 @@ impl LoadedFile {
         }
         if let (Some(v), false) = (f.s3_part_size, given("s3_part_size")) {
             storage.s3_part_size = v.0;
+        }
+        if let (Some(v), false) = (f.proxy_protocol, given("proxy_protocol")) {
+            cli.proxy.proxy_protocol = v;
+        }
+        if let (Some(v), false) = (&f.proxy_from, given("proxy_from")) {
+            cli.proxy.proxy_from = v.clone();
         }
     }
 

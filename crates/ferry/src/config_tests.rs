@@ -125,6 +125,16 @@ const TABLE: &[(&str, &str, Check)] = &[
         c.storage.s3_part_size == 16
     }),
     (
+        "proxy-protocol",
+        "proxy-protocol = true\nproxy-from = [\"10.0.0.5/32\"]",
+        |_, s| s.proxy.is_some(),
+    ),
+    (
+        "proxy-from",
+        "proxy-protocol = true\nproxy-from = [\"10.0.0.0/8\", \"192.0.2.1/32\"]",
+        |_, s| s.proxy.as_ref().is_some_and(|p| p.trusted.len() == 2),
+    ),
+    (
         "tls-cert",
         "tls-cert = \"/tls/c.pem\"\ntls-key = \"/tls/k.pem\"",
         |_, s| s.tls.as_ref().is_some_and(|t| t.cert == p("/tls/c.pem")),

@@ -71,6 +71,9 @@ struct Cli {
     /// Where files are kept: a local folder or an S3 bucket.
     #[command(flatten)]
     storage: scale::StorageArgs,
+    /// The PROXY protocol from load balancers.
+    #[command(flatten)]
+    proxy: scale::ProxyArgs,
     /// Address to listen on, ADDR:PORT (repeatable; IPv6 as `[::1]:2121`). Default: 127.0.0.1:2121.
     #[arg(long = "listen", value_name = "ADDR:PORT")]
     listen: Vec<SocketAddr>,
@@ -504,6 +507,15 @@ async fn run_server<A: Authenticator>(
         println!("  listening on ftps://{a}/ (implicit TLS)");
     }
     println!("  {}", settings::tls_summary(&cli));
+    if cli.proxy.proxy_protocol {
+        let from: Vec<String> = cli
+            .proxy
+            .proxy_from
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        println!("  PROXY protocol required, from {} only", from.join(", "));
+    }
     if let Some(tls) = server.tls() {
         println!(
             "  explicit FTPS (AUTH TLS) with {}",

@@ -54,6 +54,27 @@ pub struct StorageArgs {
     pub s3_part_size: u64,
 }
 
+/// The PROXY protocol options of the command line.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProxyArgs {
+    /// Expect a PROXY protocol header (v1 or v2, as HAProxy's send-proxy-v2 sends) on every control
+    /// connection, and take the client's address from it. Needs --proxy-from.
+    #[arg(long = "proxy-protocol")]
+    pub proxy_protocol: bool,
+    /// A network allowed to send PROXY headers, as ADDR/PREFIX (repeatable): the load balancers. With
+    /// --proxy-protocol, connections from anywhere else are refused.
+    #[arg(long = "proxy-from", value_name = "CIDR")]
+    pub proxy_from: Vec<ferry_server::auth::Cidr>,
+}
+
+impl ProxyArgs {
+    /// The server's PROXY settings, if on.
+    pub fn config(&self) -> Option<ferry_server::proxy::ProxyConfig> {
+        self.proxy_protocol
+            .then(|| ferry_server::proxy::ProxyConfig::new(self.proxy_from.clone()))
+    }
+}
+
 /// S3 credentials from the configuration file (never from the command line).
 #[derive(Clone, Default, Deserialize)]
 pub struct FileCredentials {

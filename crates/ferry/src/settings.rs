@@ -142,6 +142,25 @@ pub fn validate(cli: &Cli, file: Option<&LoadedFile>) -> Result<(), ConfigError>
             ));
         }
     }
+    match (cli.proxy.proxy_protocol, cli.proxy.proxy_from.is_empty()) {
+        (true, true) => {
+            return Err(blame(
+                file,
+                "proxy-protocol",
+                "no network may send PROXY headers",
+                "add proxy-from with the load balancers' addresses, e.g. proxy-from = [\"10.0.0.5/32\"]",
+            ))
+        }
+        (false, false) => {
+            return Err(blame(
+                file,
+                "proxy-from",
+                "set without proxy-protocol",
+                "add proxy-protocol = true, or remove proxy-from",
+            ))
+        }
+        _ => {}
+    }
     for spec in &user_specs(cli) {
         match spec.split_once(':') {
             Some((name, _)) if !name.is_empty() => {}
@@ -203,6 +222,7 @@ pub fn server_config(cli: &Cli) -> ServerConfig {
     config.login_limits.lock_user_after = cli.lock_user_after;
     config.limits.shutdown_grace = Duration::from_secs(cli.shutdown_grace);
     config.zero_copy = cli.zero_copy;
+    config.proxy = cli.proxy.config();
     config.uploads = UploadPolicy {
         mode: match cli.upload_mode {
             UploadModeArg::Atomic => UploadMode::Atomic,
@@ -285,6 +305,8 @@ fn every_field(cli: &Cli) -> Vec<(&'static str, String)> {
         ("s3-region", format!("{:?}", cli.storage.s3_region)),
         ("s3-prefix", format!("{:?}", cli.storage.s3_prefix)),
         ("s3-part-size", format!("{:?}", cli.storage.s3_part_size)),
+        ("proxy-protocol", format!("{:?}", cli.proxy.proxy_protocol)),
+        ("proxy-from", format!("{:?}", cli.proxy.proxy_from)),
     ]
 }
 
