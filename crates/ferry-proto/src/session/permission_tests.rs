@@ -2,6 +2,7 @@
 //! login, and the MLST `perm` fact of each grant.
 
 use super::*;
+use crate::listing::{FileInfo, FileKind};
 
 use alloc::string::ToString;
 use core::net::{Ipv4Addr, SocketAddrV4};

@@ -5,6 +5,7 @@
 //! property test) is checked for RFC 959 §4.2 well-formedness by [`check_wire`].
 
 use super::*;
+use crate::listing::{FileInfo, FileKind};
 
 use alloc::string::ToString;
 use alloc::vec;

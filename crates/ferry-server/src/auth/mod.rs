@@ -11,6 +11,8 @@
 
 mod cidr;
 pub mod limiter;
+mod password;
+mod roles;
 pub mod users;
 
 use std::collections::HashMap;

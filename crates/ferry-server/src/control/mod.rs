@@ -1,34 +1,33 @@
 //! The control-connection driver: the one owner of a connection's socket and its [`Session`].
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use ferry_proto::session::{
-    Action, AuthError, Completion, DataEndpoint, FsRequest, FsResponse, Grant, Output, Session,
-    TransferError,
+    Action, Completion, FsRequest, FsResponse, Output, Session, TransferError,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
-use tracing::{debug, info, warn, Instrument};
+use tracing::{debug, info, warn};
 
-use crate::activity::TransferInfo;
-use crate::auth::{Account, Authenticator, Check, Credentials, LoginLimiter};
+use crate::auth::{Authenticator, LoginLimiter};
 use crate::config::ServerConfig;
 use crate::counts::{CountGuard, Counts};
 use crate::data::PortPool;
-use crate::metrics::LoginOutcome;
 use crate::storage::Storage;
 use crate::stream::MaybeTls;
 use crate::tls::TlsContext;
-use crate::transfer::{self, fs_error, DataSource, Job, Ready};
+use crate::transfer::{self, fs_error};
 use crate::upload::{self, UploadPolicy};
 
-/// How long a passive port stays open after the transfer it was opened for failed without using it.
-const PASSIVE_LINGER: std::time::Duration = std::time::Duration::from_millis(500);
+mod data;
+mod login;
+
+use data::{transfer_event, Running, TransferEvent};
 
 /// How long a closing session waits for its cancelled transfer to clean up (close its files, remove
 /// an atomic upload's temporary file) before aborting the task.
@@ -70,17 +69,6 @@ pub(crate) struct Shared<S, A> {
     pub user_sessions: Counts<String>,
     /// Limits and session settings that a reload may change for new sessions.
     pub live: Arc<crate::reload::Live>,
-}
-
-/// A transfer task and its handshake with the driver.
-struct Running {
-    ready: Option<oneshot::Receiver<Ready>>,
-    go: Option<oneshot::Sender<()>>,
-    /// Cancels the transfer (ABOR, teardown); it then cleans up and reports `Aborted`.
-    cancel: Option<oneshot::Sender<()>>,
-    handle: JoinHandle<Result<u64, TransferError>>,
-    /// What it moves, for its log line, xferlog line and metrics.
-    info: TransferInfo,
 }
 
 /// Drives one control connection until it closes.
@@ -419,147 +407,6 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
         }
     }
 
-    /// Checks a login with the limiter and the authenticator, opens the account's home, and completes
-    /// the session's authentication; or closes the session with 421 when the address is (or becomes)
-    /// banned or the server shuts down meanwhile.
-    async fn login(&mut self, user: &str, password: &str) {
-        self.account = None;
-        let shared = Arc::clone(&self.shared);
-        let ip = self.session.peer().ip();
-        let result = match shared.limiter.check(ip, user, Instant::now()) {
-            Check::Banned => {
-                self.count_login(LoginOutcome::Failure);
-                return self.refuse_banned();
-            }
-            // A locked name is refused without looking at the password.
-            Check::Locked => Err(AuthError::Invalid),
-            Check::Allowed => {
-                let credentials = Credentials {
-                    user,
-                    password,
-                    peer: ip,
-                };
-                let verified = tokio::select! {
-                    r = shared.auth.authenticate(credentials) => r,
-                    _ = self.shutdown.changed() => return self.session.shutdown("Server shutting down, closing control connection"),
-                };
-                match verified {
-                    Ok(account) => self.open_account(account).await,
-                    Err(e) => Err(e),
-                }
-            }
-        };
-        match result {
-            Ok(_) => {
-                shared.limiter.record_success(ip, user);
-                // From now on every line of the session names its user.
-                tracing::Span::current().record("user", user);
-                info!(peer = %self.session.peer(), user = ?user, "login");
-                self.count_login(LoginOutcome::Success);
-            }
-            Err(AuthError::Invalid) => {
-                self.count_login(LoginOutcome::Failure);
-                let failure = shared.limiter.record_failure(ip, user, Instant::now());
-                if failure.banned {
-                    if let Some(m) = &self.shared.config.metrics {
-                        m.ban();
-                    }
-                    return self.refuse_banned();
-                }
-                if !failure.delay.is_zero() {
-                    tokio::select! {
-                        () = tokio::time::sleep(failure.delay) => {}
-                        _ = self.shutdown.changed() => return self.session.shutdown("Server shutting down, closing control connection"),
-                    }
-                }
-            }
-            Err(e) => {
-                info!(peer = %self.session.peer(), user = ?user, error = ?e, "login refused");
-                self.count_login(if e == AuthError::TooManySessions {
-                    LoginOutcome::Refused
-                } else {
-                    LoginOutcome::Error
-                });
-            }
-        }
-        let now = self.now();
-        self.session
-            .handle_completion(now, Completion::Auth(result));
-    }
-
-    fn count_login(&self, outcome: LoginOutcome) {
-        if let Some(m) = &self.shared.config.metrics {
-            m.login(outcome);
-        }
-    }
-
-    /// Logs a finished transfer, writes its xferlog line and counts it.
-    fn record_transfer(&self, info: &TransferInfo, result: &Result<u64, TransferError>) {
-        info.finish(
-            &self.shared.config,
-            result,
-            self.session.peer().ip(),
-            self.session.user(),
-        );
-    }
-
-    fn refuse_banned(&mut self) {
-        self.session
-            .shutdown("Too many failed logins from your address, try again later");
-    }
-
-    /// Takes a session slot for `account` and opens its home; the session's storage from now on.
-    async fn open_account(&mut self, account: Account) -> Result<Grant, AuthError> {
-        let max = account.max_sessions.unwrap_or(usize::MAX);
-        let Some(guard) = CountGuard::acquire(&self.shared.user_sessions, &account.user, max)
-        else {
-            info!(peer = %self.session.peer(), user = ?account.user, max, "login refused: too many sessions for this user");
-            return Err(AuthError::TooManySessions);
-        };
-        let storage = match &account.home {
-            None => Arc::clone(&self.shared.storage),
-            Some(home) => match self.shared.storage.open_home(home).await {
-                Ok(s) => Arc::new(s),
-                Err(e) => {
-                    tracing::error!(user = ?account.user, home = %home.display(), error = %e, "cannot open the user's home; login refused");
-                    return Err(AuthError::Unavailable);
-                }
-            },
-        };
-        self.storage = storage;
-        self.account = Some(guard);
-        self.upload = self
-            .shared
-            .config
-            .uploads
-            .with_overrides(account.upload_mode, account.partial_uploads);
-        Ok(account.grant)
-    }
-
-    /// Upgrades the control connection to TLS (AUTH TLS). On failure the connection is gone.
-    async fn start_tls(&mut self) -> bool {
-        let Some(tls) = self.shared.tls.clone() else {
-            return false;
-        };
-        match self.stream.take() {
-            Some(MaybeTls::Plain(tcp)) => match tls.accept(tcp).await {
-                Ok(stream) => {
-                    info!(peer = %self.session.peer(), "control connection protected by TLS");
-                    self.stream = Some(stream);
-                    true
-                }
-                Err(e) => {
-                    info!(peer = %self.session.peer(), error = %e, "control TLS handshake failed");
-                    false
-                }
-            },
-            other => {
-                self.stream = other;
-                false
-            }
-        }
-    }
-
     async fn fs(&self, req: FsRequest) -> Result<FsResponse, ferry_proto::session::FsError> {
         // The temporary files of atomic uploads are invisible to clients.
         upload::check_request(&req)?;
@@ -596,121 +443,6 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
             }
             kind
         })
-    }
-
-    /// Binds a passive listener and starts accepting in the background, so that clients that connect
-    /// right after PASV (before RETR/LIST) are served. Returns the address to advertise.
-    async fn open_passive(&mut self) -> Option<SocketAddr> {
-        self.close_data();
-        let local_ip = self.session.local().ip().to_canonical();
-        let limits = &self.shared.config.limits;
-        let listener = match self
-            .shared
-            .ports
-            .bind(local_ip, limits.data_connect_timeout)
-            .await
-        {
-            Ok(l) => l,
-            Err(e) => {
-                warn!(peer = %self.session.peer(), error = %e, "no passive port");
-                return None;
-            }
-        };
-        let port = listener.local_addr().ok()?.port();
-        let advertise = self.advertised_ip(local_ip).await;
-        let (mut tx, rx) = oneshot::channel();
-        let peer_ip = self.session.peer().ip();
-        let timeout = limits.data_connect_timeout;
-        let metrics = self.shared.config.metrics.as_deref();
-        let in_use = metrics.map(crate::metrics::Metrics::passive_port);
-        let accept = async move {
-            // Counted as in use until the listener goes, with this task (also when it is aborted).
-            let _in_use = in_use;
-            // Stop as soon as no transfer can use the connection (the transfer failed before it needed
-            // one and dropped the receiver), so the port goes back to the pool now, not at the timeout.
-            let accepted = tokio::select! {
-                r = listener.accept_from(peer_ip, timeout) => Some(r),
-                () = tx.closed() => None,
-            };
-            match accepted {
-                Some(r) => {
-                    let _ = tx.send(r);
-                }
-                None => {
-                    // Some clients (suppaftp, for one) send RETR before they connect: give them a
-                    // moment to connect and read the error reply instead of a refused connection.
-                    let _ = listener.accept_from(peer_ip, PASSIVE_LINGER).await;
-                }
-            }
-            drop(listener);
-        };
-        let task = tokio::spawn(accept.in_current_span());
-        self.passive = Some((rx, task));
-        Some(SocketAddr::new(advertise, port))
-    }
-
-    async fn advertised_ip(&self, local_ip: IpAddr) -> IpAddr {
-        if let Some(host) = &self.shared.config.passive.address {
-            if let Ok(ip) = host.parse::<IpAddr>() {
-                return ip;
-            }
-            if let Ok(mut addrs) = tokio::net::lookup_host((host.as_str(), 0)).await {
-                if let Some(a) = addrs.find(SocketAddr::is_ipv4) {
-                    return a.ip();
-                }
-            }
-            warn!(%host, "passive address did not resolve to IPv4; advertising the local address");
-        }
-        local_ip
-    }
-
-    fn close_data(&mut self) {
-        if let Some((_, task)) = self.passive.take() {
-            task.abort();
-        }
-    }
-
-    fn start_transfer(&mut self, request: ferry_proto::session::TransferRequest) {
-        let source = match request.endpoint {
-            DataEndpoint::Passive => match self.passive.take() {
-                Some((rx, _task)) => DataSource::Passive(rx),
-                None => {
-                    let (tx, rx) = oneshot::channel();
-                    let _ = tx.send(Err(io::Error::other("no passive listener")));
-                    DataSource::Passive(rx)
-                }
-            },
-            DataEndpoint::Active(addr) => DataSource::Active {
-                local_ip: self.session.local().ip(),
-                addr,
-            },
-        };
-        let (ready_tx, ready_rx) = oneshot::channel();
-        let (go_tx, go_rx) = oneshot::channel();
-        let (cancel_tx, cancel_rx) = oneshot::channel();
-        let info = TransferInfo::new(&request.kind, request.ascii);
-        let limits = &self.shared.config.limits;
-        let job = Job {
-            storage: Arc::clone(&self.storage),
-            request,
-            source,
-            connect_timeout: limits.data_connect_timeout,
-            idle_timeout: limits.data_idle_timeout,
-            ready: ready_tx,
-            go: go_rx,
-            tls: self.shared.tls.clone(),
-            upload: self.upload,
-            zero_copy: self.shared.config.zero_copy,
-            progress: Arc::clone(&info.progress),
-        };
-        let handle = tokio::spawn(transfer::run(job, cancel_rx).in_current_span());
-        self.transfer = Some(Box::new(Running {
-            ready: Some(ready_rx),
-            go: Some(go_tx),
-            cancel: Some(cancel_tx),
-            handle,
-            info,
-        }));
     }
 
     async fn teardown(&mut self) {
@@ -810,32 +542,4 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
-}
-
-/// What a running transfer reports to the driver.
-enum TransferEvent {
-    Ready(Ready),
-    /// The result, and the transfer's description unless it was already gone.
-    Done(Result<u64, TransferError>, Option<TransferInfo>),
-}
-
-/// The next event of the running transfer; pending forever when there is none.
-async fn transfer_event(t: &mut Option<Box<Running>>) -> TransferEvent {
-    let Some(running) = t.as_mut() else {
-        return std::future::pending().await;
-    };
-    if let Some(rx) = running.ready.as_mut() {
-        let r = rx.await;
-        running.ready = None;
-        if let Ok(r) = r {
-            return TransferEvent::Ready(r);
-        }
-        // The task ended before it was ready: its result explains why.
-    }
-    let done = (&mut running.handle).await;
-    let result = match done {
-        Ok(r) => r,
-        Err(_) => Err(TransferError::Aborted),
-    };
-    TransferEvent::Done(result, t.take().map(|running| running.info))
 }

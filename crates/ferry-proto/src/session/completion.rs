@@ -1,0 +1,229 @@
+//! Results of the driver's work: authentication, TLS, file-system requests, passive ports, transfers.
+
+use alloc::format;
+use alloc::string::String;
+use core::time::Duration;
+
+use super::{
+    Action, Completion, FsError, FsPending, FsRequest, FsResponse, Output, Session, TransferError,
+    TransferState, Wait,
+};
+use crate::listing::{self, FileInfo, FileKind};
+use crate::path::VirtualPath;
+use crate::reply::{quote_path, Reply, ReplyCode};
+
+impl Session {
+    /// Handles the result of the last [`Action`] that expects one.
+    pub fn handle_completion(&mut self, now: Duration, completion: Completion) {
+        self.last_activity = now;
+        let wait = core::mem::replace(&mut self.wait, Wait::Idle);
+        match (wait, completion) {
+            (Wait::Auth { user }, Completion::Auth(result)) => self.auth_done(now, user, result),
+            (Wait::Tls, Completion::TlsStarted(ok)) => {
+                if ok {
+                    self.control_tls = true;
+                } else {
+                    self.close();
+                }
+            }
+            (Wait::Fs(pending), Completion::Fs(result)) => self.fs_done(pending, result),
+            (Wait::Passive { extended }, Completion::Passive(addr)) => {
+                self.passive_done(extended, addr);
+                self.resume_deferred(now);
+            }
+            (Wait::Transfer(t), Completion::TransferReady { created, size }) => {
+                if t.aborting {
+                    // ABOR arrived while the data connection was being set up; the driver was told.
+                    self.wait = Wait::Transfer(TransferState { started: true, ..t });
+                    return;
+                }
+                let what = if self.ascii { "ASCII" } else { "BINARY" };
+                let text = match (&created, size) {
+                    (Some(p), _) => format!("FILE: {}", p.file_name().unwrap_or("")),
+                    (None, Some(n)) => format!("Opening {what} mode data connection ({n} bytes)"),
+                    (None, None) => format!("Opening {what} mode data connection"),
+                };
+                self.reply(ReplyCode::FILE_STATUS_OK, &text);
+                self.wait = Wait::Transfer(TransferState {
+                    started: true,
+                    aborting: false,
+                    created,
+                });
+                self.action(Action::StartTransfer);
+            }
+            (Wait::Transfer(t), Completion::TransferDone(result)) => {
+                let created = t.created.as_ref();
+                match result {
+                    Ok(n) => {
+                        let text = match created {
+                            Some(p) => format!(
+                                "Transfer complete; stored as {}",
+                                p.file_name().unwrap_or("")
+                            ),
+                            None => format!("Transfer complete ({n} bytes)"),
+                        };
+                        self.reply(ReplyCode::TRANSFER_COMPLETE, &text);
+                    }
+                    Err(TransferError::TlsHandshake) => self.say(
+                        ReplyCode::CANT_OPEN_DATA,
+                        "TLS handshake on the data connection failed",
+                    ),
+                    Err(TransferError::DataConnection) => {
+                        self.say(ReplyCode::CANT_OPEN_DATA, "Can't open data connection")
+                    }
+                    Err(TransferError::ConnectionLost) => self.say(
+                        ReplyCode::TRANSFER_ABORTED,
+                        "Data connection closed; transfer aborted",
+                    ),
+                    Err(TransferError::Aborted) => {
+                        self.say(ReplyCode::TRANSFER_ABORTED, "Transfer aborted")
+                    }
+                    Err(TransferError::Storage(e)) => {
+                        let (code, text) = e.reply_code();
+                        // A storage failure after 150 is a local error in processing, except disk full.
+                        let code = if t.started && code == ReplyCode::FILE_UNAVAILABLE {
+                            ReplyCode::LOCAL_ERROR
+                        } else {
+                            code
+                        };
+                        self.say(code, text);
+                    }
+                }
+                if t.aborting {
+                    self.say(ReplyCode::TRANSFER_COMPLETE, "ABOR successful");
+                }
+                self.resume_deferred(now);
+            }
+            (wait, _) => {
+                // A completion that does not match what the session waits for is a driver bug; ignore
+                // it rather than corrupt state.
+                self.wait = wait;
+            }
+        }
+    }
+
+    pub(super) fn fs_done(&mut self, pending: FsPending, result: Result<FsResponse, FsError>) {
+        let pending = match pending {
+            FsPending::RntoTarget { from, to } => {
+                return self.rnto_target_checked(from, to, result)
+            }
+            other => other,
+        };
+        let response = match result {
+            Ok(r) => r,
+            Err(e) => {
+                self.out.push_back(Output::Reply(e.reply()));
+                return self.resume_deferred(self.last_activity);
+            }
+        };
+        match (pending, response) {
+            (FsPending::Cwd(path), FsResponse::Metadata(info)) => {
+                if info.kind == FileKind::Dir {
+                    self.cwd = path;
+                    let text = format!("Directory changed to {}", self.cwd);
+                    self.reply(ReplyCode::FILE_ACTION_OK, &text);
+                } else {
+                    self.out
+                        .push_back(Output::Reply(FsError::NotADirectory.reply()));
+                }
+            }
+            (FsPending::Mkd(path), _) => {
+                let text = format!("{} created", quote_path(path.as_str()));
+                self.reply(ReplyCode::PATH_CREATED, &text);
+            }
+            (FsPending::Done(text), _) => self.say(ReplyCode::FILE_ACTION_OK, text),
+            (FsPending::Size, FsResponse::Metadata(info)) => {
+                if info.kind == FileKind::Dir {
+                    self.say(ReplyCode::FILE_UNAVAILABLE, "Not a plain file");
+                } else {
+                    let text = format!("{}", info.size);
+                    self.reply(ReplyCode::FILE_STATUS, &text);
+                }
+            }
+            (FsPending::Mdtm, FsResponse::Metadata(info)) => match info.modified {
+                Some(t) => {
+                    let text = listing::format_mdtm(t);
+                    self.reply(ReplyCode::FILE_STATUS, &text);
+                }
+                None => self.say(ReplyCode::FILE_UNAVAILABLE, "Modification time unknown"),
+            },
+            (FsPending::Mfmt(path, secs), _) => {
+                let text = format!("Modify={}; {}", listing::format_mdtm(secs), path);
+                self.reply(ReplyCode::FILE_STATUS, &text);
+            }
+            (FsPending::Rnfr(path), FsResponse::Metadata(_)) => {
+                self.rename_from = Some(path);
+                self.say(
+                    ReplyCode::PENDING,
+                    "File exists, ready for destination name",
+                );
+            }
+            (FsPending::Mlst(path), FsResponse::Metadata(info)) => {
+                let perms = self.permissions();
+                let mut line = String::new();
+                listing::write_facts(
+                    &mut line,
+                    &info,
+                    self.facts,
+                    &perms.mlst_perm(info.kind == FileKind::Dir),
+                );
+                line.push(' ');
+                line.push_str(path.as_str());
+                let first = format!("Listing {path}");
+                self.out.push_back(Output::Reply(Reply::multiline(
+                    ReplyCode::FILE_ACTION_OK,
+                    &first,
+                    [line],
+                    "End",
+                )));
+            }
+            (FsPending::StatPath(path), FsResponse::Entries(entries)) => {
+                let now = self.wall_clock_hint(&entries);
+                let lines = entries.iter().map(|e| {
+                    let mut s = String::new();
+                    listing::write_list_line(&mut s, e, now);
+                    s
+                });
+                let first = format!("Status of {path}:");
+                self.out.push_back(Output::Reply(Reply::multiline(
+                    ReplyCode::FILE_STATUS,
+                    &first,
+                    lines,
+                    "End of status",
+                )));
+            }
+            _ => self.say(ReplyCode::LOCAL_ERROR, "Unexpected storage response"),
+        }
+        self.resume_deferred(self.last_activity);
+    }
+
+    /// RNTO without OVERWRITE: renames only if the destination does not exist (RFC 959 §4.1.3). Another
+    /// session could create the destination between the check and the rename; the storage's rename
+    /// would then replace it.
+    pub(super) fn rnto_target_checked(
+        &mut self,
+        from: VirtualPath,
+        to: VirtualPath,
+        result: Result<FsResponse, FsError>,
+    ) {
+        match result {
+            Err(FsError::NotFound) => {
+                return self.fs(
+                    FsRequest::Rename { from, to },
+                    FsPending::Done("Rename successful"),
+                )
+            }
+            Ok(_) => self.say(
+                ReplyCode::FILE_UNAVAILABLE,
+                "Permission denied: the destination exists and may not be overwritten",
+            ),
+            Err(e) => self.out.push_back(Output::Reply(e.reply())),
+        }
+        self.resume_deferred(self.last_activity);
+    }
+
+    /// STAT listings need the wall clock for the six-month rule; the driver provides it.
+    pub(super) fn wall_clock_hint(&self, _entries: &[FileInfo]) -> i64 {
+        self.unix_now
+    }
+}

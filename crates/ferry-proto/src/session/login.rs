@@ -1,0 +1,94 @@
+//! Login: USER, PASS and the result of authentication (RFC 959 §4.1.1).
+
+use alloc::format;
+use alloc::string::String;
+use core::time::Duration;
+
+use super::{Action, AuthError, Grant, Login, Session, Wait};
+use crate::path::VirtualPath;
+use crate::reply::ReplyCode;
+
+/// The names that log in anonymously.
+pub(super) fn is_anonymous(user: &str) -> bool {
+    user.eq_ignore_ascii_case("anonymous") || user.eq_ignore_ascii_case("ftp")
+}
+
+impl Session {
+    pub(super) fn user_cmd(&mut self, now: Duration, name: &str) {
+        let tls = self.config.tls;
+        if tls.require_login && !self.control_tls && !(tls.exempt_anonymous && is_anonymous(name)) {
+            self.login = Login::AwaitUser;
+            return self.say(
+                ReplyCode::NOT_LOGGED_IN,
+                "This server requires TLS: use AUTH TLS before USER",
+            );
+        }
+        if matches!(self.login, Login::LoggedIn { .. }) {
+            // A new USER starts a new login (RFC 959 §4.1.1 allows changing user), with a fresh login
+            // timer as after REIN.
+            self.reset_transfer_state();
+            self.connected_at = now;
+        }
+        self.login = Login::AwaitPass {
+            user: String::from(name),
+        };
+        self.say(ReplyCode::NEED_PASSWORD, "Password required");
+    }
+
+    pub(super) fn pass_cmd(&mut self, password: &str) {
+        match core::mem::replace(&mut self.login, Login::AwaitUser) {
+            Login::AwaitPass { user } => {
+                self.wait = Wait::Auth { user: user.clone() };
+                self.action(Action::Authenticate {
+                    user,
+                    password: String::from(password),
+                });
+            }
+            Login::LoggedIn { user, grant } => {
+                self.login = Login::LoggedIn { user, grant };
+                self.say(ReplyCode::BAD_SEQUENCE, "Already logged in");
+            }
+            Login::AwaitUser => self.say(ReplyCode::BAD_SEQUENCE, "Login with USER first"),
+        }
+    }
+
+    pub(super) fn auth_done(
+        &mut self,
+        now: Duration,
+        user: String,
+        result: Result<Grant, AuthError>,
+    ) {
+        match result {
+            Ok(grant) => {
+                self.failed_logins = 0;
+                self.cwd = VirtualPath::root();
+                let text = format!("User {user} logged in");
+                self.login = Login::LoggedIn { user, grant };
+                self.reply(ReplyCode::LOGGED_IN, &text);
+                self.resume_deferred(now);
+            }
+            Err(AuthError::TooManySessions) => {
+                // Right credentials: not a failed login, and no delay.
+                self.say(
+                    ReplyCode::NOT_LOGGED_IN,
+                    "Too many sessions for this user, try again later",
+                );
+                self.resume_deferred(now);
+            }
+            Err(_) => {
+                self.failed_logins = self.failed_logins.saturating_add(1);
+                let exp = self.failed_logins.saturating_sub(1).min(16);
+                let delay = self
+                    .config
+                    .failed_login_delay
+                    .saturating_mul(1u32 << exp)
+                    .min(self.config.max_failed_login_delay);
+                let close = self.failed_logins >= self.config.max_failed_logins;
+                self.wait = Wait::LoginDelay {
+                    until: now.saturating_add(delay),
+                    close,
+                };
+            }
+        }
+    }
+}

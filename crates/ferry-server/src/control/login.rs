@@ -1,0 +1,147 @@
+//! Logins: the login limiter, the authenticator, the account's session slot and home; AUTH TLS.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use ferry_proto::session::{AuthError, Completion, Grant};
+use tracing::info;
+
+use super::ControlDriver;
+use crate::auth::{Account, Authenticator, Check, Credentials};
+use crate::counts::CountGuard;
+use crate::metrics::LoginOutcome;
+use crate::storage::Storage;
+use crate::stream::MaybeTls;
+
+impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
+    /// Checks a login with the limiter and the authenticator, opens the account's home, and completes
+    /// the session's authentication; or closes the session with 421 when the address is (or becomes)
+    /// banned or the server shuts down meanwhile.
+    pub(super) async fn login(&mut self, user: &str, password: &str) {
+        self.account = None;
+        let shared = Arc::clone(&self.shared);
+        let ip = self.session.peer().ip();
+        let result = match shared.limiter.check(ip, user, Instant::now()) {
+            Check::Banned => {
+                self.count_login(LoginOutcome::Failure);
+                return self.refuse_banned();
+            }
+            // A locked name is refused without looking at the password.
+            Check::Locked => Err(AuthError::Invalid),
+            Check::Allowed => {
+                let credentials = Credentials {
+                    user,
+                    password,
+                    peer: ip,
+                };
+                let verified = tokio::select! {
+                    r = shared.auth.authenticate(credentials) => r,
+                    _ = self.shutdown.changed() => return self.session.shutdown("Server shutting down, closing control connection"),
+                };
+                match verified {
+                    Ok(account) => self.open_account(account).await,
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        match result {
+            Ok(_) => {
+                shared.limiter.record_success(ip, user);
+                // From now on every line of the session names its user.
+                tracing::Span::current().record("user", user);
+                info!(peer = %self.session.peer(), user = ?user, "login");
+                self.count_login(LoginOutcome::Success);
+            }
+            Err(AuthError::Invalid) => {
+                self.count_login(LoginOutcome::Failure);
+                let failure = shared.limiter.record_failure(ip, user, Instant::now());
+                if failure.banned {
+                    if let Some(m) = &self.shared.config.metrics {
+                        m.ban();
+                    }
+                    return self.refuse_banned();
+                }
+                if !failure.delay.is_zero() {
+                    tokio::select! {
+                        () = tokio::time::sleep(failure.delay) => {}
+                        _ = self.shutdown.changed() => return self.session.shutdown("Server shutting down, closing control connection"),
+                    }
+                }
+            }
+            Err(e) => {
+                info!(peer = %self.session.peer(), user = ?user, error = ?e, "login refused");
+                self.count_login(if e == AuthError::TooManySessions {
+                    LoginOutcome::Refused
+                } else {
+                    LoginOutcome::Error
+                });
+            }
+        }
+        let now = self.now();
+        self.session
+            .handle_completion(now, Completion::Auth(result));
+    }
+
+    pub(super) fn count_login(&self, outcome: LoginOutcome) {
+        if let Some(m) = &self.shared.config.metrics {
+            m.login(outcome);
+        }
+    }
+
+    pub(super) fn refuse_banned(&mut self) {
+        self.session
+            .shutdown("Too many failed logins from your address, try again later");
+    }
+
+    /// Takes a session slot for `account` and opens its home; the session's storage from now on.
+    pub(super) async fn open_account(&mut self, account: Account) -> Result<Grant, AuthError> {
+        let max = account.max_sessions.unwrap_or(usize::MAX);
+        let Some(guard) = CountGuard::acquire(&self.shared.user_sessions, &account.user, max)
+        else {
+            info!(peer = %self.session.peer(), user = ?account.user, max, "login refused: too many sessions for this user");
+            return Err(AuthError::TooManySessions);
+        };
+        let storage = match &account.home {
+            None => Arc::clone(&self.shared.storage),
+            Some(home) => match self.shared.storage.open_home(home).await {
+                Ok(s) => Arc::new(s),
+                Err(e) => {
+                    tracing::error!(user = ?account.user, home = %home.display(), error = %e, "cannot open the user's home; login refused");
+                    return Err(AuthError::Unavailable);
+                }
+            },
+        };
+        self.storage = storage;
+        self.account = Some(guard);
+        self.upload = self
+            .shared
+            .config
+            .uploads
+            .with_overrides(account.upload_mode, account.partial_uploads);
+        Ok(account.grant)
+    }
+
+    /// Upgrades the control connection to TLS (AUTH TLS). On failure the connection is gone.
+    pub(super) async fn start_tls(&mut self) -> bool {
+        let Some(tls) = self.shared.tls.clone() else {
+            return false;
+        };
+        match self.stream.take() {
+            Some(MaybeTls::Plain(tcp)) => match tls.accept(tcp).await {
+                Ok(stream) => {
+                    info!(peer = %self.session.peer(), "control connection protected by TLS");
+                    self.stream = Some(stream);
+                    true
+                }
+                Err(e) => {
+                    info!(peer = %self.session.peer(), error = %e, "control TLS handshake failed");
+                    false
+                }
+            },
+            other => {
+                self.stream = other;
+                false
+            }
+        }
+    }
+}
