@@ -12,6 +12,7 @@
 
 use alloc::boxed::Box;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::future::{pending, Future};
 use core::pin::pin;
@@ -75,7 +76,7 @@ impl<S, K> Copy for Context<'_, S, K> {}
 /// Runs `session` until it closes or its control connection is lost. `chunk` is the transfer buffer
 /// (its size is the largest storage read or write).
 pub async fn run_session<C, D, S, K>(
-    session: &mut Session,
+    session: &mut Session<Arc<ferry_proto::session::Config>>,
     control: &mut C,
     data: &mut D,
     cx: Context<'_, S, K>,
@@ -156,7 +157,7 @@ struct Flags {
 
 /// The control side of a session: its engine, connection and reply buffer.
 struct Ctl<'a, C, K> {
-    session: &'a mut Session,
+    session: &'a mut Session<Arc<ferry_proto::session::Config>>,
     control: &'a mut C,
     clock: &'a K,
     /// Reply encoding buffer, reused.

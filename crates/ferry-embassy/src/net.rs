@@ -170,7 +170,7 @@ impl<'a, S: Storage, K: Clock> Server<'a, S, K> {
     async fn refuse(&self, buffers: RefusalBuffers<'_>) {
         let mut socket = TcpSocket::new(self.stack, buffers.rx, buffers.tx);
         let mut line = Vec::new();
-        for out in Session::refuse("Too many connections, try again later") {
+        for out in ferry_proto::session::refuse("Too many connections, try again later") {
             if let Output::Reply(r) = out {
                 r.encode(&mut line);
             }

@@ -157,7 +157,8 @@ fn ram_per_session() {
     *pipe.input.borrow_mut() = Vec::new();
     let session_heap = dhat::HeapStats::get().curr_bytes - before;
 
-    let session_struct = std::mem::size_of::<Session>();
+    let session_struct =
+        std::mem::size_of::<Session<std::sync::Arc<ferry_proto::session::Config>>>();
     println!(
         "slot future (heap, per session, includes Session and the driver future): {per_slot} B"
     );

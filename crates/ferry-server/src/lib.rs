@@ -37,7 +37,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use ferry_proto::reply::{Reply, ReplyCode};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
@@ -420,7 +419,12 @@ static NEXT_SESSION_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::Atomic
 
 fn refuse(mut stream: TcpStream, text: &str) {
     let mut buf = Vec::new();
-    Reply::new(ReplyCode::NOT_AVAILABLE, text).encode(&mut buf);
+    // The engine's refusal: its reply, then the close below.
+    for out in ferry_proto::session::refuse(text) {
+        if let ferry_proto::session::Output::Reply(reply) = out {
+            reply.encode(&mut buf);
+        }
+    }
     tokio::spawn(async move {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
             let _ = stream.write_all(&buf).await;

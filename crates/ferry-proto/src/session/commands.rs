@@ -3,11 +3,12 @@
 use alloc::format;
 use alloc::string::String;
 use core::net::SocketAddr;
+use core::ops::Deref;
 use core::time::Duration;
 
 use super::{
-    canonical, Action, FsPending, FsRequest, ListFormat, Login, Output, Permissions, Session,
-    TransferKind, Wait, WriteMode,
+    canonical, Action, Config, FsPending, FsRequest, ListFormat, Login, Output, Permissions,
+    Session, TransferKind, Wait, WriteMode,
 };
 use crate::addr::EpsvArg;
 use crate::command::{Command, TransferType};
@@ -15,7 +16,7 @@ use crate::listing;
 use crate::path::VirtualPath;
 use crate::reply::{quote_path, Reply, ReplyCode};
 
-impl Session {
+impl<C: Deref<Target = Config>> Session<C> {
     pub(super) fn handle_command(&mut self, now: Duration, cmd: Command<'_>) {
         if !matches!(cmd, Command::Rnto(_)) {
             // RNFR must be followed at once by RNTO (RFC 959 §4.1.3).

@@ -2,17 +2,18 @@
 
 use alloc::format;
 use alloc::string::String;
+use core::ops::Deref;
 use core::time::Duration;
 
 use super::{
-    Action, Completion, FsError, FsPending, FsRequest, FsResponse, Output, Session, TransferError,
-    TransferState, Wait,
+    Action, Completion, Config, FsError, FsPending, FsRequest, FsResponse, Output, Session,
+    TransferError, TransferState, Wait,
 };
 use crate::listing::{self, FileInfo, FileKind};
 use crate::path::VirtualPath;
 use crate::reply::{quote_path, Reply, ReplyCode};
 
-impl Session {
+impl<C: Deref<Target = Config>> Session<C> {
     /// Handles the result of the last [`Action`] that expects one.
     pub fn handle_completion(&mut self, now: Duration, completion: Completion) {
         self.last_activity = now;

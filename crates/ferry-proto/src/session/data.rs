@@ -1,15 +1,16 @@
 //! Data connections and transfers: PORT/EPRT, PASV/EPSV results, LIST/NLST/MLSD and transfer start, ABOR.
 
 use core::net::SocketAddr;
+use core::ops::Deref;
 
 use super::{
-    canonical, Action, DataEndpoint, ListFormat, Output, Permissions, Session, TransferKind,
-    TransferRequest, TransferState, Wait,
+    canonical, Action, Config, DataEndpoint, ListFormat, Output, Permissions, Session,
+    TransferKind, TransferRequest, TransferState, Wait,
 };
 use crate::addr;
 use crate::reply::ReplyCode;
 
-impl Session {
+impl<C: Deref<Target = Config>> Session<C> {
     pub(super) fn active(&mut self, addr: SocketAddr) {
         if self.epsv_all {
             return self.say(

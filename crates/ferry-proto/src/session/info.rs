@@ -3,8 +3,9 @@
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::ops::Deref;
 
-use super::{Login, Output, Session};
+use super::{Config, Login, Output, Session};
 use crate::listing::Facts;
 use crate::reply::{Reply, ReplyCode};
 
@@ -29,7 +30,7 @@ const FEATURES: &[&str] = &[
     "UTF8",
 ];
 
-impl Session {
+impl<C: Deref<Target = Config>> Session<C> {
     pub(super) fn feat(&mut self) {
         let mut mlst = String::new();
         self.facts.write_feat(&mut mlst);

@@ -2,9 +2,10 @@
 
 use alloc::format;
 use alloc::string::String;
+use core::ops::Deref;
 use core::time::Duration;
 
-use super::{Action, AuthError, Grant, Login, Session, Wait};
+use super::{Action, AuthError, Config, Grant, Login, Session, Wait};
 use crate::path::VirtualPath;
 use crate::reply::ReplyCode;
 
@@ -13,7 +14,7 @@ pub(super) fn is_anonymous(user: &str) -> bool {
     user.eq_ignore_ascii_case("anonymous") || user.eq_ignore_ascii_case("ftp")
 }
 
-impl Session {
+impl<C: Deref<Target = Config>> Session<C> {
     pub(super) fn user_cmd(&mut self, now: Duration, name: &str) {
         let tls = self.config.tls;
         if tls.require_login && !self.control_tls && !(tls.exempt_anonymous && is_anonymous(name)) {

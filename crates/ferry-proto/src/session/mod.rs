@@ -33,9 +33,9 @@ pub use types::*;
 use alloc::collections::VecDeque;
 use alloc::format;
 use alloc::string::String;
-use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::net::{IpAddr, SocketAddr};
+use core::ops::Deref;
 use core::time::Duration;
 
 use crate::command::{Command, ParseError};
@@ -98,9 +98,16 @@ struct TransferState {
 }
 
 /// The FTP state machine for one control connection. See the [module docs](self) for the call contract.
+///
+/// `C` holds the [`Config`] the session reads: anything that dereferences to one, so that each driver
+/// shares it the way its platform allows. The tokio server uses `Arc<Config>` (one configuration for
+/// many sessions, replaced for new sessions on reload); a microcontroller uses `&'static Config`
+/// (no atomic pointers needed, so the engine builds for cores without them, such as
+/// `riscv32imc-unknown-none-elf`). Both are one pointer wide, so the session's size does not depend on
+/// the choice.
 #[derive(Debug)]
-pub struct Session {
-    config: Arc<Config>,
+pub struct Session<C> {
+    config: C,
     peer: SocketAddr,
     local: SocketAddr,
     lines: LineBuffer,
@@ -128,10 +135,10 @@ pub struct Session {
     prot_private: bool,
 }
 
-impl Session {
+impl<C: Deref<Target = Config>> Session<C> {
     /// A new session for a connection from `peer` to `local`, accepted at `now`. The 220 greeting is
     /// queued at once.
-    pub fn new(config: Arc<Config>, now: Duration, local: SocketAddr, peer: SocketAddr) -> Self {
+    pub fn new(config: C, now: Duration, local: SocketAddr, peer: SocketAddr) -> Self {
         let mut s = Self {
             lines: LineBuffer::new(config.max_line),
             config,
@@ -183,14 +190,6 @@ impl Session {
     /// True once the control connection is protected by TLS.
     pub fn is_tls(&self) -> bool {
         self.control_tls
-    }
-
-    /// A session that greets with 421 and closes at once (server full, shutting down, banned).
-    pub fn refuse(text: &str) -> Vec<Output> {
-        alloc::vec![
-            Output::Reply(Reply::new(ReplyCode::NOT_AVAILABLE, text)),
-            Output::Action(Action::Close)
-        ]
     }
 
     /// The next reply or action, in order.
@@ -478,6 +477,15 @@ impl Session {
         self.wait = Wait::Closed;
         self.out.push_back(Output::Action(Action::Close));
     }
+}
+
+/// The output of a connection refused before it gets a session (server full, shutting down, address
+/// banned): `421 text`, then close. Drivers send the reply and close the connection.
+pub fn refuse(text: &str) -> [Output; 2] {
+    [
+        Output::Reply(Reply::new(ReplyCode::NOT_AVAILABLE, text)),
+        Output::Action(Action::Close),
+    ]
 }
 
 fn canonical(ip: IpAddr) -> IpAddr {

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::listing::{FileInfo, FileKind};
+use alloc::sync::Arc;
 
 use alloc::string::ToString;
 use core::net::{Ipv4Addr, SocketAddrV4};
@@ -27,7 +28,7 @@ fn info(name: &str, kind: FileKind) -> FileInfo {
 }
 
 /// A minimal driver: a session at time zero whose output is drained as reply codes and actions.
-struct T(Session);
+struct T(Session<Arc<Config>>);
 
 impl T {
     fn new() -> Self {

@@ -1,6 +1,7 @@
 //! [`Config::report_commands`]: which commands are reported, when, and with what argument.
 
 use super::*;
+use alloc::sync::Arc;
 
 use alloc::string::ToString;
 use alloc::vec;
@@ -17,7 +18,7 @@ enum Tok {
     Act(Action),
 }
 
-fn session(report: bool) -> Session {
+fn session(report: bool) -> Session<Arc<Config>> {
     let config = Config {
         max_line: 64,
         report_commands: report,
@@ -28,7 +29,7 @@ fn session(report: bool) -> Session {
     s
 }
 
-fn drain(s: &mut Session) -> Vec<Tok> {
+fn drain(s: &mut Session<Arc<Config>>) -> Vec<Tok> {
     let mut v = Vec::new();
     while let Some(o) = s.poll_output() {
         v.push(match o {
@@ -40,7 +41,7 @@ fn drain(s: &mut Session) -> Vec<Tok> {
     v
 }
 
-fn send(s: &mut Session, line: &str) -> Vec<Tok> {
+fn send(s: &mut Session<Arc<Config>>, line: &str) -> Vec<Tok> {
     let bytes = [line.as_bytes(), b"\r\n"].concat();
     assert_eq!(s.handle_input(Duration::ZERO, &bytes), bytes.len());
     drain(s)
@@ -50,7 +51,7 @@ fn cmd(verb: &'static str, arg: &str) -> Tok {
     Tok::Cmd(verb, arg.to_string())
 }
 
-fn login(s: &mut Session) {
+fn login(s: &mut Session<Arc<Config>>) {
     let _ = send(s, "USER bob");
     let _ = send(s, "PASS pw");
     s.handle_completion(

@@ -6,6 +6,7 @@
 
 use super::*;
 use crate::listing::{FileInfo, FileKind};
+use alloc::sync::Arc;
 
 use alloc::string::ToString;
 use alloc::vec;
@@ -181,7 +182,7 @@ use Tok::{A, C};
 
 /// The test driver: a session, a fake clock and helpers to script a conversation.
 struct H {
-    s: Session,
+    s: Session<Arc<Config>>,
     now: Duration,
 }
 
@@ -430,7 +431,7 @@ fn greeting_is_220_with_the_configured_banner() {
 
 #[test]
 fn refused_session_is_421_then_close() {
-    let out = Session::refuse("Too many users");
+    let out = refuse("Too many users");
     match out.as_slice() {
         [Output::Reply(r), Output::Action(Action::Close)] => {
             assert_eq!(r.code(), ReplyCode::NOT_AVAILABLE);
@@ -2493,7 +2494,7 @@ fn step() -> impl Strategy<Value = Step> {
 /// A fake driver for the property test: answers each action with a plausible completion chosen by
 /// `picks`, keeps unconsumed input and offers it again, like the real driver.
 struct Fuzz {
-    s: Session,
+    s: Session<Arc<Config>>,
     now: Duration,
     pending: Vec<u8>,
     /// Completions owed to the session, in order: at most one, plus a TransferDone that follows a
@@ -2785,6 +2786,25 @@ proptest! {
 /// state machine's share. Not a timing test: a size check that fails if a field grows carelessly.
 #[test]
 fn a_session_stays_small() {
-    let size = core::mem::size_of::<Session>();
+    let size = core::mem::size_of::<Session<Arc<Config>>>();
     assert!(size <= 512, "Session grew to {size} bytes");
+    // The configuration holder is one pointer whichever the driver chooses.
+    assert_eq!(size, core::mem::size_of::<Session<&'static Config>>());
+}
+
+/// A session can borrow a `'static` configuration, as on a microcontroller without atomic pointers.
+#[test]
+fn a_session_runs_on_a_static_config() {
+    // What a board does with a `static`; a leaked box gives the same `&'static Config` here.
+    let config: &'static Config =
+        alloc::boxed::Box::leak(alloc::boxed::Box::new(Config::default()));
+    let mut s = Session::new(config, Duration::ZERO, LOCAL, PEER);
+    s.handle_input(Duration::ZERO, b"NOOP\r\n");
+    let codes: Vec<u16> = core::iter::from_fn(|| s.poll_output())
+        .filter_map(|o| match o {
+            Output::Reply(r) => Some(r.code().as_u16()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(codes, [220, 200]);
 }

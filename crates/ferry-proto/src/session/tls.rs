@@ -1,10 +1,11 @@
 //! FTPS on the control connection: AUTH TLS, PBSZ and PROT (RFC 4217).
 
 use super::login::is_anonymous;
-use super::{Action, Login, Session, Wait};
+use super::{Action, Config, Login, Session, Wait};
 use crate::reply::ReplyCode;
+use core::ops::Deref;
 
-impl Session {
+impl<C: Deref<Target = Config>> Session<C> {
     pub(super) fn auth_tls(&mut self, mech: &str) {
         if !self.config.tls.enabled {
             return self.say(

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use ferry_proto::session::Config as SessionConfig;
 use ferry_proto::session::{
     Action, Completion, FsRequest, FsResponse, Output, Session, TransferError,
 };
@@ -77,7 +78,7 @@ pub(crate) struct ControlDriver<S: Storage, A: Authenticator> {
     /// The control connection; `None` only while a TLS handshake takes it over.
     stream: Option<MaybeTls>,
     /// The state machine; it also keeps the connection's two addresses.
-    session: Session,
+    session: Session<Arc<SessionConfig>>,
     /// The logged-in account's storage (its home), or the server's root before any login.
     storage: Arc<S>,
     /// The logged-in account's share of its session count; released when the session logs out.
@@ -512,7 +513,7 @@ const CONTROL_READ: usize = 1024;
 /// function, never in the session's future.
 fn read_plain_now(
     tcp: &TcpStream,
-    session: &mut Session,
+    session: &mut Session<Arc<SessionConfig>>,
     pending: &mut Vec<u8>,
     now: std::time::Duration,
 ) -> io::Result<Option<usize>> {
@@ -528,7 +529,12 @@ fn read_plain_now(
 }
 
 /// Offers `data` to the session, keeping what it does not consume yet (after earlier leftovers).
-fn feed(session: &mut Session, pending: &mut Vec<u8>, now: std::time::Duration, data: &[u8]) {
+fn feed(
+    session: &mut Session<Arc<SessionConfig>>,
+    pending: &mut Vec<u8>,
+    now: std::time::Duration,
+    data: &[u8],
+) {
     if pending.is_empty() {
         let used = session.handle_input(now, data);
         pending.extend_from_slice(&data[used..]);
