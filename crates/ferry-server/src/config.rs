@@ -1,6 +1,6 @@
 //! Server configuration: listeners, limits and passive-mode settings, all with safe defaults.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +39,10 @@ pub struct ServerConfig {
     /// PROXY protocol on the control listeners: who may send a header, and its bounds. `None`
     /// (default): connections are taken as they come. See [`crate::proxy`].
     pub proxy: Option<crate::proxy::ProxyConfig>,
+    /// Server-wide bandwidth limits, shared by all sessions together; accounts may have lower ones of
+    /// their own ([`Account::bandwidth`](crate::Account::bandwidth)). Default: none. See
+    /// [`crate::throttle`].
+    pub bandwidth: crate::throttle::Bandwidth,
 }
 
 impl Default for ServerConfig {
@@ -56,6 +60,7 @@ impl Default for ServerConfig {
             uploads: crate::upload::UploadPolicy::default(),
             zero_copy: true,
             proxy: None,
+            bandwidth: crate::throttle::Bandwidth::default(),
         }
     }
 }
@@ -77,6 +82,9 @@ pub struct Limits {
     pub shutdown_grace: Duration,
     /// Listen backlog of the control listeners. Default 1024 (small backlogs drop bursts of clients).
     pub backlog: u32,
+    /// Time the first scan of a home with a quota may take; past it the usage counts what the scan saw
+    /// and a warning is logged. Default 60 s. See [`crate::quota`].
+    pub quota_scan_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -88,6 +96,7 @@ impl Default for Limits {
             data_idle_timeout: Duration::from_secs(300),
             shutdown_grace: Duration::from_secs(10),
             backlog: 1024,
+            quota_scan_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -101,4 +110,122 @@ pub struct PassiveConfig {
     /// Address advertised in `227` replies (an IPv4 address or a host name resolved at each PASV), for
     /// servers behind NAT. Default: the local address of the control connection.
     pub address: Option<String>,
+    /// Addresses advertised to clients of particular networks (`--passive-address-for CIDR=ADDRESS`),
+    /// before [`PassiveConfig::address`]: clients inside a LAN get the LAN address, the others the
+    /// public one. See [`PassiveConfig::address_for`].
+    pub address_for: Vec<PassiveRoute>,
+}
+
+impl PassiveConfig {
+    /// The address to advertise to a client at `peer`, if a [`PassiveRoute`] covers it: the one with
+    /// the longest prefix (the most specific network), the first given among equals. IPv4-mapped IPv6
+    /// clients match IPv4 networks.
+    pub fn address_for(&self, peer: IpAddr) -> Option<Ipv4Addr> {
+        let peer = peer.to_canonical();
+        self.address_for
+            .iter()
+            .filter(|r| r.network.contains(peer))
+            .fold(None::<&PassiveRoute>, |best, r| match best {
+                Some(b) if b.network.prefix() >= r.network.prefix() => Some(b),
+                _ => Some(r),
+            })
+            .map(|r| r.address)
+    }
+}
+
+/// One `--passive-address-for CIDR=ADDRESS` rule: clients in `network` are told to connect to
+/// `address` in `227` replies (EPSV replies carry only a port).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PassiveRoute {
+    /// The clients' network.
+    pub network: crate::auth::Cidr,
+    /// The IPv4 address to advertise to them.
+    pub address: Ipv4Addr,
+}
+
+impl std::str::FromStr for PassiveRoute {
+    type Err = String;
+
+    /// Parses `CIDR=ADDRESS`, e.g. `192.168.0.0/16=192.168.1.10`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (network, address) = s.split_once('=').ok_or_else(|| {
+            format!("{s:?} is not CIDR=ADDRESS, e.g. 192.168.0.0/16=192.168.1.10")
+        })?;
+        let network = network.trim().parse().map_err(|e| format!("{s:?}: {e}"))?;
+        let address = address.trim().parse().map_err(|_| {
+            format!(
+                "{s:?}: {:?} is not an IPv4 address (PASV replies carry IPv4 only)",
+                address.trim()
+            )
+        })?;
+        Ok(Self { network, address })
+    }
+}
+
+impl std::fmt::Display for PassiveRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}={}", self.network, self.address)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PassiveRoute {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_most_specific_network_wins() {
+        let config = PassiveConfig {
+            address_for: [
+                "10.0.0.0/8=10.0.0.1",
+                "192.168.0.0/16=192.168.1.10",
+                "192.168.7.0/24=192.168.7.1",
+                "0.0.0.0/0=203.0.113.5",
+                "192.168.7.0/24=192.168.7.99",
+            ]
+            .iter()
+            .map(|r| r.parse().unwrap())
+            .collect(),
+            ..PassiveConfig::default()
+        };
+        let at = |ip: &str| {
+            config
+                .address_for(ip.parse().unwrap())
+                .map(|a| a.to_string())
+        };
+        assert_eq!(at("10.1.2.3").as_deref(), Some("10.0.0.1"));
+        assert_eq!(at("192.168.3.4").as_deref(), Some("192.168.1.10"));
+        assert_eq!(at("192.168.7.4").as_deref(), Some("192.168.7.1"));
+        assert_eq!(at("::ffff:192.168.7.4").as_deref(), Some("192.168.7.1"));
+        assert_eq!(at("198.51.100.1").as_deref(), Some("203.0.113.5"));
+        assert_eq!(at("2001:db8::1"), None);
+        assert_eq!(
+            PassiveConfig::default().address_for("10.0.0.1".parse().unwrap()),
+            None
+        );
+    }
+
+    #[test]
+    fn routes_parse_and_print() {
+        let r: PassiveRoute = " 192.168.0.0/16 = 192.168.1.10 ".parse().unwrap();
+        assert_eq!(r.to_string(), "192.168.0.0/16=192.168.1.10");
+        for bad in [
+            "192.168.0.0/16",
+            "192.168.0.0/33=1.2.3.4",
+            "192.168.0.0/16=::1",
+            "192.168.0.0/16=host.example",
+            "=1.2.3.4",
+        ] {
+            assert!(bad.parse::<PassiveRoute>().is_err(), "{bad}");
+        }
+    }
 }

@@ -20,10 +20,13 @@ mod control;
 mod counts;
 pub mod data;
 pub mod metrics;
+mod policy;
 pub mod proxy;
+pub mod quota;
 mod reload;
 pub mod storage;
 mod stream;
+pub mod throttle;
 pub mod tls;
 mod transfer;
 pub mod upload;
@@ -47,7 +50,7 @@ pub use auth::{
     Account, AnonymousMode, Authenticator, Credentials, LoginLimits, StaticAuthenticator,
     UsersAuthenticator,
 };
-pub use config::{Limits, PassiveConfig, ServerConfig};
+pub use config::{Limits, PassiveConfig, PassiveRoute, ServerConfig};
 use control::{ControlDriver, Phase, Shared};
 use counts::{CountGuard, Counts};
 pub use reload::Reloader;
@@ -132,6 +135,7 @@ impl<S: Storage, A: Authenticator> Server<S, A> {
         let ports = data::PortPool::new(config.passive.ports.clone());
         let limiter = auth::LoginLimiter::new(config.login_limits.clone());
         let shared = Arc::new(Shared {
+            policies: policy::Policies::new(&config),
             limiter,
             user_sessions: Arc::default(),
             config,

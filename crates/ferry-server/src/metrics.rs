@@ -17,6 +17,10 @@
 //! | `ferry_command_duration_seconds` | histogram | `verb` |
 //! | `ferry_passive_ports_in_use` | gauge | |
 //! | `ferry_bans_total` | counter | |
+//! | `ferry_quota_used_bytes` | gauge | `user` (accounts with a quota) |
+//! | `ferry_quota_used_files` | gauge | `user` (files and directories) |
+//! | `ferry_quota_limit_bytes` | gauge | `user` (accounts with a byte quota) |
+//! | `ferry_quota_limit_files` | gauge | `user` (accounts with a file quota) |
 //!
 //! A command's duration runs from the moment the session starts handling it to its first reply (for
 //! RETR, the `150`; for a failed PASS, the `530` after its delay): the responsiveness a client sees,
@@ -89,6 +93,11 @@ struct ClassLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VerbLabel {
     verb: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UserLabel {
+    user: String,
 }
 
 /// Command durations from 0.5 ms to about 33 s, a factor of 4 apart.
@@ -178,6 +187,10 @@ pub struct Metrics {
     commands: Family<VerbLabel, Histogram>,
     passive_ports: Gauge,
     bans: Counter,
+    quota_bytes: Family<UserLabel, Gauge>,
+    quota_files: Family<UserLabel, Gauge>,
+    quota_limit_bytes: Family<UserLabel, Gauge>,
+    quota_limit_files: Family<UserLabel, Gauge>,
 }
 
 impl fmt::Debug for Metrics {
@@ -250,6 +263,32 @@ impl Metrics {
             "Client addresses banned after failed logins",
             bans.clone(),
         );
+        let quota_bytes = Family::<UserLabel, Gauge>::default();
+        registry.register_with_unit(
+            "quota_used",
+            "Bytes stored in the home of each account with a quota",
+            Unit::Bytes,
+            quota_bytes.clone(),
+        );
+        let quota_files = Family::<UserLabel, Gauge>::default();
+        registry.register(
+            "quota_used_files",
+            "Files and directories in the home of each account with a quota",
+            quota_files.clone(),
+        );
+        let quota_limit_bytes = Family::<UserLabel, Gauge>::default();
+        registry.register_with_unit(
+            "quota_limit",
+            "Byte quota of each account that has one",
+            Unit::Bytes,
+            quota_limit_bytes.clone(),
+        );
+        let quota_limit_files = Family::<UserLabel, Gauge>::default();
+        registry.register(
+            "quota_limit_files",
+            "File quota of each account that has one",
+            quota_limit_files.clone(),
+        );
         Self {
             registry,
             sessions_open,
@@ -262,6 +301,10 @@ impl Metrics {
             commands,
             passive_ports,
             bans,
+            quota_bytes,
+            quota_files,
+            quota_limit_bytes,
+            quota_limit_files,
         }
     }
 
@@ -339,6 +382,36 @@ impl Metrics {
     /// Counts a ban.
     pub(crate) fn ban(&self) {
         self.bans.inc();
+    }
+
+    /// The gauges of `user`'s usage (bytes, files), which the account's quota accounting keeps set.
+    pub(crate) fn quota_gauges(&self, user: &str) -> (Gauge, Gauge) {
+        let label = UserLabel {
+            user: user.to_owned(),
+        };
+        (
+            self.quota_bytes.get_or_create(&label).clone(),
+            self.quota_files.get_or_create(&label).clone(),
+        )
+    }
+
+    /// Shows `user`'s limits (set at each login, so a reloaded users file shows).
+    pub(crate) fn quota_limits(&self, user: &str, quota: crate::quota::Quota) {
+        let label = UserLabel {
+            user: user.to_owned(),
+        };
+        let set = |family: &Family<UserLabel, Gauge>, v: Option<u64>| match v {
+            Some(v) => {
+                family
+                    .get_or_create(&label)
+                    .set(i64::try_from(v).unwrap_or(i64::MAX));
+            }
+            None => {
+                family.remove(&label);
+            }
+        };
+        set(&self.quota_limit_bytes, quota.bytes);
+        set(&self.quota_limit_files, quota.files);
     }
 }
 
@@ -450,6 +523,16 @@ mod tests {
         m.command("NOOP", Duration::from_millis(1));
         let port = m.passive_port();
         m.ban();
+        let (bytes, files) = m.quota_gauges("al\"ice");
+        bytes.set(1234);
+        files.set(5);
+        m.quota_limits(
+            "al\"ice",
+            crate::quota::Quota {
+                bytes: Some(10_000),
+                files: None,
+            },
+        );
         let text = m.encode();
         for line in [
             "ferry_sessions_open 1",
@@ -466,6 +549,9 @@ mod tests {
             "ferry_command_duration_seconds_count{verb=\"NOOP\"} 1",
             "ferry_passive_ports_in_use 1",
             "ferry_bans_total 1",
+            "ferry_quota_used_bytes{user=\"al\\\"ice\"} 1234",
+            "ferry_quota_used_files{user=\"al\\\"ice\"} 5",
+            "ferry_quota_limit_bytes{user=\"al\\\"ice\"} 10000",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }

@@ -17,8 +17,10 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 use crate::data;
+use crate::quota::AccountQuota;
 use crate::storage::{self, Storage, StorageError, StorageErrorKind};
 use crate::stream::MaybeTls;
+use crate::throttle::Throttle;
 use crate::tls::TlsContext;
 use crate::upload::{self, Upload, UploadPolicy};
 #[cfg(target_os = "linux")]
@@ -61,6 +63,10 @@ pub(crate) struct Job<S: Storage> {
     /// Whether plain binary transfers of local files may use `sendfile`/`splice`
     /// ([`ServerConfig::zero_copy`](crate::ServerConfig::zero_copy)).
     pub zero_copy: bool,
+    /// The bandwidth limits of the transfer's direction (unlimited: nothing to wait for).
+    pub throttle: Throttle,
+    /// The account's quota, for uploads; `None` without one.
+    pub quota: Option<AccountQuota>,
 }
 
 /// Maps a storage error to the protocol's error kinds (the reply table lives in ferry-proto).
@@ -139,11 +145,20 @@ async fn copy<S: Storage>(
         upload: policy,
         progress,
         zero_copy,
+        throttle,
+        quota,
     } = job;
     let ascii = request.ascii;
     // TLS on the data connection starts after the 150 (as clients such as Python's ftplib expect); a
     // client that starts it earlier simply has its ClientHello read then.
     let protect = |tcp: TcpStream, upload: bool| secure(tcp, request.tls, upload, tls.clone());
+    let flow = Flow {
+        ascii,
+        zero_copy,
+        idle: idle_timeout,
+        progress: &progress,
+        throttle: &throttle,
+    };
     match request.kind {
         TransferKind::Retr { path, offset } => {
             if upload::touches_temp(&path) {
@@ -163,6 +178,7 @@ async fn copy<S: Storage>(
                 zero_copy,
                 idle_timeout,
                 &progress,
+                &throttle,
             )
             .await?;
             finish(&mut stream, idle_timeout).await?;
@@ -184,6 +200,7 @@ async fn copy<S: Storage>(
                 false,
                 idle_timeout,
                 &progress,
+                &throttle,
             )
             .await?;
             finish(&mut stream, idle_timeout).await?;
@@ -192,7 +209,9 @@ async fn copy<S: Storage>(
         TransferKind::Stor { path, mode } => {
             // Data connection first: a failed one must not truncate or create anything.
             let tcp = open_data(source, connect_timeout).await?;
-            let open = |storage: Arc<S>| Upload::open(storage, policy, &path, storage_mode(mode));
+            let quota = quota.as_ref();
+            let open =
+                |storage: Arc<S>| Upload::open(storage, policy, &path, storage_mode(mode), quota);
             let stream = if request.tls {
                 // The TLS handshake comes after the 150 and may fail: open (and so truncate) the
                 // target only once it succeeded. A directory is still refused before the 150.
@@ -213,28 +232,48 @@ async fn copy<S: Storage>(
             let Some(up) = upload.as_mut() else {
                 return Err(TransferError::Aborted);
             };
-            let mut stream = stream;
-            let n =
-                receive_file(&mut stream, up, ascii, zero_copy, idle_timeout, &progress).await?;
-            // Answer the client's close_notify with ours (clients such as ftplib wait for it).
-            let _ = finish(&mut stream, idle_timeout).await;
-            Ok(n)
+            take_upload(stream, up, flow).await
         }
         TransferKind::Stou { dir, stem } => {
             let tcp = open_data(source, connect_timeout).await?;
-            let (created, up) = Upload::open_unique(storage, policy, &dir, &stem)
+            let (created, up) = Upload::open_unique(storage, policy, &dir, &stem, quota.as_ref())
                 .await
                 .map_err(storage_err)?;
             let up = upload.insert(up);
             start(ready, go, Some(created), None).await?;
-            let mut stream = protect(tcp, true).await?;
-            let n =
-                receive_file(&mut stream, up, ascii, zero_copy, idle_timeout, &progress).await?;
-            // Answer the client's close_notify with ours (clients such as ftplib wait for it).
-            let _ = finish(&mut stream, idle_timeout).await;
-            Ok(n)
+            let stream = protect(tcp, true).await?;
+            take_upload(stream, up, flow).await
         }
     }
+}
+
+/// How an upload's bytes flow: the settings [`take_upload`] passes on.
+#[derive(Clone, Copy)]
+struct Flow<'a> {
+    ascii: bool,
+    zero_copy: bool,
+    idle: Duration,
+    progress: &'a AtomicU64,
+    throttle: &'a Throttle,
+}
+
+/// Receives an upload into `up` until the client closes the data connection, then answers its
+/// close_notify with ours (clients such as ftplib wait for it).
+async fn take_upload<S: Storage>(
+    mut stream: MaybeTls,
+    up: &mut Upload<S>,
+    flow: Flow<'_>,
+) -> Result<u64, TransferError> {
+    let Flow {
+        ascii,
+        zero_copy,
+        idle,
+        progress,
+        throttle,
+    } = flow;
+    let n = receive_file(&mut stream, up, ascii, zero_copy, idle, progress, throttle).await?;
+    let _ = finish(&mut stream, idle).await;
+    Ok(n)
 }
 
 async fn open_data(source: DataSource, timeout: Duration) -> Result<TcpStream, TransferError> {
@@ -289,12 +328,15 @@ async fn send_file<S: Storage>(
     zero_copy: bool,
     idle: Duration,
     progress: &AtomicU64,
+    throttle: &Throttle,
 ) -> Result<u64, TransferError> {
     #[cfg(target_os = "linux")]
     if let (MaybeTls::Plain(tcp), false, true) = (&*stream, ascii, zero_copy) {
         if let Some(file) = S::reader_fd(&reader) {
             // `Unsupported` comes before the first byte only: fall back from the start.
-            if let Outcome::Done(n) = zero_copy::send_file(file, tcp, idle, progress).await? {
+            if let Outcome::Done(n) =
+                zero_copy::send_file(file, tcp, idle, progress, throttle).await?
+            {
                 return Ok(n);
             }
         }
@@ -310,10 +352,19 @@ async fn send_file<S: Storage>(
             ascii,
             idle,
             progress,
+            throttle,
         )
         .await;
     }
-    send(Source::Reader(reader), stream, ascii, idle, progress).await
+    send(
+        Source::Reader(reader),
+        stream,
+        ascii,
+        idle,
+        progress,
+        throttle,
+    )
+    .await
 }
 
 /// Receives an upload: zero-copy where the storage and the kernel allow it (plain binary transfers to
@@ -326,17 +377,24 @@ async fn receive_file<S: Storage>(
     zero_copy: bool,
     idle: Duration,
     progress: &AtomicU64,
+    throttle: &Throttle,
 ) -> Result<u64, TransferError> {
     #[allow(unused_mut)]
     let mut spliced = 0;
     #[cfg(target_os = "linux")]
     if let (MaybeTls::Plain(tcp), false, true) = (&*stream, ascii, zero_copy) {
         if let Some(file) = upload.local_file() {
+            let charge = upload.charge();
+            let reserve = |n| match &charge {
+                Some(c) => c.reserve(n).map_err(storage_err),
+                None => Ok(()),
+            };
             let written = |n| {
                 upload.count_written(n);
                 progress.fetch_add(n, Ordering::Relaxed);
             };
-            match zero_copy::receive_file(tcp, std::os::fd::AsFd::as_fd(&file), idle, written)
+            let gate = zero_copy::Gate { throttle, reserve };
+            match zero_copy::receive_file(tcp, std::os::fd::AsFd::as_fd(&file), idle, gate, written)
                 .await?
             {
                 Outcome::Done(n) => return Ok(n),
@@ -344,7 +402,7 @@ async fn receive_file<S: Storage>(
             }
         }
     }
-    let n = receive(stream, upload, ascii, zero_copy, idle, progress).await?;
+    let n = receive(stream, upload, ascii, zero_copy, idle, progress, throttle).await?;
     Ok(spliced + n)
 }
 
@@ -380,14 +438,16 @@ async fn send<R: AsyncRead + Unpin>(
     ascii: bool,
     idle: Duration,
     progress: &AtomicU64,
+    throttle: &Throttle,
 ) -> Result<u64, TransferError> {
     let mut buf = vec![0u8; BUF_SIZE];
     let mut converted = Vec::new();
     let mut conv = ToNetwork::default();
     let mut total = 0u64;
     loop {
+        let allowed = throttle.grant(buf.len()).await;
         let n = source
-            .read(&mut buf)
+            .read(&mut buf[..allowed])
             .await
             .map_err(|e| storage_err(e.into()))?;
         if n == 0 {
@@ -418,6 +478,7 @@ async fn receive<S: Storage>(
     direct: bool,
     idle: Duration,
     progress: &AtomicU64,
+    throttle: &Throttle,
 ) -> Result<u64, TransferError> {
     #[cfg(unix)]
     let mut local = direct
@@ -433,7 +494,8 @@ async fn receive<S: Storage>(
     let mut conv = FromNetwork::default();
     let mut total = 0u64;
     loop {
-        let n = match tokio::time::timeout(idle, stream.read(&mut buf)).await {
+        let allowed = throttle.grant(buf.len()).await;
+        let n = match tokio::time::timeout(idle, stream.read(&mut buf[..allowed])).await {
             Ok(Ok(n)) => n,
             // A TLS peer that closes TCP without close_notify: accepted as the end of the upload, as
             // common clients do this; the byte count in the 226 tells what arrived.
@@ -470,6 +532,7 @@ async fn store<S: Storage>(
 ) -> Result<(), TransferError> {
     let written = match local {
         Some(file) => {
+            upload.reserve(data.len() as u64).map_err(storage_err)?;
             std::io::Write::write_all(file, data).map(|()| upload.count_written(data.len() as u64))
         }
         None => upload.write_all(data).await,

@@ -45,6 +45,7 @@ use ferry_proto::session::{FsError, FsRequest};
 use tokio::io::AsyncWriteExt;
 use tracing::{debug, warn};
 
+use crate::quota::{AccountQuota, Charge};
 pub use crate::storage::TEMP_PREFIX;
 use crate::storage::{Storage, StorageError, StorageErrorKind, WriteMode};
 
@@ -191,22 +192,47 @@ pub(crate) struct Upload<S: Storage> {
     how: Target,
     partial: PartialUploads,
     written: u64,
+    /// The quota accounting, for an account with a quota.
+    charge: Option<Arc<Charge>>,
 }
 
 impl<S: Storage> Upload<S> {
-    /// Opens an upload to `path` (STOR, APPE, REST + STOR).
+    /// Opens an upload to `path` (STOR, APPE, REST + STOR), charged to `quota` if given.
     ///
     /// # Errors
-    /// As [`Storage::open_write`] and [`Storage::create_temp`]; `InvalidName` for a reserved name.
+    /// As [`Storage::open_write`] and [`Storage::create_temp`]; `InvalidName` for a reserved name;
+    /// `QuotaExceeded` when the account has no room left.
     pub(crate) async fn open(
         storage: Arc<S>,
         policy: UploadPolicy,
         path: &VirtualPath,
         mode: WriteMode,
+        quota: Option<&AccountQuota>,
     ) -> Result<Self, StorageError> {
         if touches_temp(path) {
             return Err(reserved_name());
         }
+        let charge = match quota {
+            Some(q) => Some(open_charge(&*storage, q, path, mode).await?),
+            None => None,
+        };
+        let opened = Self::open_uncharged(Arc::clone(&storage), policy, path, mode).await;
+        match (opened, charge) {
+            (Ok(up), charge) => Ok(Self { charge, ..up }),
+            (Err(e), Some(charge)) => {
+                charge.settle(&*storage).await;
+                Err(e)
+            }
+            (Err(e), None) => Err(e),
+        }
+    }
+
+    async fn open_uncharged(
+        storage: Arc<S>,
+        policy: UploadPolicy,
+        path: &VirtualPath,
+        mode: WriteMode,
+    ) -> Result<Self, StorageError> {
         if storage.atomic_writes() {
             let writer = storage.open_write(path, mode).await?;
             let continues = matches!(mode, WriteMode::Append | WriteMode::Resume(1..));
@@ -260,20 +286,55 @@ impl<S: Storage> Upload<S> {
         Self::with_temp(storage, policy, path.clone(), reserved).await
     }
 
-    /// Opens an upload to a new file with a unique name in `dir` (STOU); returns the name too.
+    /// Opens an upload to a new file with a unique name in `dir` (STOU), charged to `quota` if given;
+    /// returns the name too.
     ///
     /// # Errors
-    /// As [`Storage::create_unique`] and [`Storage::create_temp`]; `InvalidName` for a reserved name.
+    /// As [`Storage::create_unique`] and [`Storage::create_temp`]; `InvalidName` for a reserved name;
+    /// `QuotaExceeded` when the account has no room left.
     pub(crate) async fn open_unique(
         storage: Arc<S>,
         policy: UploadPolicy,
         dir: &VirtualPath,
         stem: &str,
+        quota: Option<&AccountQuota>,
     ) -> Result<(VirtualPath, Self), StorageError> {
         if touches_temp(dir) || is_temp_name(stem) {
             return Err(reserved_name());
         }
-        let (path, writer) = storage.create_unique(dir, stem).await?;
+        // A new file: room for it first, before any name is taken.
+        if let Some(q) = quota {
+            q.usage.ready().await;
+            q.check_room()?;
+            q.reserve_entry()?;
+        }
+        let (path, writer) = match storage.create_unique(dir, stem).await {
+            Ok(created) => created,
+            Err(e) => {
+                if let Some(q) = quota {
+                    q.release_entry();
+                }
+                return Err(e);
+            }
+        };
+        let charge = quota.map(|q| q.charge_new_file(&path));
+        match Self::unique_uncharged(Arc::clone(&storage), policy, path, writer).await {
+            Ok((path, upload)) => Ok((path, Self { charge, ..upload })),
+            Err(e) => {
+                if let Some(charge) = charge {
+                    charge.settle(&*storage).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn unique_uncharged(
+        storage: Arc<S>,
+        policy: UploadPolicy,
+        path: VirtualPath,
+        writer: S::Writer,
+    ) -> Result<(VirtualPath, Self), StorageError> {
         if storage.atomic_writes() {
             let target = Target::Direct { continues: false };
             return Ok((
@@ -330,6 +391,7 @@ impl<S: Storage> Upload<S> {
             how,
             partial: policy.partial,
             written: 0,
+            charge: None,
         }
     }
 
@@ -341,6 +403,11 @@ impl<S: Storage> Upload<S> {
         let Some(writer) = self.writer.as_mut() else {
             return Err(std::io::Error::other("upload already finished"));
         };
+        if let Some(charge) = &self.charge {
+            charge.reserve(data.len() as u64).map_err(|e| {
+                std::io::Error::new(std::io::ErrorKind::QuotaExceeded, e.message().to_owned())
+            })?;
+        }
         // Counted write by write, so that a disk that fills up midway still shows what arrived.
         let mut rest = data;
         while !rest.is_empty() {
@@ -368,13 +435,41 @@ impl<S: Storage> Upload<S> {
         self.written += n;
     }
 
+    /// Charges `n` bytes about to be written other than through [`Upload::write_all`] to the
+    /// account's quota.
+    ///
+    /// # Errors
+    /// `QuotaExceeded` when they do not fit: they must not be written then.
+    pub(crate) fn reserve(&self, n: u64) -> Result<(), StorageError> {
+        match &self.charge {
+            Some(charge) => charge.reserve(n),
+            None => Ok(()),
+        }
+    }
+
+    /// The upload's quota accounting, for writers that cannot borrow the upload
+    /// ([`Upload::reserve`] otherwise).
+    pub(crate) fn charge(&self) -> Option<Arc<Charge>> {
+        self.charge.clone()
+    }
+
     /// Completes the upload: flushes and closes the writer (where a write error may surface only),
     /// then, in atomic mode, renames the temporary file over the target. On failure the upload is
     /// abandoned as the partial-upload policy says.
     ///
     /// # Errors
     /// The flush, close or rename failure.
-    pub(crate) async fn commit(mut self) -> Result<(), StorageError> {
+    pub(crate) async fn commit(self) -> Result<(), StorageError> {
+        let charge = self.charge.clone();
+        let storage = Arc::clone(&self.storage);
+        let result = self.commit_uncharged().await;
+        if let Some(charge) = charge {
+            charge.settle(&*storage).await;
+        }
+        result
+    }
+
+    async fn commit_uncharged(mut self) -> Result<(), StorageError> {
         if let Some(mut writer) = self.writer.take() {
             let closed = match writer.flush().await {
                 Ok(()) => writer.shutdown().await,
@@ -383,14 +478,14 @@ impl<S: Storage> Upload<S> {
             drop(writer);
             if let Err(e) = closed {
                 let e = StorageError::from(e);
-                self.abandon().await;
+                self.abandon_uncharged().await;
                 return Err(e);
             }
         }
         if let Target::Atomic { temp, .. } = &self.how {
             if let Err(e) = self.storage.rename(temp, &self.target).await {
                 warn!(target = %self.target, error = %e, "cannot move a completed upload into place");
-                self.abandon().await;
+                self.abandon_uncharged().await;
                 return Err(e);
             }
         }
@@ -399,7 +494,16 @@ impl<S: Storage> Upload<S> {
 
     /// Ends a failed upload: closes the writer and deletes or keeps the partial data as the policy
     /// says. Failures here are logged, not returned: the transfer has failed already.
-    pub(crate) async fn abandon(mut self) {
+    pub(crate) async fn abandon(self) {
+        let charge = self.charge.clone();
+        let storage = Arc::clone(&self.storage);
+        self.abandon_uncharged().await;
+        if let Some(charge) = charge {
+            charge.settle(&*storage).await;
+        }
+    }
+
+    async fn abandon_uncharged(mut self) {
         let storage = &self.storage;
         let target = &self.target;
         if let Target::Direct { continues } = self.how {
@@ -467,6 +571,40 @@ fn log_removal(path: &VirtualPath, r: Result<(), StorageError>) {
     }
 }
 
+/// Opens the quota accounting of an upload to `path` in `mode`: what is there now, and how much of it
+/// the upload keeps.
+async fn open_charge<S: Storage>(
+    storage: &S,
+    quota: &AccountQuota,
+    path: &VirtualPath,
+    mode: WriteMode,
+) -> Result<Arc<Charge>, StorageError> {
+    quota.usage.ready().await;
+    let before = match storage.metadata(path).await {
+        Ok(info) if info.kind == FileKind::Dir => {
+            return Err(StorageError::new(
+                StorageErrorKind::IsADirectory,
+                "is a directory",
+            ))
+        }
+        Ok(info) => Some(info.size),
+        Err(e) if e.kind() == StorageErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    let keep = match mode {
+        WriteMode::Append => before.unwrap_or(0),
+        WriteMode::Resume(n) => n,
+        WriteMode::Truncate | WriteMode::CreateNew => 0,
+    };
+    if mode == WriteMode::CreateNew && before.is_some() {
+        return Err(StorageError::new(
+            StorageErrorKind::AlreadyExists,
+            "the file exists",
+        ));
+    }
+    quota.open_upload(path, before, keep)
+}
+
 /// Closes a writer, ignoring errors (nothing is kept that depends on them).
 async fn close<W: tokio::io::AsyncWrite + Unpin>(mut writer: W) {
     let _ = writer.shutdown().await;
@@ -528,7 +666,7 @@ mod tests {
         let (tmp, s) = setup();
         std::fs::write(tmp.path().join("f"), b"old").unwrap();
         let p = policy(UploadMode::Atomic, PartialUploads::Delete);
-        let mut up = Upload::open(Arc::clone(&s), p, &vp("f"), WriteMode::Truncate)
+        let mut up = Upload::open(Arc::clone(&s), p, &vp("f"), WriteMode::Truncate, None)
             .await
             .unwrap();
         up.write_all(b"new content").await.unwrap();
@@ -581,6 +719,7 @@ mod tests {
                 policy(mode, partial),
                 &vp("f"),
                 WriteMode::Truncate,
+                None,
             )
             .await
             .unwrap();
@@ -605,12 +744,12 @@ mod tests {
     async fn exclusive_and_unique_uploads_reserve_their_name() {
         let (tmp, s) = setup();
         let p = policy(UploadMode::Atomic, PartialUploads::Delete);
-        let mut up = Upload::open(Arc::clone(&s), p, &vp("n"), WriteMode::CreateNew)
+        let mut up = Upload::open(Arc::clone(&s), p, &vp("n"), WriteMode::CreateNew, None)
             .await
             .unwrap();
         // The name is taken (empty) while the upload runs.
         assert_eq!(std::fs::read(tmp.path().join("n")).unwrap(), b"");
-        let again = Upload::open(Arc::clone(&s), p, &vp("n"), WriteMode::CreateNew).await;
+        let again = Upload::open(Arc::clone(&s), p, &vp("n"), WriteMode::CreateNew, None).await;
         assert_eq!(
             again.map(|_| ()).unwrap_err().kind(),
             StorageErrorKind::AlreadyExists
@@ -619,9 +758,10 @@ mod tests {
         up.commit().await.unwrap();
         assert_eq!(std::fs::read(tmp.path().join("n")).unwrap(), b"x");
 
-        let (path, mut up) = Upload::open_unique(Arc::clone(&s), p, &VirtualPath::root(), "n")
-            .await
-            .unwrap();
+        let (path, mut up) =
+            Upload::open_unique(Arc::clone(&s), p, &VirtualPath::root(), "n", None)
+                .await
+                .unwrap();
         assert_eq!(path, vp("n.1"));
         up.write_all(b"y").await.unwrap();
         up.abandon().await;
@@ -633,14 +773,14 @@ mod tests {
         let (tmp, s) = setup();
         std::fs::write(tmp.path().join("f"), b"abcdef").unwrap();
         let p = policy(UploadMode::Atomic, PartialUploads::Delete);
-        let mut up = Upload::open(Arc::clone(&s), p, &vp("f"), WriteMode::Resume(3))
+        let mut up = Upload::open(Arc::clone(&s), p, &vp("f"), WriteMode::Resume(3), None)
             .await
             .unwrap();
         up.write_all(b"XY").await.unwrap();
         up.abandon().await;
         // Continuing a file is never undone: what arrived stays, the prefix is untouched.
         assert_eq!(std::fs::read(tmp.path().join("f")).unwrap(), b"abcXY");
-        let mut up = Upload::open(Arc::clone(&s), p, &vp("f"), WriteMode::Append)
+        let mut up = Upload::open(Arc::clone(&s), p, &vp("f"), WriteMode::Append, None)
             .await
             .unwrap();
         up.write_all(b"!").await.unwrap();
@@ -660,10 +800,11 @@ mod tests {
             ("d", StorageErrorKind::IsADirectory),
             ("missing/f", StorageErrorKind::NotFound),
         ] {
-            let r = Upload::open(Arc::clone(&s), p, &vp(path), WriteMode::Truncate).await;
+            let r = Upload::open(Arc::clone(&s), p, &vp(path), WriteMode::Truncate, None).await;
             assert_eq!(r.map(|_| ()).unwrap_err().kind(), kind, "{path}");
         }
-        let r = Upload::open_unique(Arc::clone(&s), p, &VirtualPath::root(), TEMP_PREFIX).await;
+        let r =
+            Upload::open_unique(Arc::clone(&s), p, &VirtualPath::root(), TEMP_PREFIX, None).await;
         assert_eq!(
             r.map(|_| ()).unwrap_err().kind(),
             StorageErrorKind::InvalidName

@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ferry_proto::session::TransferError;
+
+use crate::throttle::Throttle;
 use rustix::io::Errno;
 use rustix::pipe::SpliceFlags;
 use tokio::io::Interest;
@@ -26,6 +28,16 @@ const SEND_CHUNK: usize = 4 * 1024 * 1024;
 /// Pipe capacity asked for uploads (the kernel may keep its 64 KiB default if the user's pipe budget
 /// is used up; splicing then still works, in smaller steps).
 const PIPE_SIZE: usize = 1024 * 1024;
+
+/// What an upload must pass before its bytes reach the file: the bandwidth limits (how much may be
+/// taken from the socket now) and the quota (`reserve` is told each chunk before it is written, and
+/// refuses one that does not fit).
+pub(crate) struct Gate<'a, R> {
+    /// The upload's bandwidth limits.
+    pub throttle: &'a Throttle,
+    /// Charges a chunk to the account's quota before it is written.
+    pub reserve: R,
+}
 
 /// How a zero-copy transfer ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -47,7 +59,7 @@ fn storage_error(e: Errno) -> TransferError {
 }
 
 /// Sends `file` from its current position to its end over `tcp` with `sendfile`, counting the bytes
-/// in `progress`.
+/// in `progress`. Under a bandwidth limit each call is asked for one granted chunk only.
 ///
 /// # Errors
 /// [`TransferError::ConnectionLost`] if the peer goes away or stops reading for `idle`;
@@ -57,22 +69,29 @@ pub(crate) async fn send_file(
     tcp: &TcpStream,
     idle: Duration,
     progress: &AtomicU64,
+    throttle: &Throttle,
 ) -> Result<Outcome, TransferError> {
     let mut offset =
         rustix::fs::seek(file, rustix::fs::SeekFrom::Current(0)).map_err(storage_error)?;
     let mut total = 0u64;
+    // Bytes granted by the bandwidth limits and not sent yet.
+    let mut granted = 0usize;
     loop {
+        if granted == 0 {
+            granted = throttle.grant(SEND_CHUNK).await;
+        }
         match tokio::time::timeout(idle, tcp.writable()).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) | Err(_) => return Err(TransferError::ConnectionLost),
         }
         let sent = tcp.try_io(Interest::WRITABLE, || {
-            rustix::fs::sendfile(tcp.as_fd(), file, Some(&mut offset), SEND_CHUNK)
+            rustix::fs::sendfile(tcp.as_fd(), file, Some(&mut offset), granted)
                 .map_err(io::Error::from)
         });
         match sent {
             Ok(0) => return Ok(Outcome::Done(total)),
             Ok(n) => {
+                granted = granted.saturating_sub(n);
                 total += n as u64;
                 progress.fetch_add(n as u64, Ordering::Relaxed);
             }
@@ -94,15 +113,19 @@ pub(crate) async fn send_file(
 }
 
 /// Receives an upload from `tcp` until the peer closes it and writes it to `file` at its current
-/// position, moving the bytes socket → pipe → file with `splice`. `written` is told every step.
+/// position, moving the bytes socket → pipe → file with `splice`. Each chunk taken from the socket
+/// passes the `gate` (at most what the bandwidth limits grant is taken; the quota is charged before it
+/// is written); `written` is told every step.
 ///
 /// # Errors
 /// [`TransferError::ConnectionLost`] if the connection is reset or idle for `idle`;
-/// [`TransferError::Storage`] if writing the file fails (a full disk, for one).
+/// [`TransferError::Storage`] if writing the file fails (a full disk, for one) or the quota refuses
+/// a chunk.
 pub(crate) async fn receive_file(
     tcp: &TcpStream,
     file: BorrowedFd<'_>,
     idle: Duration,
+    mut gate: Gate<'_, impl FnMut(u64) -> Result<(), TransferError>>,
     mut written: impl FnMut(u64),
 ) -> Result<Outcome, TransferError> {
     let Ok((pipe_r, pipe_w)) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC) else {
@@ -112,7 +135,12 @@ pub(crate) async fn receive_file(
     let _ = rustix::pipe::fcntl_setpipe_size(&pipe_w, PIPE_SIZE);
     let capacity = rustix::pipe::fcntl_getpipe_size(&pipe_w).unwrap_or(64 * 1024);
     let mut total = 0u64;
+    // Bytes granted by the bandwidth limits and not taken from the socket yet.
+    let mut granted = 0usize;
     loop {
+        if granted == 0 {
+            granted = gate.throttle.grant(capacity).await;
+        }
         match tokio::time::timeout(idle, tcp.readable()).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) | Err(_) => return Err(TransferError::ConnectionLost),
@@ -123,14 +151,17 @@ pub(crate) async fn receive_file(
                 None,
                 &pipe_w,
                 None,
-                capacity,
+                granted,
                 SpliceFlags::NONBLOCK | SpliceFlags::MOVE,
             )
             .map_err(io::Error::from)
         });
         let pending = match filled {
             Ok(0) => return Ok(Outcome::Done(total)),
-            Ok(n) => n,
+            Ok(n) => {
+                granted = granted.saturating_sub(n);
+                n
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => {
                 return match Errno::from_io_error(&e) {
@@ -139,6 +170,7 @@ pub(crate) async fn receive_file(
                 }
             }
         };
+        (gate.reserve)(pending as u64)?;
         let drained = drain(&pipe_r, file, pending, &mut written)?;
         total += pending as u64;
         if !drained {
@@ -221,6 +253,16 @@ mod tests {
 
     const IDLE: Duration = Duration::from_secs(10);
 
+    static UNLIMITED: Throttle = Throttle::unlimited();
+
+    /// A gate that lets everything through.
+    fn open_gate() -> Gate<'static, impl FnMut(u64) -> Result<(), TransferError>> {
+        Gate {
+            throttle: &UNLIMITED,
+            reserve: |_| Ok(()),
+        }
+    }
+
     /// Bytes that differ at every offset, so a chunk moved to the wrong place shows.
     fn pattern(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
@@ -254,7 +296,7 @@ mod tests {
             got
         });
         let progress = AtomicU64::new(0);
-        let outcome = send_file(file.as_fd(), &server, IDLE, &progress)
+        let outcome = send_file(file.as_fd(), &server, IDLE, &progress, &Throttle::default())
             .await
             .unwrap();
         drop(server);
@@ -270,7 +312,14 @@ mod tests {
         let (_dir, file) = file_with(&pattern(64 * 1024 * 1024));
         let (server, _client) = pair().await;
         let progress = AtomicU64::new(0);
-        let r = send_file(file.as_fd(), &server, Duration::from_millis(200), &progress).await;
+        let r = send_file(
+            file.as_fd(),
+            &server,
+            Duration::from_millis(200),
+            &progress,
+            &Throttle::default(),
+        )
+        .await;
         assert_eq!(r, Err(TransferError::ConnectionLost));
         assert!(progress.load(Ordering::Relaxed) < 64 * 1024 * 1024);
     }
@@ -284,7 +333,7 @@ mod tests {
             .unwrap();
         drop(client);
         let progress = AtomicU64::new(0);
-        let r = send_file(file.as_fd(), &server, IDLE, &progress).await;
+        let r = send_file(file.as_fd(), &server, IDLE, &progress, &Throttle::default()).await;
         assert_eq!(r, Err(TransferError::ConnectionLost));
     }
 
@@ -301,7 +350,7 @@ mod tests {
             client.shutdown().await.unwrap();
         });
         let mut written = 0u64;
-        let outcome = receive_file(&server, file.as_fd(), IDLE, |n| written += n)
+        let outcome = receive_file(&server, file.as_fd(), IDLE, open_gate(), |n| written += n)
             .await
             .unwrap();
         (outcome, written, server, writer)
@@ -361,7 +410,7 @@ mod tests {
             .set_linger(Some(Duration::ZERO))
             .unwrap();
         drop(client);
-        let r = receive_file(&server, file.as_fd(), IDLE, |_| {}).await;
+        let r = receive_file(&server, file.as_fd(), IDLE, open_gate(), |_| {}).await;
         assert_eq!(r, Err(TransferError::ConnectionLost));
     }
 }

@@ -22,6 +22,9 @@ use clap::parser::ValueSource;
 use clap::ArgMatches;
 use serde::Deserialize;
 
+use ferry_server::throttle::ByteCount;
+use ferry_server::PassiveRoute;
+
 use crate::logging::LogFormat;
 use crate::{Anonymous, Cli, PartialUploadsArg, TlsRequired, UploadModeArg};
 
@@ -59,6 +62,12 @@ pub const KEYS: &[Key] = &[
         "\"ftp.example.org\"",
         false,
     ),
+    key(
+        "passive-address-for",
+        "passive_address_for",
+        "[\"192.168.0.0/16=192.168.1.10\"]",
+        false,
+    ),
     key("max-sessions", "max_sessions", "1000", true),
     key("max-sessions-per-ip", "max_sessions_per_ip", "50", true),
     key("idle-timeout", "idle_timeout", "600", true),
@@ -66,6 +75,10 @@ pub const KEYS: &[Key] = &[
     key("upload-mode", "upload_mode", "\"atomic\"", false),
     key("partial-uploads", "partial_uploads", "\"delete\"", false),
     key("zero-copy", "zero_copy", "false", false),
+    key("upload-rate", "upload_rate", "\"10M\"", false),
+    key("download-rate", "download_rate", "\"10M\"", false),
+    key("quota-bytes", "quota_bytes", "\"10G\"", false),
+    key("quota-files", "quota_files", "10000", false),
     key("tls-cert", "tls_cert", "\"cert.pem\"", false),
     key("tls-key", "tls_key", "\"key.pem\"", false),
     key(
@@ -145,6 +158,7 @@ pub struct FileConfig {
     lock_user_after: Option<u32>,
     passive_ports: Option<PortRange>,
     passive_address: Option<String>,
+    passive_address_for: Option<Vec<PassiveRoute>>,
     max_sessions: Option<Positive>,
     max_sessions_per_ip: Option<Positive>,
     idle_timeout: Option<Positive>,
@@ -152,6 +166,10 @@ pub struct FileConfig {
     upload_mode: Option<UploadModeArg>,
     zero_copy: Option<bool>,
     partial_uploads: Option<PartialUploadsArg>,
+    upload_rate: Option<ByteCount>,
+    download_rate: Option<ByteCount>,
+    quota_bytes: Option<ByteCount>,
+    quota_files: Option<u64>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     implicit_listen: Option<Vec<SocketAddr>>,
@@ -270,7 +288,16 @@ impl LoadedFile {
             upload_mode,
             partial_uploads,
             zero_copy,
+            passive_address_for,
         );
+        macro_rules! take_optional {
+            ($($field:ident),* $(,)?) => {$(
+                if let (Some(v), false) = (f.$field, given(stringify!($field))) {
+                    cli.$field = Some(v);
+                }
+            )*};
+        }
+        take_optional!(upload_rate, download_rate, quota_bytes, quota_files);
         if let (Some(v), false) = (f.user.clone(), given("users")) {
             cli.users = v;
         }

@@ -87,6 +87,28 @@ const TABLE: &[(&str, &str, Check)] = &[
         "passive-address = \"ftp.example.org\"",
         |_, s| s.passive.address.as_deref() == Some("ftp.example.org"),
     ),
+    (
+        "passive-address-for",
+        "passive-address-for = [\"10.0.0.0/8=10.0.0.1\", \"192.168.0.0/16=192.168.1.10\"]",
+        |_, s| {
+            s.passive.address_for("192.168.4.4".parse().unwrap())
+                == Some("192.168.1.10".parse().unwrap())
+                && s.passive.address_for("10.9.9.9".parse().unwrap())
+                    == Some("10.0.0.1".parse().unwrap())
+        },
+    ),
+    ("upload-rate", "upload-rate = \"10M\"", |_, s| {
+        s.bandwidth.upload == Some(10 << 20) && s.bandwidth.download.is_none()
+    }),
+    ("download-rate", "download-rate = 524288", |_, s| {
+        s.bandwidth.download == Some(512 << 10) && s.bandwidth.upload.is_none()
+    }),
+    ("quota-bytes", "quota-bytes = \"2G\"", |c, _| {
+        settings::user_quota(c).bytes == Some(2 << 30)
+    }),
+    ("quota-files", "quota-files = 100", |c, _| {
+        settings::user_quota(c).files == Some(100)
+    }),
     ("max-sessions", "max-sessions = 12", |_, s| {
         s.limits.max_sessions == 12
     }),
@@ -447,6 +469,16 @@ fn impossible_combinations_are_refused_with_a_fix() {
         ("users = \"u.toml\"\nuser = [\"a:b\"]", &[], "line 2: user:"),
         ("users = \"u.toml\"", &["--anonymous", "ro"], "--anonymous:"),
         ("user = [\"nocolon\"]", &[], "NAME:PASSWORD"),
+        (
+            "users = \"u.toml\"\nquota-bytes = \"1G\"",
+            &[],
+            "line 2: quota-bytes: applies to `user` accounts only",
+        ),
+        (
+            "users = \"u.toml\"",
+            &["--quota-files", "3"],
+            "--quota-files:",
+        ),
         (
             "",
             &["--tls-cert", "c.pem"],

@@ -25,10 +25,11 @@ use anyhow::{bail, Context, Result};
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use ferry_server::auth::{UsersFile, UsersOptions};
 use ferry_server::metrics::Metrics;
+use ferry_server::throttle::ByteCount;
 use ferry_server::xferlog::XferLog;
 use ferry_server::{
-    AnonymousMode, AnyStorage, Authenticator, Reloader, Server, ServerConfig, StaticAuthenticator,
-    UsersAuthenticator,
+    AnonymousMode, AnyStorage, Authenticator, PassiveRoute, Reloader, Server, ServerConfig,
+    StaticAuthenticator, UsersAuthenticator,
 };
 use serde::Deserialize;
 use tracing::info;
@@ -109,6 +110,11 @@ struct Cli {
     /// Address advertised in PASV replies (IPv4 or host name), for servers behind NAT.
     #[arg(long = "passive-address", value_name = "HOST")]
     passive_address: Option<String>,
+    /// Address advertised in PASV replies to clients of one network, CIDR=ADDRESS (repeatable; the most
+    /// specific network wins), before --passive-address: e.g. 192.168.0.0/16=192.168.1.10 gives LAN
+    /// clients the LAN address.
+    #[arg(long = "passive-address-for", value_name = "CIDR=ADDRESS")]
+    passive_address_for: Vec<PassiveRoute>,
     /// Greeting text sent after `220 ` (default: "Ferry FTP server ready").
     #[arg(long, value_name = "TEXT")]
     banner: Option<String>,
@@ -146,6 +152,22 @@ struct Cli {
         hide_possible_values = true
     )]
     zero_copy: bool,
+    /// Upload bandwidth of the whole server, bytes per second (10M, 512K: 1024-based), shared by all
+    /// sessions.
+    #[arg(long = "upload-rate", value_name = "BYTES")]
+    upload_rate: Option<ByteCount>,
+    /// Download bandwidth of the whole server (downloads and listings), bytes per second (10M, 512K:
+    /// 1024-based), shared by all sessions.
+    #[arg(long = "download-rate", value_name = "BYTES")]
+    download_rate: Option<ByteCount>,
+    /// Byte quota of each --user account (10G, 512M: 1024-based): uploads beyond it get 552. Not with
+    /// --users.
+    #[arg(long = "quota-bytes", value_name = "BYTES")]
+    quota_bytes: Option<ByteCount>,
+    /// Files and directories each --user account may have: uploads and MKD beyond it get 552. Not
+    /// with --users.
+    #[arg(long = "quota-files", value_name = "N")]
+    quota_files: Option<u64>,
     /// PEM certificate chain: turns on explicit FTPS (AUTH TLS). Needs --tls-key.
     #[arg(long = "tls-cert", value_name = "PEM")]
     tls_cert: Option<PathBuf>,
@@ -351,6 +373,7 @@ async fn serve(cli: Cli, matches: ArgMatches, credentials: scale::FileCredential
     let user_specs = settings::user_specs(&cli);
     let anonymous = settings::anonymous_mode(&cli);
     let mut auth = StaticAuthenticator::new(anonymous);
+    auth.set_quota(settings::user_quota(&cli));
     let mut names = Vec::new();
     for spec in &user_specs {
         let Some((name, password)) = spec.split_once(':') else {

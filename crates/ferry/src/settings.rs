@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_proto::session::{Config as SessionConfig, TlsPolicy};
+use ferry_server::quota::Quota;
+use ferry_server::throttle::Bandwidth;
 use ferry_server::tls::TlsConfig;
 use ferry_server::{
     AnonymousMode, PartialUploads, PassiveConfig, ServerConfig, UploadMode, UploadPolicy,
@@ -161,6 +163,25 @@ pub fn validate(cli: &Cli, file: Option<&LoadedFile>) -> Result<(), ConfigError>
         }
         _ => {}
     }
+    if cli.users_file.is_some() {
+        for key in ["quota-bytes", "quota-files"] {
+            let set = match key {
+                "quota-bytes" => cli.quota_bytes.is_some(),
+                _ => cli.quota_files.is_some(),
+            };
+            if set {
+                return Err(blame(
+                    file,
+                    key,
+                    "applies to `user` accounts only, not to a users file",
+                    format!(
+                        "set {} on each account in the users file",
+                        key.replace('-', "_")
+                    ),
+                ));
+            }
+        }
+    }
     for spec in &user_specs(cli) {
         match spec.split_once(':') {
             Some((name, _)) if !name.is_empty() => {}
@@ -175,6 +196,14 @@ pub fn validate(cli: &Cli, file: Option<&LoadedFile>) -> Result<(), ConfigError>
         }
     }
     Ok(())
+}
+
+/// The quota of each `--user` account (`--quota-bytes`, `--quota-files`).
+pub fn user_quota(cli: &Cli) -> Quota {
+    Quota {
+        bytes: cli.quota_bytes.map(|b| b.0),
+        files: cli.quota_files,
+    }
 }
 
 /// The session settings the options make (banner, idle timeout, TLS policy).
@@ -215,6 +244,11 @@ pub fn server_config(cli: &Cli) -> ServerConfig {
     config.passive = PassiveConfig {
         ports: cli.passive_ports.as_ref().map(|r| r.0.clone()),
         address: cli.passive_address.clone(),
+        address_for: cli.passive_address_for.clone(),
+    };
+    config.bandwidth = Bandwidth {
+        upload: cli.upload_rate.map(|r| r.0),
+        download: cli.download_rate.map(|r| r.0),
     };
     config.login_limits.ban_after = cli.ban_after;
     config.login_limits.ban_duration = Duration::from_secs(cli.ban_time.max(1));
@@ -288,6 +322,14 @@ fn every_field(cli: &Cli) -> Vec<(&'static str, String)> {
         ("lock-user-after", format!("{:?}", cli.lock_user_after)),
         ("passive-ports", format!("{:?}", cli.passive_ports)),
         ("passive-address", format!("{:?}", cli.passive_address)),
+        (
+            "passive-address-for",
+            format!("{:?}", cli.passive_address_for),
+        ),
+        ("upload-rate", format!("{:?}", cli.upload_rate)),
+        ("download-rate", format!("{:?}", cli.download_rate)),
+        ("quota-bytes", format!("{:?}", cli.quota_bytes)),
+        ("quota-files", format!("{:?}", cli.quota_files)),
         ("tls-cert", format!("{:?}", cli.tls_cert)),
         ("tls-key", format!("{:?}", cli.tls_key)),
         ("implicit-listen", format!("{:?}", cli.implicit_listen)),

@@ -67,10 +67,19 @@ pub struct Account {
     pub upload_mode: Option<crate::upload::UploadMode>,
     /// The account's own policy for the data of failed uploads; `None` for the server's.
     pub partial_uploads: Option<crate::upload::PartialUploads>,
+    /// How much the account may store in its home; usage is shared by its sessions. Default: no limit.
+    /// See [`crate::quota`].
+    pub quota: crate::quota::Quota,
+    /// The account's own bandwidth limits, shared by all its sessions (on top of the server's).
+    /// Default: none. See [`crate::throttle`].
+    pub bandwidth: crate::throttle::Bandwidth,
 }
 
 impl Account {
-    /// An account named `user` with `permissions`, rooted at the server root, without a session limit.
+    /// An account named `user` with `permissions`, rooted at the server root, without a session limit,
+    /// quota or bandwidth limit of its own. Backends set further fields with struct update syntax
+    /// (`Account { home, ..Account::new(user, permissions) }`), so that fields added later need no
+    /// change in them.
     pub fn new(user: &str, permissions: Permissions) -> Self {
         Self {
             user: user.to_owned(),
@@ -79,6 +88,8 @@ impl Account {
             max_sessions: None,
             upload_mode: None,
             partial_uploads: None,
+            quota: crate::quota::Quota::default(),
+            bandwidth: crate::throttle::Bandwidth::default(),
         }
     }
 }
@@ -120,6 +131,7 @@ pub enum AnonymousMode {
 pub struct StaticAuthenticator {
     users: HashMap<String, String>,
     anonymous: AnonymousMode,
+    quota: crate::quota::Quota,
 }
 
 impl StaticAuthenticator {
@@ -128,7 +140,13 @@ impl StaticAuthenticator {
         Self {
             users: HashMap::new(),
             anonymous,
+            quota: crate::quota::Quota::default(),
         }
+    }
+
+    /// Gives every user (not the anonymous account) this quota, each for itself.
+    pub fn set_quota(&mut self, quota: crate::quota::Quota) {
+        self.quota = quota;
     }
 
     /// Adds (or replaces) a user with full permissions.
@@ -142,7 +160,10 @@ impl Authenticator for StaticAuthenticator {
         let Credentials { user, password, .. } = credentials;
         if let Some(expected) = self.users.get(user) {
             return if constant_time_eq(expected.as_bytes(), password.as_bytes()) {
-                Ok(Account::new(user, Permissions::ALL))
+                Ok(Account {
+                    quota: self.quota,
+                    ..Account::new(user, Permissions::ALL)
+                })
             } else {
                 Err(AuthError::Invalid)
             };

@@ -552,6 +552,7 @@ impl Authenticator for UsersAuthenticator {
                     max_sessions: a.max_sessions.map(|n| n.get() as usize),
                     upload_mode: a.upload_mode,
                     partial_uploads: a.partial_uploads,
+                    ..Account::new("anonymous", a.permissions)
                 }),
                 _ => Err(AuthError::Invalid),
             };
@@ -573,6 +574,7 @@ impl Authenticator for UsersAuthenticator {
                 max_sessions: u.max_sessions.map(|n| n.get() as usize),
                 upload_mode: u.upload_mode,
                 partial_uploads: u.partial_uploads,
+                ..Account::new(c.user, u.permissions)
             }),
             _ => Err(AuthError::Invalid),
         }

@@ -82,7 +82,11 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
     }
 
     pub(super) async fn advertised_ip(&self, local_ip: IpAddr) -> IpAddr {
-        if let Some(host) = &self.shared.config.passive.address {
+        let passive = &self.shared.config.passive;
+        if let Some(ip) = passive.address_for(self.session.peer().ip()) {
+            return IpAddr::V4(ip);
+        }
+        if let Some(host) = &passive.address {
             if let Ok(ip) = host.parse::<IpAddr>() {
                 return ip;
             }
@@ -121,6 +125,11 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
         let (go_tx, go_rx) = oneshot::channel();
         let (cancel_tx, cancel_rx) = oneshot::channel();
         let info = TransferInfo::new(&request.kind, request.ascii);
+        let throttle = self
+            .policy
+            .as_ref()
+            .map(|p| p.throttle(&request.kind))
+            .unwrap_or_default();
         let limits = &self.shared.config.limits;
         let job = Job {
             storage: Arc::clone(&self.storage),
@@ -134,6 +143,8 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
             upload: self.upload,
             zero_copy: self.shared.config.zero_copy,
             progress: Arc::clone(&info.progress),
+            throttle,
+            quota: self.policy.as_ref().and_then(|p| p.quota.clone()),
         };
         let handle = tokio::spawn(transfer::run(job, cancel_rx).in_current_span());
         self.transfer = Some(Box::new(Running {

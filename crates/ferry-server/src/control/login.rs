@@ -111,6 +111,10 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
                 }
             },
         };
+        self.policy = self
+            .shared
+            .policies
+            .for_account(&account, &storage, &self.shared.config);
         self.storage = storage;
         self.account = Some(guard);
         self.upload = self

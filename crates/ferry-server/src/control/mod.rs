@@ -70,6 +70,8 @@ pub(crate) struct Shared<S, A> {
     pub user_sessions: Counts<String>,
     /// Limits and session settings that a reload may change for new sessions.
     pub live: Arc<crate::reload::Live>,
+    /// Bandwidth buckets and quota usage shared by sessions.
+    pub policies: crate::policy::Policies,
 }
 
 /// Drives one control connection until it closes.
@@ -85,6 +87,8 @@ pub(crate) struct ControlDriver<S: Storage, A: Authenticator> {
     account: Option<CountGuard<String>>,
     /// How this session's uploads are written: the server's policy with the account's overrides.
     upload: UploadPolicy,
+    /// Bandwidth limits and quota; `None` (and no memory held) when nothing limits the session.
+    policy: Option<Box<crate::policy::SessionPolicy>>,
     /// Bytes read but not yet consumed by the session (usually empty).
     pending: Vec<u8>,
     /// Read buffer of a TLS control connection (empty for plain ones).
@@ -121,6 +125,7 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
             storage: Arc::clone(&shared.storage),
             account: None,
             upload: shared.config.uploads,
+            policy: shared.policies.before_login(),
             shared,
             stream: Some(stream),
             session,
@@ -299,6 +304,7 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
             // REIN or a new USER ended the login: free the account's session slot before the reply
             // goes out, so a client that reconnects on seeing it finds the slot free.
             self.account = None;
+            self.policy = self.shared.policies.before_login();
         }
         self.write_replies().await
     }
@@ -412,22 +418,10 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
         // The temporary files of atomic uploads are invisible to clients.
         upload::check_request(&req)?;
         let st = &self.storage;
-        let r = match req {
-            FsRequest::Metadata(p) => st.metadata(&p).await.map(FsResponse::Metadata),
-            FsRequest::List(p) => st.list(&p).await.map(|mut entries| {
-                upload::hide_temps(&mut entries);
-                FsResponse::Entries(entries)
-            }),
-            FsRequest::CreateDir(p) => st.create_dir(&p).await.map(|()| FsResponse::Done),
-            FsRequest::RemoveDir(p) => st.remove_dir(&p).await.map(|()| FsResponse::Done),
-            FsRequest::RemoveFile(p) => st.remove_file(&p).await.map(|()| FsResponse::Done),
-            FsRequest::Rename { from, to } => {
-                st.rename(&from, &to).await.map(|()| FsResponse::Done)
-            }
-            FsRequest::SetModified { path, secs } => st
-                .set_modified(&path, secs)
-                .await
-                .map(|()| FsResponse::Done),
+        let quota = self.policy.as_ref().and_then(|p| p.quota.clone());
+        let r = match quota {
+            Some(q) => crate::quota::track(&q, &**st, &req, Self::fs_run(st, req.clone())).await,
+            None => Self::fs_run(st, req).await,
         };
         r.map_err(|e| {
             let kind = fs_error(&e);
@@ -444,6 +438,30 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
             }
             kind
         })
+    }
+
+    /// Runs a file-system request on `st`.
+    async fn fs_run(
+        st: &Arc<S>,
+        req: FsRequest,
+    ) -> Result<FsResponse, crate::storage::StorageError> {
+        match req {
+            FsRequest::Metadata(p) => st.metadata(&p).await.map(FsResponse::Metadata),
+            FsRequest::List(p) => st.list(&p).await.map(|mut entries| {
+                upload::hide_temps(&mut entries);
+                FsResponse::Entries(entries)
+            }),
+            FsRequest::CreateDir(p) => st.create_dir(&p).await.map(|()| FsResponse::Done),
+            FsRequest::RemoveDir(p) => st.remove_dir(&p).await.map(|()| FsResponse::Done),
+            FsRequest::RemoveFile(p) => st.remove_file(&p).await.map(|()| FsResponse::Done),
+            FsRequest::Rename { from, to } => {
+                st.rename(&from, &to).await.map(|()| FsResponse::Done)
+            }
+            FsRequest::SetModified { path, secs } => st
+                .set_modified(&path, secs)
+                .await
+                .map(|()| FsResponse::Done),
+        }
     }
 
     async fn teardown(&mut self) {

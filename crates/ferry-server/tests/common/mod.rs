@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferry_proto::session::Config as SessionConfig;
-use ferry_server::{AnonymousMode, LocalStorage, Server, ServerConfig, StaticAuthenticator};
+use ferry_server::{
+    AnonymousMode, Authenticator, LocalStorage, Server, ServerConfig, StaticAuthenticator,
+};
 use suppaftp::FtpStream;
 use tempfile::TempDir;
 
@@ -72,12 +74,34 @@ impl TestServer {
 
     /// A server with `config`, or the bind error (used for the optional IPv6 listener).
     pub fn try_with_config(config: ServerConfig) -> Result<Self, ferry_server::ServerError> {
+        Self::try_with(config, |_| Self::static_auth())
+    }
+
+    /// The authenticator of [`TestServer::start`]: [`USER`] with full rights, anonymous read-only.
+    pub fn static_auth() -> StaticAuthenticator {
+        let mut auth = StaticAuthenticator::new(AnonymousMode::ReadOnly);
+        auth.add_user(USER, PASS);
+        auth
+    }
+
+    /// A server with `config` and the authenticator `auth` makes (given the temporary directory, which
+    /// holds `root/`).
+    pub fn with_auth<A: Authenticator>(
+        config: ServerConfig,
+        auth: impl FnOnce(&Path) -> A,
+    ) -> Self {
+        Self::try_with(config, auth).unwrap_or_else(|e| panic!("server failed to start: {e}"))
+    }
+
+    fn try_with<A: Authenticator>(
+        config: ServerConfig,
+        auth: impl FnOnce(&Path) -> A,
+    ) -> Result<Self, ferry_server::ServerError> {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("root")).unwrap();
         std::fs::create_dir(dir.path().join("outside")).unwrap();
         let storage = LocalStorage::open(&dir.path().join("root")).unwrap();
-        let mut auth = StaticAuthenticator::new(AnonymousMode::ReadOnly);
-        auth.add_user(USER, PASS);
+        let auth = auth(dir.path());
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
