@@ -212,3 +212,42 @@ fn accounts_without_a_quota_are_not_limited() {
     c.stor(DataMode::Pasv, "f", &vec![3u8; 3 << 20]);
     assert_eq!(server.read("f").len(), 3 << 20);
 }
+
+#[test]
+fn a_users_file_sets_each_accounts_quota_and_rates() {
+    use ferry_server::auth::users::{hash_password, Argon2Cost};
+    use ferry_server::auth::UsersOptions;
+    use ferry_server::UsersAuthenticator;
+    let cheap = Argon2Cost {
+        memory_kib: 8,
+        iterations: 1,
+        parallelism: 1,
+    };
+    let server = TestServer::with_auth(common::test_config(), |dir| {
+        let hash = hash_password("pw", cheap).unwrap();
+        std::fs::create_dir(dir.join("root/q")).unwrap();
+        let file = dir.join("users.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[users.q]\npassword_hash = \"{hash}\"\nhome = \"q\"\nrole = \"read-write\"\n\
+                 quota_bytes = \"1K\"\nupload_rate = \"4M\"\ndownload_rate = \"4M\"\n\n\
+                 [users.free]\npassword_hash = \"{hash}\"\nrole = \"read-write\"\n"
+            ),
+        )
+        .unwrap();
+        UsersAuthenticator::open(&file, UsersOptions::default()).unwrap()
+    });
+    let mut q = server.raw();
+    q.login("q", "pw");
+    q.expect("TYPE I", 200);
+    assert_eq!(upload(&mut q, "a", &[1u8; 1024]), 226);
+    assert_eq!(upload(&mut q, "b", b"b"), 552);
+    let got = q.retr(DataMode::Pasv, "a");
+    assert_eq!(got, vec![1u8; 1024]);
+    let mut free = server.raw();
+    free.login("free", "pw");
+    free.expect("TYPE I", 200);
+    assert_eq!(upload(&mut free, "big", &[2u8; 64 * 1024]), 226);
+    assert_eq!(server.read("q/a").len(), 1024);
+}

@@ -153,15 +153,16 @@ struct Cli {
     )]
     zero_copy: bool,
     /// Upload bandwidth of the whole server, bytes per second (10M, 512K: 1024-based), shared by all
-    /// sessions.
+    /// sessions. Users-file accounts may have lower limits of their own (upload_rate).
     #[arg(long = "upload-rate", value_name = "BYTES")]
     upload_rate: Option<ByteCount>,
     /// Download bandwidth of the whole server (downloads and listings), bytes per second (10M, 512K:
-    /// 1024-based), shared by all sessions.
+    /// 1024-based), shared by all sessions. Users-file accounts may have lower limits of their own
+    /// (download_rate).
     #[arg(long = "download-rate", value_name = "BYTES")]
     download_rate: Option<ByteCount>,
     /// Byte quota of each --user account (10G, 512M: 1024-based): uploads beyond it get 552. Not with
-    /// --users.
+    /// --users (its accounts set quota_bytes).
     #[arg(long = "quota-bytes", value_name = "BYTES")]
     quota_bytes: Option<ByteCount>,
     /// Files and directories each --user account may have: uploads and MKD beyond it get 552. Not

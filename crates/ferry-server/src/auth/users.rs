@@ -13,6 +13,10 @@
 //! allow_from = ["192.0.2.0/24", "2001:db8::/32"]
 //! upload_mode = "in-place"        # or "atomic"; default: the server's setting
 //! partial_uploads = "keep"        # or "delete"; default: the server's setting
+//! quota_bytes = "10G"             # bytes in the home (K, M, G, T are 1024-based); default: none
+//! quota_files = 10000             # files and directories in the home; default: none
+//! upload_rate = "2M"              # bytes per second, all of the user's sessions together
+//! download_rate = "10M"
 //!
 //! [users.dropbox]
 //! password_hash = "$argon2id$..."
@@ -46,6 +50,8 @@ use tokio::sync::Semaphore;
 pub use super::password::{hash_password, Argon2Cost, PasswordError, PasswordHashString};
 pub use super::roles::{permission_by_name, permission_names, Role, PERMISSION_NAMES};
 use super::{is_anonymous, Account, Authenticator, Cidr, Credentials};
+use crate::quota::Quota;
+use crate::throttle::{Bandwidth, ByteCount};
 use crate::upload::{PartialUploads, UploadMode};
 
 /// One account of the users file.
@@ -71,6 +77,11 @@ pub struct User {
     pub upload_mode: Option<UploadMode>,
     /// The user's own policy for the data of failed uploads; `None` for the server's.
     pub partial_uploads: Option<PartialUploads>,
+    /// Storage quota (`quota_bytes`, `quota_files`); for `[anonymous]`, of all anonymous sessions
+    /// together.
+    pub quota: Quota,
+    /// Bandwidth limits of the account's sessions together (`upload_rate`, `download_rate`).
+    pub bandwidth: Bandwidth,
 }
 
 /// The `[anonymous]` section: users `anonymous` and `ftp` with any password.
@@ -93,6 +104,11 @@ pub struct AnonymousAccess {
     pub upload_mode: Option<UploadMode>,
     /// The anonymous policy for the data of failed uploads; `None` for the server's.
     pub partial_uploads: Option<PartialUploads>,
+    /// Storage quota (`quota_bytes`, `quota_files`); for `[anonymous]`, of all anonymous sessions
+    /// together.
+    pub quota: Quota,
+    /// Bandwidth limits of the account's sessions together (`upload_rate`, `download_rate`).
+    pub bandwidth: Bandwidth,
 }
 
 fn allows(networks: &[Cidr], ip: IpAddr) -> bool {
@@ -187,6 +203,40 @@ struct RawAccount {
     upload_mode: Option<UploadMode>,
     #[serde(default)]
     partial_uploads: Option<PartialUploads>,
+    #[serde(default)]
+    quota_bytes: Option<ByteCount>,
+    #[serde(default)]
+    quota_files: Option<u64>,
+    #[serde(default)]
+    upload_rate: Option<ByteCount>,
+    #[serde(default)]
+    download_rate: Option<ByteCount>,
+}
+
+impl RawAccount {
+    /// The quota and bandwidth keys; a rate of 0 is refused (leave the key out for no limit).
+    fn limits(&self) -> Result<(Quota, Bandwidth), String> {
+        for (key, rate) in [
+            ("upload_rate", self.upload_rate),
+            ("download_rate", self.download_rate),
+        ] {
+            if rate.is_some_and(|r| r.0 == 0) {
+                return Err(format!(
+                    "{key} must be at least 1 byte per second (leave it out for no limit)"
+                ));
+            }
+        }
+        Ok((
+            Quota {
+                bytes: self.quota_bytes.map(|b| b.0),
+                files: self.quota_files,
+            },
+            Bandwidth {
+                upload: self.upload_rate.map(|r| r.0),
+                download: self.download_rate.map(|r| r.0),
+            },
+        ))
+    }
 }
 
 struct PermissionName(Permissions);
@@ -268,6 +318,9 @@ impl UsersFile {
             check_name(&name).map_err(|m| invalid(at, m))?;
             let (role, permissions) =
                 permissions_of(&raw).map_err(|m| invalid(at, format!("user {name:?}: {m}")))?;
+            let (quota, bandwidth) = raw
+                .limits()
+                .map_err(|m| invalid(at, format!("user {name:?}: {m}")))?;
             let password_hash = raw
                 .password_hash
                 .ok_or_else(|| invalid(at, format!("user {name:?}: missing password_hash")))?;
@@ -284,6 +337,8 @@ impl UsersFile {
                     allow_from: raw.allow_from,
                     upload_mode: raw.upload_mode,
                     partial_uploads: raw.partial_uploads,
+                    quota,
+                    bandwidth,
                 },
             );
         }
@@ -301,6 +356,9 @@ impl UsersFile {
                 }
                 let (role, permissions) =
                     permissions_of(&raw).map_err(|m| invalid(at, format!("anonymous: {m}")))?;
+                let (quota, bandwidth) = raw
+                    .limits()
+                    .map_err(|m| invalid(at, format!("anonymous: {m}")))?;
                 Some(AnonymousAccess {
                     enabled: raw.enabled.unwrap_or(true),
                     home: home_of(raw.home).map_err(|m| invalid(at, format!("anonymous: {m}")))?,
@@ -310,6 +368,8 @@ impl UsersFile {
                     allow_from: raw.allow_from,
                     upload_mode: raw.upload_mode,
                     partial_uploads: raw.partial_uploads,
+                    quota,
+                    bandwidth,
                 })
             }
         };
@@ -544,14 +604,12 @@ impl Authenticator for UsersAuthenticator {
             // Anonymous access is public knowledge: nothing to hide by timing.
             return match loaded.file.anonymous() {
                 Some(a) if a.enabled && a.allows(c.peer) => Ok(Account {
-                    user: "anonymous".to_owned(),
-                    grant: ferry_proto::session::Grant {
-                        permissions: a.permissions,
-                    },
                     home: a.home.clone(),
                     max_sessions: a.max_sessions.map(|n| n.get() as usize),
                     upload_mode: a.upload_mode,
                     partial_uploads: a.partial_uploads,
+                    quota: a.quota,
+                    bandwidth: a.bandwidth,
                     ..Account::new("anonymous", a.permissions)
                 }),
                 _ => Err(AuthError::Invalid),
@@ -566,14 +624,12 @@ impl Authenticator for UsersAuthenticator {
         let matched = self.verify(hash, c.password).await?;
         match user {
             Some(u) if matched && u.enabled && u.allows(c.peer) => Ok(Account {
-                user: c.user.to_owned(),
-                grant: ferry_proto::session::Grant {
-                    permissions: u.permissions,
-                },
                 home: u.home.clone(),
                 max_sessions: u.max_sessions.map(|n| n.get() as usize),
                 upload_mode: u.upload_mode,
                 partial_uploads: u.partial_uploads,
+                quota: u.quota,
+                bandwidth: u.bandwidth,
                 ..Account::new(c.user, u.permissions)
             }),
             _ => Err(AuthError::Invalid),
@@ -702,6 +758,45 @@ home = "pub"
         let empty = UsersFile::parse("").expect("empty");
         assert_eq!(empty.users().count(), 0);
         assert!(empty.anonymous().is_none());
+    }
+
+    #[test]
+    fn parses_quotas_and_rates() {
+        let h = hash("x");
+        let text = format!(
+            "[users.a]\npassword_hash = \"{h}\"\nquota_bytes = \"10G\"\nquota_files = 500\n\
+             upload_rate = 1048576\ndownload_rate = \"512K\"\n\n[users.b]\npassword_hash = \"{h}\"\n\n\
+             [anonymous]\nquota_bytes = 1000\n"
+        );
+        let f = UsersFile::parse(&text).expect("valid");
+        let a = f.user("a").expect("a");
+        assert_eq!(
+            a.quota,
+            Quota {
+                bytes: Some(10 << 30),
+                files: Some(500)
+            }
+        );
+        assert_eq!(
+            a.bandwidth,
+            Bandwidth {
+                upload: Some(1 << 20),
+                download: Some(512 << 10)
+            }
+        );
+        let b = f.user("b").expect("b");
+        assert!(b.quota.is_unlimited() && b.bandwidth == Bandwidth::default());
+        let anon = f.anonymous().expect("anonymous");
+        assert_eq!(anon.quota.bytes, Some(1000));
+        for (line, want) in [
+            ("upload_rate = 0", "at least 1 byte per second"),
+            ("quota_bytes = \"ten\"", "not a byte count"),
+            ("quota_files = -1", "quota_files"),
+            ("download_rate = \"5X\"", "not a byte count"),
+        ] {
+            let e = parse_err(&format!("[users.a]\npassword_hash = \"{h}\"\n{line}\n")).to_string();
+            assert!(e.contains(want) || e.contains("invalid"), "{line}: {e}");
+        }
     }
 
     #[test]
