@@ -3,7 +3,7 @@
 //! that must cost the server nothing lasting.
 //!
 //! Clients: `suppaftp` with rustls where it can express the test, and a raw control client
-//! (`ftps_common::Ctl`) that switches to TLS by hand for the rest. Servers listen on port 0.
+//! (`ferry_test_support::Client`) that switches to TLS by hand for the rest. Servers listen on port 0.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -14,10 +14,11 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use ferry_proto::session::TlsPolicy;
-use ftps_common::{
-    assert_same, codes, random_bytes, tcp, tls_connect, wait_closed, Ctl, Options, TlsServer, HOST,
-    PASS, USER,
-};
+use ferry_test_support::client::{codes, Client};
+use ferry_test_support::tls::{tls_connect, tls_read_all, HOST};
+use ferry_test_support::util::{assert_same, random_bytes, tcp, wait_closed};
+use ferry_test_support::{PASS, USER};
+use ftps_common::{Options, TlsServer};
 use rustls::pki_types::ServerName;
 use rustls::ClientConnection;
 
@@ -267,7 +268,7 @@ fn require_login_refuses_user_before_auth() {
     let server = TlsServer::start(Options::required(false));
     let mut c = server.raw();
     let r = c.expect(&format!("USER {USER}"), 530);
-    assert!(r.text().contains("TLS"), "{r:?}");
+    assert!(r.text.contains("TLS"), "{r:?}");
     c.expect(&format!("PASS {PASS}"), 503);
     c.expect("PWD", 530);
     c.expect("USER anonymous", 530);
@@ -508,7 +509,7 @@ fn require_resumption_refuses_fresh_data_handshakes() {
         assert_eq!(codes(&replies), [150, 425], "{name}: {replies:?}");
         if let Ok(mut d) = data {
             assert!(
-                ftps_common::tls_read_all(&mut d).map_or(true, |v| v.is_empty()),
+                tls_read_all(&mut d).map_or(true, |v| v.is_empty()),
                 "{name}: data flowed over a refused connection"
             );
         }
@@ -605,7 +606,7 @@ fn garbage_instead_of_client_hello() {
 
         let mut c = server.raw();
         c.expect("AUTH TLS", 234);
-        let mut s = c.tcp().try_clone().unwrap();
+        let mut s = c.stream().try_clone().unwrap();
         let _ = s.write_all(garbage);
         let (got, _) = wait_closed(&mut s, Duration::from_secs(5));
         assert!(
@@ -647,8 +648,8 @@ fn stalled_handshakes_time_out_and_release_slots() {
     );
 
     // Both slots are free again: two sessions at once.
-    let mut c1 = Ctl::connect_when_admitted(server.addr, Duration::from_secs(3));
-    let mut c2 = Ctl::connect_when_admitted(server.addr, Duration::from_secs(3));
+    let mut c1 = Client::connect_when_admitted(server.addr, Duration::from_secs(3));
+    let mut c2 = Client::connect_when_admitted(server.addr, Duration::from_secs(3));
     c1.auth_tls(server.certs.client());
     c2.auth_tls(server.certs.client());
     c1.login(USER, PASS);
@@ -668,7 +669,7 @@ fn stalled_handshake_after_auth_tls_times_out() {
     let mut c = server.raw();
     c.expect("AUTH TLS", 234);
     let start = Instant::now();
-    let mut s = c.tcp().try_clone().unwrap();
+    let mut s = c.stream().try_clone().unwrap();
     let (got, took) = wait_closed(&mut s, Duration::from_secs(10));
     assert!(got.is_empty(), "{got:?}");
     assert!(
@@ -677,7 +678,7 @@ fn stalled_handshake_after_auth_tls_times_out() {
     );
     drop(c);
     // The only slot is free again.
-    let mut c = Ctl::connect_when_admitted(server.addr, Duration::from_secs(3));
+    let mut c = Client::connect_when_admitted(server.addr, Duration::from_secs(3));
     c.auth_tls(server.certs.client());
     c.login(USER, PASS);
 }
@@ -737,18 +738,18 @@ fn client_dropping_mid_handshake() {
             break;
         }
         // Half a ClientHello after AUTH TLS, then gone.
-        let mut c = Ctl::connect_when_admitted(server.addr, Duration::from_secs(5));
+        let mut c = Client::connect_when_admitted(server.addr, Duration::from_secs(5));
         c.expect("AUTH TLS", 234);
-        let mut s: TcpStream = c.tcp().try_clone().unwrap();
+        let mut s: TcpStream = c.stream().try_clone().unwrap();
         s.write_all(&hello[..hello.len() / 2]).unwrap();
         drop(s);
         drop(c);
     }
     // Two simultaneous sessions still fit.
-    let mut a = Ctl::connect_when_admitted(server.addr, Duration::from_secs(3));
+    let mut a = Client::connect_when_admitted(server.addr, Duration::from_secs(3));
     a.auth_tls(server.certs.client());
     a.login(USER, PASS);
-    let mut b = Ctl::connect_when_admitted(server.addr, Duration::from_secs(3));
+    let mut b = Client::connect_when_admitted(server.addr, Duration::from_secs(3));
     b.auth_tls(server.certs.client());
     b.login(USER, PASS);
     b.prot("P");
