@@ -69,6 +69,43 @@ where
     child.wait_with_output().unwrap()
 }
 
+/// Runs an external program (a client such as curl or lftp) to completion with its output captured,
+/// killing it after `limit`. Proxy variables are removed so that clients talk to the server directly;
+/// stdin is empty.
+pub fn run_program(cmd: &mut Command, limit: Duration) -> Output {
+    for var in [
+        "ftp_proxy",
+        "FTP_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+        "http_proxy",
+        "HTTP_PROXY",
+        "https_proxy",
+        "HTTPS_PROXY",
+    ] {
+        cmd.env_remove(var);
+    }
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let process = Process::new(&mut child);
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.unwrap_or_else(|e| panic!("waiting for {cmd:?}: {e}")),
+        Err(_) => {
+            // Only the program this call started, through its pidfd.
+            let _ = process.signal(Signal::Kill);
+            panic!("{cmd:?} did not finish within {limit:?}; killed");
+        }
+    }
+}
+
 /// How to start the binary: [`Ferry::builder`], then options, then [`FerryBuilder::start`].
 pub struct FerryBuilder {
     bin: OsString,
@@ -204,6 +241,7 @@ impl FerryBuilder {
             metrics: None,
             stdout: lines,
             log,
+            log_cursor: std::cell::Cell::new(0),
             root,
             dir,
         };
@@ -339,6 +377,8 @@ pub struct Ferry {
     pub metrics: Option<SocketAddr>,
     stdout: Arc<Mutex<Vec<String>>>,
     log: PathBuf,
+    /// Where the next [`Ferry::wait_for_log`] starts looking.
+    log_cursor: std::cell::Cell<usize>,
     root: PathBuf,
     dir: TempDir,
 }
@@ -409,7 +449,7 @@ impl Ferry {
 
     /// Everything logged on stderr so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
     }
 
     /// A client connected to [`Ferry::addr`], greeting (`220`) read.
@@ -424,16 +464,23 @@ impl Ferry {
             .unwrap_or_else(|e| panic!("signal {sig:?} to ferry: {e}"));
     }
 
-    /// Waits until the log holds a line containing `needle` (a reload done, a session closed), or fails
-    /// after `limit` with the log. The log is a file the server appends to: it is read again on each
-    /// check.
+    /// Waits for the next log line containing `needle` (a reload done, a session closed): the first
+    /// such line after the one the previous call matched, so that a second reload waits for its own line.
+    /// Fails after `limit` with the log. The log is a file the server appends to, read again on each check.
     pub fn wait_for_log(&self, needle: &str, limit: Duration) {
         let deadline = Instant::now() + limit;
-        while !self.log().contains(needle) {
+        loop {
+            let log = self.log();
+            let from = self.log_cursor.get().min(log.len());
+            if let Some(at) = log[from..].find(needle) {
+                let end = from + at + needle.len();
+                let line_end = log[end..].find('\n').map_or(log.len(), |i| end + i);
+                self.log_cursor.set(line_end);
+                return;
+            }
             assert!(
                 Instant::now() < deadline,
-                "ferry never logged {needle:?} within {limit:?}; log:\n{}",
-                self.log()
+                "ferry never logged {needle:?} within {limit:?}; log:\n{log}"
             );
             // Polling the log file: a file has no "line appended" event for a test to wait on.
             thread::sleep(Duration::from_millis(20));

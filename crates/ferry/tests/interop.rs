@@ -2,7 +2,7 @@
 //!
 //! Each test starts its own server on `127.0.0.1:0` serving its own temporary folder (the port is read
 //! back from the `listening on` line), drives one client through a workflow and then checks the files on
-//! disk byte for byte. The server is killed when the test's [`Ferry`] handle drops; if the test failed,
+//! disk byte for byte. The server is killed when the test's `Ferry` handle drops; if the test failed,
 //! the server's log is printed.
 //!
 //! A missing client program fails the test when the `CI` environment variable is set, and is a loud
@@ -10,16 +10,14 @@
 
 use std::ffi::OsStr;
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::thread;
-use std::time::{Duration, Instant, SystemTime};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, SystemTime};
 
-/// The account every test logs in with.
-const USER: &str = "alice";
-const PASS: &str = "s3cret";
+use ferry_test_support::binary::run_program;
+use ferry_test_support::util::{have_tool, random_bytes};
+use ferry_test_support::{Ferry, PASS, USER};
+
 /// How long one client run may take before the test fails.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
 /// 2021-03-04 05:06:07 UTC, the modification time given to files whose MDTM/MLSD is checked.
@@ -29,146 +27,30 @@ const KNOWN_MTIME: u64 = 1_614_834_367;
 // The server under test
 // ---------------------------------------------------------------------------------------------------
 
-/// A running `ferry` process serving a fresh temporary folder; killed on drop.
-struct Ferry {
-    child: Child,
-    port: u16,
-    root: tempfile::TempDir,
-    log: PathBuf,
-    _log_dir: tempfile::TempDir,
+/// The binary serving a fresh temporary folder with one user ([`USER`]/[`PASS`]) and anonymous access
+/// off, logging at `FERRY_LOG` (default `debug`: the log is printed when a test fails).
+fn start() -> Ferry {
+    start_with(&[])
 }
 
-impl Ferry {
-    /// Starts a server with one user ([`USER`]/[`PASS`]) and anonymous access off.
-    fn start() -> Self {
-        Self::start_with(&[])
-    }
-
-    /// Like [`Ferry::start`], with extra command-line arguments.
-    fn start_with(extra: &[&str]) -> Self {
-        let root = tempfile::tempdir().expect("create the server root");
-        let log_dir = tempfile::tempdir().expect("create the log folder");
-        let log = log_dir.path().join("ferry.log");
-        let log_file = fs::File::create(&log).expect("create the server log");
-        let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
-            .arg("--root")
-            .arg(root.path())
-            .args(["--listen", "127.0.0.1:0", "--anonymous", "off", "--user"])
-            .arg(format!("{USER}:{PASS}"))
-            .args(extra)
-            .env(
-                "FERRY_LOG",
-                std::env::var("FERRY_LOG").unwrap_or_else(|_| "debug".to_owned()),
-            )
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log_file)
-            .spawn()
-            .expect("spawn the ferry binary");
-        let mut ferry = Ferry {
-            child,
-            port: 0,
-            root,
-            log,
-            _log_dir: log_dir,
-        };
-        let stdout = ferry.child.stdout.take().expect("stdout is piped");
-        let (tx, rx) = mpsc::channel();
-        // Reads the startup lines, reports the port, then keeps draining stdout so the server never
-        // blocks (or fails) on a full or closed pipe.
-        thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let port = line
-                    .strip_prefix("  listening on ftp://127.0.0.1:")
-                    .and_then(|rest| rest.strip_suffix('/'))
-                    .and_then(|p| p.parse::<u16>().ok());
-                if let Some(port) = port {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(port);
-                    }
-                }
-            }
-        });
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(port) => ferry.port = port,
-            Err(_) => panic!("ferry did not print its `  listening on ftp://127.0.0.1:PORT/` line"),
-        }
-        ferry
-    }
-
-    /// The served folder.
-    fn root(&self) -> &Path {
-        self.root.path()
-    }
-
-    /// A path inside the served folder.
-    fn path(&self, rel: &str) -> PathBuf {
-        self.root.path().join(rel)
-    }
-
-    /// `ftp://127.0.0.1:PORT/` followed by `path`, percent-encoded.
-    fn url(&self, path: &str) -> String {
-        format!("ftp://127.0.0.1:{}/{}", self.port, url_encode(path))
-    }
+/// Like [`start`], with extra command-line arguments.
+fn start_with(extra: &[&str]) -> Ferry {
+    Ferry::builder(env!("CARGO_BIN_EXE_ferry"))
+        .args(["--anonymous", "off"])
+        .user(USER, PASS)
+        .args(extra)
+        .log_level(&std::env::var("FERRY_LOG").unwrap_or_else(|_| "debug".to_owned()))
+        .start()
 }
 
-impl Drop for Ferry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if thread::panicking() {
-            let log = fs::read_to_string(&self.log).unwrap_or_default();
-            let lines: Vec<&str> = log.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(300)..];
-            eprintln!(
-                "---- ferry log (last {} lines) ----\n{}\n---- end of ferry log ----",
-                tail.len(),
-                tail.join("\n")
-            );
-        }
-    }
+/// `ftp://127.0.0.1:PORT/` followed by `path`, percent-encoded.
+fn url(ferry: &Ferry, path: &str) -> String {
+    format!("ftp://127.0.0.1:{}/{}", ferry.addr.port(), url_encode(path))
 }
 
 // ---------------------------------------------------------------------------------------------------
 // Running clients
 // ---------------------------------------------------------------------------------------------------
-
-/// True when running under CI, where a missing client is an error.
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
-}
-
-/// Whether `tool` can run. A missing tool panics under CI and is reported as a loud skip otherwise.
-fn have(tool: &str) -> bool {
-    let found = Command::new(tool)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if found {
-        return true;
-    }
-    if in_ci() {
-        panic!(
-            "{tool} is not installed, and CI is set: the interop tests must run in CI \
-             (install {tool}, e.g. apt-get install {tool})"
-        );
-    }
-    // Straight to the process's stderr: the test harness captures `eprintln!` of passing tests, and a
-    // skip must be seen.
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n#################################################################\n\
-         SKIPPED: {tool} not installed (this test is a failure when CI=true)\n\
-         #################################################################\n"
-    );
-    false
-}
 
 /// What a finished client run left behind.
 struct Run {
@@ -227,62 +109,16 @@ fn tail_of(text: &str) -> String {
     out
 }
 
-/// Runs `cmd` to completion (killing it after [`CLIENT_TIMEOUT`]), capturing its output. Proxy
-/// variables are removed so the clients talk to the server directly.
+/// Runs `cmd` to completion (killing it after [`CLIENT_TIMEOUT`]), capturing its output.
 fn run(cmd: &mut Command) -> Run {
-    for var in [
-        "ftp_proxy",
-        "FTP_PROXY",
-        "all_proxy",
-        "ALL_PROXY",
-        "http_proxy",
-        "HTTP_PROXY",
-        "https_proxy",
-        "HTTPS_PROXY",
-    ] {
-        cmd.env_remove(var);
-    }
     let what = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    let collect = |mut r: Box<dyn Read + Send>| {
-        thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = r.read_to_end(&mut buf);
-            buf
-        })
-    };
-    let out = collect(Box::new(child.stdout.take().expect("piped")));
-    let err = collect(Box::new(child.stderr.take().expect("piped")));
-    let deadline = Instant::now() + CLIENT_TIMEOUT;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            Ok(None) => thread::sleep(Duration::from_millis(20)),
-            Err(e) => panic!("waiting for {what}: {e}"),
-        }
-    };
-    let run = Run {
+    let out = run_program(cmd, CLIENT_TIMEOUT);
+    Run {
         what,
-        code: status.and_then(|s| s.code()),
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
-    };
-    assert!(
-        status.is_some(),
-        "client still running after {CLIENT_TIMEOUT:?}, killed: {}",
-        run.describe()
-    );
-    run
+        code: out.status.code(),
+        stdout: out.stdout,
+        stderr: out.stderr,
+    }
 }
 
 /// A `curl` command for `ferry`, logged in, quiet but showing errors, with sane time limits.
@@ -309,7 +145,13 @@ fn lftp(ferry: &Ferry, local: &Path, home: &Path, debug: bool, script: &str) -> 
     }
     cmd.arg("-u")
         .arg(format!("{USER},{PASS}"))
-        .args(["-p", &ferry.port.to_string(), "127.0.0.1", "-e", &script])
+        .args([
+            "-p",
+            &ferry.addr.port().to_string(),
+            "127.0.0.1",
+            "-e",
+            &script,
+        ])
         .current_dir(local)
         // A private HOME: no user rc files, no history written into the test's folders.
         .env("HOME", home)
@@ -325,7 +167,7 @@ fn ftplib(ferry: &Ferry, scenario: &str, work: &Path) {
     let run = run(Command::new("python3")
         .arg(&script)
         .arg(scenario)
-        .arg(ferry.port.to_string())
+        .arg(ferry.addr.port().to_string())
         .args([USER, PASS])
         .arg(work)
         .env("PYTHONIOENCODING", "utf-8")
@@ -341,20 +183,6 @@ fn ftplib(ferry: &Ferry, scenario: &str, work: &Path) {
 // ---------------------------------------------------------------------------------------------------
 // Data and checks
 // ---------------------------------------------------------------------------------------------------
-
-/// `len` pseudo-random bytes (xorshift64*), different for each `seed`.
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 /// Percent-encodes a path for an FTP URL, keeping `/`.
 fn url_encode(path: &str) -> String {
@@ -515,10 +343,10 @@ fn exists(path: impl AsRef<OsStr>) -> bool {
 /// Upload (-T), download, LIST and NLST listings, odd names in URLs, and curl's error exit codes.
 #[test]
 fn curl_upload_download_and_listing() {
-    if !have("curl") {
+    if !have_tool("curl") {
         return;
     }
-    let ferry = Ferry::start();
+    let ferry = start();
     let local = tempdir();
 
     let up = random_bytes(2 << 20, 1);
@@ -526,14 +354,14 @@ fn curl_upload_download_and_listing() {
     run(curl()
         .arg("-T")
         .arg(local.path().join("up.bin"))
-        .arg(ferry.url("up.bin")))
+        .arg(url(&ferry, "up.bin")))
     .expect_success();
     assert_file(&ferry.path("up.bin"), &up);
 
     let down = random_bytes(1_500_000, 2);
     write(&ferry.path("down.bin"), &down);
     let dl = local.path().join("dl.bin");
-    run(curl().arg("-o").arg(&dl).arg(ferry.url("down.bin"))).expect_success();
+    run(curl().arg("-o").arg(&dl).arg(url(&ferry, "down.bin"))).expect_success();
     assert_file(&dl, &down);
 
     // Names with a space, UTF-8 and a leading dash, percent-encoded in the URL.
@@ -546,10 +374,10 @@ fn curl_upload_download_and_listing() {
         run(curl()
             .arg("-T")
             .arg(local.path().join("odd"))
-            .arg(ferry.url(name)))
+            .arg(url(&ferry, name)))
         .expect_success();
         assert_file(&ferry.path(name), &data);
-        let got = run(curl().arg(ferry.url(name)));
+        let got = run(curl().arg(url(&ferry, name)));
         got.expect_success();
         assert_same_bytes(&got.stdout, &data, &format!("curl download of {name:?}"));
     }
@@ -559,10 +387,10 @@ fn curl_upload_download_and_listing() {
     run(curl()
         .arg("-T")
         .arg(local.path().join("empty"))
-        .arg(ferry.url("empty.bin")))
+        .arg(url(&ferry, "empty.bin")))
     .expect_success();
     assert_file(&ferry.path("empty.bin"), b"");
-    let got = run(curl().arg(ferry.url("empty.bin")));
+    let got = run(curl().arg(url(&ferry, "empty.bin")));
     got.expect_success();
     assert!(
         got.stdout.is_empty(),
@@ -573,7 +401,7 @@ fn curl_upload_download_and_listing() {
     // LIST (a URL ending in `/`).
     fs::create_dir(ferry.path("folder")).expect("mkdir");
     write(&ferry.path("folder/inside.txt"), b"inside");
-    let list = run(curl().arg(ferry.url("")));
+    let list = run(curl().arg(url(&ferry, "")));
     list.expect_success();
     let listing = list.stdout();
     assert_line_has_size(listing_line(&listing, "up.bin"), up.len());
@@ -585,12 +413,12 @@ fn curl_upload_download_and_listing() {
         listing_line(&listing, "folder").starts_with('d'),
         "folder not listed as a folder:\n{listing}"
     );
-    let sub = run(curl().arg(ferry.url("folder/")));
+    let sub = run(curl().arg(url(&ferry, "folder/")));
     sub.expect_success();
     assert_line_has_size(listing_line(&sub.stdout(), "inside.txt"), 6);
 
     // NLST (--list-only): exactly the names.
-    let nlst = run(curl().arg("--list-only").arg(ferry.url("")));
+    let nlst = run(curl().arg("--list-only").arg(url(&ferry, "")));
     nlst.expect_success();
     let mut names: Vec<String> = nlst
         .stdout()
@@ -614,24 +442,24 @@ fn curl_upload_download_and_listing() {
     assert_eq!(names, expected, "NLST names");
 
     // Errors: a missing file is CURLE_REMOTE_FILE_NOT_FOUND (78), a bad password CURLE_LOGIN_DENIED (67).
-    run(curl().arg(ferry.url("missing.bin"))).expect_code(78);
+    run(curl().arg(url(&ferry, "missing.bin"))).expect_code(78);
     run(Command::new("curl")
         .args(["-sS", "--noproxy", "*", "--max-time", "60", "--user"])
         .arg(format!("{USER}:wrong"))
-        .arg(ferry.url("down.bin")))
+        .arg(url(&ferry, "down.bin")))
     .expect_code(67);
     // The failed login did not harm the server.
-    run(curl().arg("-o").arg(&dl).arg(ferry.url("down.bin"))).expect_success();
+    run(curl().arg("-o").arg(&dl).arg(url(&ferry, "down.bin"))).expect_success();
     assert_file(&dl, &down);
 }
 
 /// --ftp-create-dirs, and quote commands (-Q) for MKD, RNFR/RNTO, DELE and RMD, with their exit codes.
 #[test]
 fn curl_create_dirs_rename_delete() {
-    if !have("curl") {
+    if !have_tool("curl") {
         return;
     }
-    let ferry = Ferry::start();
+    let ferry = start();
     let local = tempdir();
     let data = random_bytes(50_000, 3);
     write(&local.path().join("f"), &data);
@@ -640,14 +468,14 @@ fn curl_create_dirs_rename_delete() {
         .arg("--ftp-create-dirs")
         .arg("-T")
         .arg(local.path().join("f"))
-        .arg(ferry.url("a/b c/-d/f.txt")))
+        .arg(url(&ferry, "a/b c/-d/f.txt")))
     .expect_success();
     assert_file(&ferry.path("a/b c/-d/f.txt"), &data);
 
     // Rename across folders, with spaces in both names; the listing that follows shows the result.
     let renamed = run(curl()
         .args(["-Q", "RNFR a/b c/-d/f.txt", "-Q", "RNTO a/renamed file.txt"])
-        .arg(ferry.url("a/")));
+        .arg(url(&ferry, "a/")));
     renamed.expect_success();
     assert!(
         !exists(ferry.path("a/b c/-d/f.txt")),
@@ -663,7 +491,7 @@ fn curl_create_dirs_rename_delete() {
     run(curl()
         .args(["-Q", "MKD new dir", "-Q", "RMD a/b c/-d", "-Q", "RMD a/b c"])
         .args(["-o", "/dev/null"])
-        .arg(ferry.url("")))
+        .arg(url(&ferry, "")))
     .expect_success();
     assert!(
         ferry.path("new dir").is_dir(),
@@ -675,7 +503,7 @@ fn curl_create_dirs_rename_delete() {
     );
     run(curl()
         .args(["-Q", "DELE a/renamed file.txt", "-o", "/dev/null"])
-        .arg(ferry.url("")))
+        .arg(url(&ferry, "")))
     .expect_success();
     assert!(
         !exists(ferry.path("a/renamed file.txt")),
@@ -685,22 +513,22 @@ fn curl_create_dirs_rename_delete() {
     // Failing quote commands are CURLE_QUOTE_ERROR (21) and change nothing.
     run(curl()
         .args(["-Q", "DELE a/missing.txt", "-o", "/dev/null"])
-        .arg(ferry.url("")))
+        .arg(url(&ferry, "")))
     .expect_code(21);
     write(&ferry.path("a/keep.txt"), b"keep");
     run(curl()
         .args(["-Q", "RMD a", "-o", "/dev/null"])
-        .arg(ferry.url("")))
+        .arg(url(&ferry, "")))
     .expect_code(21);
     assert_file(&ferry.path("a/keep.txt"), b"keep");
     run(curl()
         .args(["-Q", "RNFR missing", "-Q", "RNTO other", "-o", "/dev/null"])
-        .arg(ferry.url("")))
+        .arg(url(&ferry, "")))
     .expect_code(21);
     // A path that would climb above the root stays inside it.
     run(curl()
         .args(["-Q", "MKD ../../escaped", "-o", "/dev/null"])
-        .arg(ferry.url("")))
+        .arg(url(&ferry, "")))
     .expect_success();
     assert!(
         ferry.path("escaped").is_dir(),
@@ -720,10 +548,10 @@ fn curl_create_dirs_rename_delete() {
 /// Resumed download (-C - with REST) and resumed upload (-C - -T with SIZE and APPE).
 #[test]
 fn curl_resume() {
-    if !have("curl") {
+    if !have_tool("curl") {
         return;
     }
-    let ferry = Ferry::start();
+    let ferry = start();
     let local = tempdir();
 
     // Download: the local part is deliberately different from the server's first bytes, so the result
@@ -736,7 +564,7 @@ fn curl_resume() {
     run(curl()
         .args(["-C", "-", "-o"])
         .arg(&dl)
-        .arg(ferry.url("r.bin")))
+        .arg(url(&ferry, "r.bin")))
     .expect_success();
     let mut expected = part.clone();
     expected.extend_from_slice(&remote[part.len()..]);
@@ -745,11 +573,11 @@ fn curl_resume() {
     run(curl()
         .args(["-C", "-", "-o"])
         .arg(&dl)
-        .arg(ferry.url("r.bin")))
+        .arg(url(&ferry, "r.bin")))
     .expect_success();
     assert_file(&dl, &expected);
     // An explicit offset.
-    let tail = run(curl().args(["-C", "1000000"]).arg(ferry.url("r.bin")));
+    let tail = run(curl().args(["-C", "1000000"]).arg(url(&ferry, "r.bin")));
     tail.expect_success();
     assert_same_bytes(&tail.stdout, &remote[1_000_000..], "curl -C 1000000");
 
@@ -762,7 +590,7 @@ fn curl_resume() {
     run(curl()
         .args(["-C", "-", "-T"])
         .arg(&up)
-        .arg(ferry.url("u.bin")))
+        .arg(url(&ferry, "u.bin")))
     .expect_success();
     let mut expected = server_part.clone();
     expected.extend_from_slice(&source[server_part.len()..]);
@@ -773,10 +601,10 @@ fn curl_resume() {
 /// that the intended command was used (and that curl did not fall back to another).
 #[test]
 fn curl_active_and_passive_modes() {
-    if !have("curl") {
+    if !have_tool("curl") {
         return;
     }
-    let ferry = Ferry::start();
+    let ferry = start();
     let local = tempdir();
     let down = random_bytes(700_000, 8);
     write(&ferry.path("down.bin"), &down);
@@ -820,7 +648,7 @@ fn curl_active_and_passive_modes() {
             .args(*flags)
             .arg("-o")
             .arg(&dl)
-            .arg(ferry.url("down.bin")));
+            .arg(url(&ferry, "down.bin")));
         r.expect_success();
         check_log(&r);
         assert_file(&dl, &down);
@@ -834,12 +662,12 @@ fn curl_active_and_passive_modes() {
             .args(*flags)
             .arg("-T")
             .arg(&src)
-            .arg(ferry.url(&name)));
+            .arg(url(&ferry, &name)));
         r.expect_success();
         check_log(&r);
         assert_file(&ferry.path(&name), &data);
 
-        let r = run(curl().arg("-v").args(*flags).arg(ferry.url("")));
+        let r = run(curl().arg("-v").args(*flags).arg(url(&ferry, "")));
         r.expect_success();
         check_log(&r);
         assert_line_has_size(listing_line(&r.stdout(), &name), data.len());
@@ -851,10 +679,10 @@ fn curl_active_and_passive_modes() {
 /// must connect to the control connection's address instead, and the transfer works.
 #[test]
 fn curl_skip_pasv_ip() {
-    if !have("curl") {
+    if !have_tool("curl") {
         return;
     }
-    let ferry = Ferry::start_with(&["--passive-address", "192.0.2.7"]);
+    let ferry = start_with(&["--passive-address", "192.0.2.7"]);
     let local = tempdir();
     let down = random_bytes(400_000, 9);
     write(&ferry.path("down.bin"), &down);
@@ -862,7 +690,7 @@ fn curl_skip_pasv_ip() {
     let r = run(curl()
         .args(["-v", "--disable-epsv", "--ftp-skip-pasv-ip", "-o"])
         .arg(&dl)
-        .arg(ferry.url("down.bin")));
+        .arg(url(&ferry, "down.bin")));
     r.expect_success();
     assert!(
         r.stderr().contains("(192,0,2,7,"),
@@ -876,12 +704,12 @@ fn curl_skip_pasv_ip() {
     run(curl()
         .args(["--disable-epsv", "--ftp-skip-pasv-ip", "-T"])
         .arg(local.path().join("up.bin"))
-        .arg(ferry.url("up.bin")))
+        .arg(url(&ferry, "up.bin")))
     .expect_success();
     assert_file(&ferry.path("up.bin"), &data);
 
     // EPSV carries no address, so the advertised one does not matter there.
-    run(curl().arg("-o").arg(&dl).arg(ferry.url("down.bin"))).expect_success();
+    run(curl().arg("-o").arg(&dl).arg(url(&ferry, "down.bin"))).expect_success();
     assert_file(&dl, &down);
 }
 
@@ -892,10 +720,10 @@ fn curl_skip_pasv_ip() {
 /// put, get, mkdir (-p), mv, rm, rmdir and `cls -l` in passive mode.
 #[test]
 fn lftp_file_operations() {
-    if !have("lftp") {
+    if !have_tool("lftp") {
         return;
     }
-    let ferry = Ferry::start();
+    let ferry = start();
     let (local, home) = (tempdir(), tempdir());
     let a = random_bytes(1_200_000, 11);
     write(&local.path().join("a.bin"), &a);
@@ -950,10 +778,10 @@ fn lftp_file_operations() {
 /// `mirror` (download) and `mirror -R` (upload) of a tree with awkward names, four files at a time.
 #[test]
 fn lftp_mirror_both_ways() {
-    if !have("lftp") {
+    if !have_tool("lftp") {
         return;
     }
-    let ferry = Ferry::start();
+    let ferry = start();
     let (local, home) = (tempdir(), tempdir());
     write_tree(&local.path().join("src"), 100);
     write_tree(&ferry.path("srv"), 200);
@@ -1001,10 +829,10 @@ fn lftp_mirror_both_ways() {
 /// log that PORT/EPRT was used and PASV/EPSV never.
 #[test]
 fn lftp_active_mode() {
-    if !have("lftp") {
+    if !have_tool("lftp") {
         return;
     }
-    let ferry = Ferry::start();
+    let ferry = start();
     let (local, home) = (tempdir(), tempdir());
     let a = random_bytes(800_000, 13);
     write(&local.path().join("a.bin"), &a);
@@ -1043,10 +871,10 @@ fn lftp_active_mode() {
 /// `get -c` (REST + RETR) and `put -c` (SIZE, then REST + STOR or APPE) resume at the right offset.
 #[test]
 fn lftp_resume() {
-    if !have("lftp") {
+    if !have_tool("lftp") {
         return;
     }
-    let ferry = Ferry::start();
+    let ferry = start();
     let (local, home) = (tempdir(), tempdir());
 
     // As with curl, the local prefix differs from the remote one: only the tail may be transferred.
@@ -1083,10 +911,10 @@ fn lftp_resume() {
 /// storbinary/retrbinary of several MiB, REST, overwrite and APPE.
 #[test]
 fn ftplib_binary_transfers() {
-    if !have("python3") {
+    if !have_tool("python3") {
         return;
     }
-    let ferry = Ferry::start();
+    let ferry = start();
     let work = tempdir();
     let up = random_bytes(5 << 20, 19);
     write(&work.path().join("up.bin"), &up);
@@ -1102,10 +930,10 @@ fn ftplib_binary_transfers() {
 /// storlines/retrlines and a raw TYPE A RETR: CRLF on the wire, LF on disk.
 #[test]
 fn ftplib_ascii_mode() {
-    if !have("python3") {
+    if !have_tool("python3") {
         return;
     }
-    let ferry = Ferry::start();
+    let ferry = start();
     let work = tempdir();
     write(
         &work.path().join("lines.txt"),
@@ -1124,10 +952,10 @@ fn ftplib_ascii_mode() {
 /// mlsd, nlst, dir, cwd/pwd, size, MDTM and MLST on a folder with awkward names.
 #[test]
 fn ftplib_listings() {
-    if !have("python3") {
+    if !have_tool("python3") {
         return;
     }
-    let ferry = Ferry::start();
+    let ferry = start();
     let work = tempdir();
     write_listing_fixture(&ferry);
     ftplib(&ferry, "listing", work.path());
@@ -1136,10 +964,10 @@ fn ftplib_listings() {
 /// rename, delete, mkd/rmd (257 path parsing, quotes) and error replies, checked on disk.
 #[test]
 fn ftplib_file_operations() {
-    if !have("python3") {
+    if !have_tool("python3") {
         return;
     }
-    let ferry = Ferry::start();
+    let ferry = start();
     let work = tempdir();
     write_listing_fixture(&ferry);
     ftplib(&ferry, "ops", work.path());
@@ -1163,10 +991,10 @@ fn ftplib_file_operations() {
 /// third-party address.
 #[test]
 fn ftplib_active_mode() {
-    if !have("python3") {
+    if !have_tool("python3") {
         return;
     }
-    let ferry = Ferry::start();
+    let ferry = start();
     let work = tempdir();
     let up = random_bytes(3 << 20, 21);
     write(&work.path().join("up.bin"), &up);
@@ -1182,10 +1010,10 @@ fn ftplib_active_mode() {
 /// callback; the control connection goes on working.
 #[test]
 fn ftplib_abort() {
-    if !have("python3") {
+    if !have_tool("python3") {
         return;
     }
-    let ferry = Ferry::start();
+    let ferry = start();
     let work = tempdir();
     // Big enough that the transfer cannot finish before ABOR arrives; sparse, so instant to create.
     fs::File::create(ferry.path("huge.bin"))

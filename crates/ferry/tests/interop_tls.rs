@@ -13,15 +13,15 @@
 #![allow(clippy::unwrap_used)]
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
-const USER: &str = "alice";
-const PASS: &str = "s3cret";
+use ferry_test_support::binary::{run as run_binary, run_program};
+use ferry_test_support::util::{assert_same, have_tool, random_bytes};
+use ferry_test_support::{Ferry as Server, PASS, USER};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ferry");
 /// How long one client run may take before the test fails.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
 const MIB: usize = 1024 * 1024;
@@ -30,73 +30,15 @@ const MIB: usize = 1024 * 1024;
 // Fixtures
 // ---------------------------------------------------------------------------------------------------
 
-/// True if `tool` can be run. When it cannot: panics under CI, otherwise prints a loud skip notice.
-fn have(tool: &str, test: &str) -> bool {
-    let found = Command::new(tool)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        if std::env::var_os("CI").is_some() {
-            panic!("{test}: `{tool}` is required in CI but was not found on PATH");
-        }
-        eprintln!("\n*** SKIPPED {test}: `{tool}` not found on PATH (install it; under CI this fails) ***\n");
-    }
-    found
-}
-
-/// Deterministic pseudo-random bytes (xorshift64*).
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
 /// Asserts a file holds exactly `want`, without printing megabytes on failure.
 fn assert_file(path: &Path, want: &[u8]) {
     let got = fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    if got != want {
-        let first = got.iter().zip(want).position(|(a, b)| a != b);
-        panic!(
-            "{}: {} bytes, want {}; first difference at {first:?}",
-            path.display(),
-            got.len(),
-            want.len()
-        );
-    }
+    assert_same(&path.display().to_string(), &got, want);
 }
 
 /// Runs a client to completion within [`CLIENT_TIMEOUT`].
 fn run(cmd: &mut Command) -> Output {
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let id = child.id();
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(CLIENT_TIMEOUT) {
-        Ok(out) => out.unwrap_or_else(|e| panic!("waiting for {cmd:?}: {e}")),
-        Err(_) => {
-            // Only the client process this test started, by its id.
-            let _ = Command::new("kill").arg("-9").arg(id.to_string()).status();
-            panic!("{cmd:?} did not finish within {CLIENT_TIMEOUT:?}");
-        }
-    }
+    run_program(cmd, CLIENT_TIMEOUT)
 }
 
 /// Asserts a client run succeeded, showing its output otherwise.
@@ -112,108 +54,60 @@ fn assert_ok(what: &str, out: &Output) {
 
 /// A running `ferry` with explicit and implicit FTPS, serving a fresh folder; killed on drop.
 struct Ferry {
-    child: Child,
+    server: Server,
     /// Explicit (AUTH TLS) port.
     port: u16,
     /// Implicit-TLS port.
     implicit: u16,
-    root: tempfile::TempDir,
     /// Client-side files (uploads' sources, downloads' targets).
     local: tempfile::TempDir,
-    log: PathBuf,
-    _work: tempfile::TempDir,
 }
 
 impl Ferry {
     /// Generates a certificate with `ferry gen-cert` and starts the server with it, one user, and
     /// `extra` arguments.
     fn start(extra: &[&str]) -> Self {
-        let work = tempfile::tempdir().unwrap();
-        let cert = work.path().join("cert.pem");
-        let key = work.path().join("key.pem");
-        let out = run(Command::new(env!("CARGO_BIN_EXE_ferry"))
-            .arg("gen-cert")
-            .arg("--cert")
-            .arg(&cert)
-            .arg("--key")
-            .arg(&key));
+        let local = tempfile::tempdir().unwrap();
+        let cert = local.path().join("cert.pem");
+        let key = local.path().join("key.pem");
+        let out = run_binary(
+            BIN,
+            [
+                "gen-cert".as_ref(),
+                "--cert".as_ref(),
+                cert.as_os_str(),
+                "--key".as_ref(),
+                key.as_os_str(),
+            ],
+            "",
+        );
         assert_ok("ferry gen-cert", &out);
         assert!(fs::read_to_string(&cert)
             .unwrap()
             .contains("BEGIN CERTIFICATE"));
         assert!(fs::read_to_string(&key).unwrap().contains("PRIVATE KEY"));
 
-        let root = tempfile::tempdir().unwrap();
-        let local = tempfile::tempdir().unwrap();
-        let log = work.path().join("ferry.log");
-        let log_file = fs::File::create(&log).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
-            .arg("--root")
-            .arg(root.path())
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--implicit-listen",
-                "127.0.0.1:0",
-            ])
-            .arg("--tls-cert")
+        let server = Server::builder(BIN)
+            .args(["--implicit-listen", "127.0.0.1:0", "--tls-cert"])
             .arg(&cert)
             .arg("--tls-key")
             .arg(&key)
-            .args(["--anonymous", "off", "--user"])
-            .arg(format!("{USER}:{PASS}"))
+            .args(["--anonymous", "off"])
+            .user(USER, PASS)
             .args(extra)
-            .env(
-                "FERRY_LOG",
-                std::env::var("FERRY_LOG").unwrap_or_else(|_| "debug".to_owned()),
-            )
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log_file)
-            .spawn()
-            .expect("spawn the ferry binary");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (tx, rx) = mpsc::channel();
-        // Reports the ports, then keeps draining stdout so the server never blocks on a full pipe.
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let line = line.trim();
-                if let Some(rest) = line.strip_prefix("listening on ftps://") {
-                    let _ = tx.send((true, port_of(rest)));
-                } else if let Some(rest) = line.strip_prefix("listening on ftp://") {
-                    let _ = tx.send((false, port_of(rest)));
-                }
-            }
-        });
-        let mut ferry = Self {
-            child,
-            port: 0,
-            implicit: 0,
-            root,
+            .log_level(&std::env::var("FERRY_LOG").unwrap_or_else(|_| "debug".to_owned()))
+            .start();
+        Self {
+            port: server.addr.port(),
+            implicit: server.implicit().port(),
+            server,
             local,
-            log,
-            _work: work,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while ferry.port == 0 || ferry.implicit == 0 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok((true, p)) => ferry.implicit = p,
-                Ok((false, p)) => ferry.port = p,
-                Err(_) => panic!(
-                    "ferry did not report both listening ports; log:\n{}",
-                    fs::read_to_string(&ferry.log).unwrap_or_default()
-                ),
-            }
         }
-        ferry
     }
 
     /// A path inside the served root.
     fn served(&self, name: &str) -> PathBuf {
-        self.root.path().join(name)
+        self.server.path(name)
     }
 
     /// A client-side path.
@@ -233,32 +127,8 @@ impl Ferry {
 
     /// The server log so far.
     fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
+        self.server.log()
     }
-}
-
-impl Drop for Ferry {
-    fn drop(&mut self) {
-        // Only the server process this test started.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if thread::panicking() {
-            eprintln!(
-                "--- ferry log ---\n{}\n--- end of ferry log ---",
-                self.log()
-            );
-        }
-    }
-}
-
-/// The port in `127.0.0.1:PORT/...`.
-fn port_of(rest: &str) -> u16 {
-    let hostport = rest.split('/').next().unwrap_or("");
-    hostport
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("cannot read a port from {rest:?}"))
 }
 
 fn curl(args: &[&str]) -> Command {
@@ -274,7 +144,7 @@ fn curl(args: &[&str]) -> Command {
 /// curl with `--ssl-reqd` (AUTH TLS, PBSZ 0, PROT P) uploads and downloads byte-exact.
 #[test]
 fn curl_explicit_ftps() {
-    if !have("curl", "curl_explicit_ftps") {
+    if !have_tool("curl") {
         return;
     }
     let ferry = Ferry::start(&[]);
@@ -314,7 +184,7 @@ fn curl_explicit_ftps() {
 /// curl on the implicit port (`ftps://`) uploads and downloads byte-exact.
 #[test]
 fn curl_implicit_ftps() {
-    if !have("curl", "curl_implicit_ftps") {
+    if !have_tool("curl") {
         return;
     }
     let ferry = Ferry::start(&[]);
@@ -359,7 +229,7 @@ fn lftp(url: &str, commands: &str) -> Output {
 /// as a size mismatch).
 #[test]
 fn lftp_explicit_ftps() {
-    if !have("lftp", "lftp_explicit_ftps") {
+    if !have_tool("lftp") {
         return;
     }
     let ferry = Ferry::start(&[]);
@@ -392,7 +262,7 @@ fn lftp_explicit_ftps() {
 /// lftp over implicit FTPS (`ftps://`).
 #[test]
 fn lftp_implicit_ftps() {
-    if !have("lftp", "lftp_implicit_ftps") {
+    if !have_tool("lftp") {
         return;
     }
     let ferry = Ferry::start(&[]);
@@ -463,7 +333,7 @@ fn ftplib(ferry: &Ferry, up_src: &Path, down_dst: &Path) -> Output {
 /// Python's ftplib with PROT P: STOR and RETR of several MiB, byte-exact.
 #[test]
 fn python_ftplib_ftps() {
-    if !have("python3", "python_ftplib_ftps") {
+    if !have_tool("python3") {
         return;
     }
     let ferry = Ferry::start(&[]);
@@ -487,10 +357,7 @@ fn python_ftplib_ftps() {
 #[test]
 fn require_resumption_curl_lftp_pass_ftplib_refused() {
     let tools = ["curl", "lftp", "python3"];
-    let present: Vec<bool> = tools
-        .iter()
-        .map(|t| have(t, "require_resumption_curl_lftp_pass_ftplib_refused"))
-        .collect();
+    let present: Vec<bool> = tools.iter().map(|t| have_tool(t)).collect();
     let ferry = Ferry::start(&["--tls-require-resumption"]);
     let body = random_bytes(3 * MIB + 31, 11);
     fs::write(ferry.local("src.bin"), &body).unwrap();

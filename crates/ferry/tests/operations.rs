@@ -4,26 +4,21 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
+use ferry_test_support::binary::{run, Signal};
+use ferry_test_support::{Client, Ferry};
 use suppaftp::types::FileType;
 use suppaftp::FtpStream;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ferry");
 
 fn ferry(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("FERRY_LOG")
-        .env_remove("FERRY_USERS")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ferry")
+    run(BIN, args, "")
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -100,105 +95,26 @@ fn check_config_exit_codes_and_messages() {
     );
 }
 
-/// A running `ferry` whose stdout start-up lines were read.
-struct Server {
-    child: Child,
-    lines: Vec<String>,
-    port: u16,
-    stderr: PathBuf,
-    _dir: tempfile::TempDir,
+/// The binary run in `dir` with `args` only (no default root or listen address: the tests give them or
+/// a configuration file does), `FERRY_LOG` unset.
+fn start(args: &[&str], dir: &Path) -> Ferry {
+    Ferry::builder(BIN)
+        .no_defaults()
+        .current_dir(dir)
+        .args(args)
+        .start()
 }
 
-impl Server {
-    fn start(args: &[&str], dir: tempfile::TempDir) -> Self {
-        Self::start_with(Command::new(BIN), args, dir)
-    }
-
-    /// Starts `command` (`ferry`, or a wrapper that runs it) with `args` added.
-    fn start_with(mut command: Command, args: &[&str], dir: tempfile::TempDir) -> Self {
-        let stderr = dir.path().join("stderr.log");
-        let mut child = command
-            .args(args)
-            .env_remove("FERRY_LOG")
-            .env_remove("FERRY_USERS")
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            let mut lines = Vec::new();
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let done = line.starts_with("Try:");
-                lines.push(line);
-                if done {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(std::mem::take(&mut lines));
-                    }
-                }
-            }
-        });
-        let lines = rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("no start-up lines; stderr:\n{}", read(&stderr)));
-        let port = lines
-            .iter()
-            .find_map(|l| l.strip_prefix("  listening on ftp://127.0.0.1:"))
-            .and_then(|r| r.strip_suffix('/'))
-            .and_then(|p| p.parse().ok())
-            .expect("a listening line");
-        Self {
-            child,
-            lines,
-            port,
-            stderr,
-            _dir: dir,
-        }
-    }
-
-    fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
-    }
-
-    fn greeting(&self) -> String {
-        let mut s = TcpStream::connect(self.addr()).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut line = String::new();
-        BufReader::new(&mut s).read_line(&mut line).unwrap();
-        line.trim_end().to_owned()
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {sig}");
-    }
-
-    /// SIGTERM, wait for the exit, and return everything logged on stderr.
-    fn stop(mut self) -> String {
-        self.signal("-TERM");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "ferry did not stop");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        read(&self.stderr)
-    }
+/// The first line a new connection is greeted with.
+fn greeting(server: &Ferry) -> String {
+    Client::connect_any(server.addr).greeting.lines[0].clone()
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// SIGTERM, the exit (status 0), and everything logged on stderr.
+fn stop(server: Ferry) -> String {
+    let (status, log) = server.stop(Duration::from_secs(20));
+    assert!(status.success(), "{status:?}\n{log}");
+    log
 }
 
 fn read(path: &Path) -> String {
@@ -217,16 +133,17 @@ fn the_command_line_wins_and_sighup_reloads_the_file() {
     let cfg = config.to_str().unwrap().to_owned();
 
     // The command line wins over the file.
-    let server = Server::start(
+    let elsewhere = tempfile::tempdir().unwrap();
+    let server = start(
         &["--config", &cfg, "--banner", "from the command line"],
-        tempfile::tempdir().unwrap(),
+        elsewhere.path(),
     );
-    assert_eq!(server.greeting(), "220 from the command line");
+    assert_eq!(greeting(&server), "220 from the command line");
     drop(server);
 
-    let server = Server::start(&["--config", &cfg], dir);
-    assert_eq!(server.greeting(), "220 from the file");
-    let summary = server.lines.join("\n");
+    let server = start(&["--config", &cfg], dir.path());
+    assert_eq!(greeting(&server), "220 from the file");
+    let summary = server.stdout().join("\n");
     for want in [
         "  configuration from",
         "  TLS: off",
@@ -241,23 +158,20 @@ fn the_command_line_wins_and_sighup_reloads_the_file() {
         "root = \"share\"\nlisten = [\"127.0.0.1:1\"]\nbanner = \"reloaded\"\nanonymous = \"ro\"\n",
     )
     .unwrap();
-    server.signal("-HUP");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while server.greeting() != "220 reloaded" {
-        assert!(Instant::now() < deadline, "the banner was not reloaded");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // A broken file on reload keeps the running settings.
+    server.signal(Signal::Hup);
+    server.wait_for_log("configuration reloaded", Duration::from_secs(10));
+    assert_eq!(greeting(&server), "220 reloaded");
+    // A broken file on reload keeps the running settings: once the failed reload is logged (it happened),
+    // the banner must still be the last good one.
     std::fs::write(&config, "banner = 7\n").unwrap();
-    server.signal("-HUP");
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(server.greeting(), "220 reloaded");
-    let log = server.stop();
+    server.signal(Signal::Hup);
+    server.wait_for_log("configuration reload failed", Duration::from_secs(10));
+    assert_eq!(greeting(&server), "220 reloaded");
+    let log = stop(server);
     assert!(
         log.contains("restart ferry to apply it") && log.contains("listen"),
         "{log}"
     );
-    assert!(log.contains("configuration reload failed"), "{log}");
 }
 
 #[test]
@@ -272,21 +186,14 @@ fn json_logs_transfer_log_and_metrics_from_the_file() {
          log-format = \"json\"\nxferlog = \"xferlog\"\nmetrics-listen = \"127.0.0.1:0\"\n",
     );
     let xferlog = dir.path().join("xferlog");
-    let server = Server::start(&["--config", "ferry.toml"], dir);
-    let metrics: SocketAddr = server
-        .lines
-        .iter()
-        .find_map(|l| l.strip_prefix("  metrics on http://"))
-        .and_then(|r| r.strip_suffix("/metrics"))
-        .expect("a metrics line")
-        .parse()
-        .unwrap();
+    let server = start(&["--config", "ferry.toml"], dir.path());
+    let metrics = server.metrics.expect("a metrics line");
     assert!(server
-        .lines
+        .stdout()
         .iter()
         .any(|l| l.starts_with("  transfer log: ")));
 
-    let mut ftp = FtpStream::connect(server.addr()).unwrap();
+    let mut ftp = FtpStream::connect(server.addr).unwrap();
     ftp.login("alice", "s3cret").unwrap();
     ftp.transfer_type(FileType::Binary).unwrap();
     let got = ftp.retr_as_buffer("hello.txt").unwrap().into_inner();
@@ -306,9 +213,9 @@ fn json_logs_transfer_log_and_metrics_from_the_file() {
         "{body}"
     );
 
-    // Written before the 226 went out; read before stop() removes the folder.
+    // Written before the 226 went out.
     let lines = read(&xferlog);
-    let log = server.stop();
+    let log = stop(server);
     let events: Vec<serde_json::Value> = log
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
@@ -406,15 +313,14 @@ fn the_open_files_limit_is_raised_at_start_up() {
         hard > 256,
         "this test needs a hard open-files limit above 256, not {hard}"
     );
-    let mut prlimit = Command::new("prlimit");
-    prlimit.arg(format!("--nofile=256:{hard}")).arg(BIN);
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with(prlimit, &["--root", ".", "--listen", "127.0.0.1:0"], dir);
-    let (soft, _) = open_files_limit(server.child.id());
+    let server = Ferry::builder(BIN)
+        .wrapper("prlimit", [format!("--nofile=256:{hard}")])
+        .start();
+    let (soft, _) = open_files_limit(server.pid());
     assert_eq!(
         soft,
         hard.min(1 << 20),
         "soft open-files limit after start-up"
     );
-    assert!(server.greeting().starts_with("220 "));
+    assert!(greeting(&server).starts_with("220 "));
 }

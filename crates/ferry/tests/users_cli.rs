@@ -5,34 +5,22 @@
 #![allow(clippy::unwrap_used)]
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
 
 use ferry_server::auth::users::{Role, UsersFile};
+use ferry_test_support::binary::{run, Signal};
+use ferry_test_support::{Client, Ferry};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ferry");
 
 /// Cheap hashes, so the tools run fast.
 const CHEAP: [&str; 4] = ["--argon2-memory", "8", "--argon2-iterations", "1"];
 
 /// Runs `ferry ARGS` with `stdin` piped in.
 fn ferry(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(args)
-        .env("FERRY_LOG", "warn")
-        .env_remove("FERRY_USERS")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.as_bytes()).unwrap();
-    drop(input);
-    child.wait_with_output().unwrap()
+    run(BIN, args, stdin)
 }
 
 /// Runs a tool that must succeed; returns its stdout.
@@ -308,151 +296,29 @@ fn invalid_users_file_is_refused_at_start_with_its_line() {
 // ---------------------------------------------------------------------------------------------------
 // The server with a users file.
 
-/// A running `ferry --users FILE`; killed on drop.
-struct Served {
-    child: Child,
-    port: u16,
-    log: PathBuf,
+/// `ferry --users FILE` serving `root`, logging at info; killed on drop.
+fn serve(root: &Path, users: &Path, extra: &[&str]) -> Ferry {
+    Ferry::builder(BIN)
+        .no_defaults()
+        .arg("--root")
+        .arg(root)
+        .arg("--users")
+        .arg(users)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(extra)
+        .log_level("info")
+        .start()
 }
 
-impl Served {
-    fn start(root: &Path, users: &Path, extra: &[&str]) -> Self {
-        let log = root.with_extension("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
-            .arg("--root")
-            .arg(root)
-            .arg("--users")
-            .arg(users)
-            .args(["--listen", "127.0.0.1:0"])
-            .args(extra)
-            .env("FERRY_LOG", "info")
-            .env_remove("FERRY_USERS")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut s = Self {
-            child,
-            port: 0,
-            log,
-        };
-        let stdout = s.child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(p) = line
-                    .strip_prefix("  listening on ftp://127.0.0.1:")
-                    .and_then(|r| r.strip_suffix('/'))
-                    .and_then(|p| p.parse::<u16>().ok())
-                {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(p);
-                    }
-                }
-            }
-        });
-        s.port = rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("no listening line; log:\n{}", s.log_text()));
-        s
-    }
-
-    fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn hangup(&self) {
-        let status = Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn connect(&self) -> Ftp {
-        Ftp::connect(self.port)
-    }
-
-    /// Waits until `f` holds, or fails with the log.
-    fn eventually(&self, what: &str, mut f: impl FnMut() -> bool) {
-        let start = Instant::now();
-        while !f() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "{what} never happened; log:\n{}",
-                self.log_text()
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
+/// A new control connection, whatever its greeting.
+fn connect(srv: &Ferry) -> Client {
+    Client::connect_any(srv.addr)
 }
 
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if thread::panicking() {
-            eprintln!("---- ferry log ----\n{}", self.log_text());
-        }
-    }
-}
-
-/// A minimal control connection.
-struct Ftp {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-    greeting: u16,
-}
-
-impl Ftp {
-    fn connect(port: u16) -> Self {
-        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let mut c = Self {
-            reader: BufReader::new(s.try_clone().unwrap()),
-            writer: s,
-            greeting: 0,
-        };
-        c.greeting = c.reply().0;
-        c
-    }
-
-    /// Reads one reply: its code and its last line.
-    fn reply(&mut self) -> (u16, String) {
-        let mut line = String::new();
-        loop {
-            line.clear();
-            let n = self.reader.read_line(&mut line).unwrap_or(0);
-            if n == 0 {
-                return (0, String::new());
-            }
-            let b = line.as_bytes();
-            if b.len() >= 4 && b[3] == b' ' && b[..3].iter().all(u8::is_ascii_digit) {
-                return (line[..3].parse().unwrap(), line.trim_end().to_owned());
-            }
-        }
-    }
-
-    fn cmd(&mut self, line: &str) -> (u16, String) {
-        self.writer
-            .write_all(format!("{line}\r\n").as_bytes())
-            .unwrap();
-        self.reply()
-    }
-
-    fn login(&mut self, user: &str, password: &str) -> u16 {
-        assert_eq!(self.cmd(&format!("USER {user}")).0, 331);
-        self.cmd(&format!("PASS {password}")).0
-    }
-
-    /// True if the server closed the connection.
-    fn closed(&mut self) -> bool {
-        let mut buf = [0u8; 64];
-        matches!(self.reader.read(&mut buf), Ok(0) | Err(_))
-    }
+/// USER (expecting 331) and PASS; the code of the reply to PASS.
+fn login(c: &mut Client, user: &str, password: &str) -> u16 {
+    c.expect(&format!("USER {user}"), 331);
+    c.cmd(&format!("PASS {password}")).code
 }
 
 fn add_user(file: &Path, name: &str, password: &str, extra: &[&str]) {
@@ -477,12 +343,12 @@ fn sighup_reloads_the_users_file() {
         "apw",
         &["--home", "alice", "--role", "read-write"],
     );
-    let srv = Served::start(&root, &file, &[]);
+    let srv = serve(&root, &file, &[]);
 
-    let mut alice = srv.connect();
-    assert_eq!(alice.login("alice", "apw"), 230);
-    assert_eq!(alice.cmd("SIZE hello.txt").0, 213);
-    assert_eq!(srv.connect().login("bob", "bpw"), 530);
+    let mut alice = connect(&srv);
+    assert_eq!(login(&mut alice, "alice", "apw"), 230);
+    assert_eq!(alice.cmd("SIZE hello.txt").code, 213);
+    assert_eq!(login(&mut connect(&srv), "bob", "bpw"), 530);
 
     // Bob added, Alice deleted: after SIGHUP, new logins follow the file.
     add_user(&file, "bob", "bpw", &["--home", "bob"]);
@@ -490,32 +356,27 @@ fn sighup_reloads_the_users_file() {
         &["user", "del", "alice", "--users", file.to_str().unwrap()],
         "",
     );
-    srv.hangup();
-    srv.eventually("bob's login after SIGHUP", || {
-        srv.connect().login("bob", "bpw") == 230
-    });
-    assert_eq!(srv.connect().login("alice", "apw"), 530);
+    srv.signal(Signal::Hup);
+    srv.wait_for_log("users file reloaded", Duration::from_secs(20));
+    assert_eq!(login(&mut connect(&srv), "bob", "bpw"), 230);
+    assert_eq!(login(&mut connect(&srv), "alice", "apw"), 530);
     // Alice's open session keeps her identity and home.
-    assert_eq!(alice.cmd("SIZE hello.txt").0, 213);
-    assert!(alice.cmd("STAT").1.starts_with("211"));
-    assert!(srv.log_text().contains("users file reloaded"));
+    assert_eq!(alice.cmd("SIZE hello.txt").code, 213);
+    assert_eq!(alice.cmd("STAT").code, 211);
 
     // A broken file is refused and the old one stays in force.
     fs::write(&file, "[users.bob]\npasword_hash = \"x\"\n").unwrap();
-    srv.hangup();
-    srv.eventually("the reload error in the log", || {
-        srv.log_text().contains("users file reload failed")
-    });
-    assert!(srv.log_text().contains("line 2"), "{}", srv.log_text());
-    assert_eq!(srv.connect().login("bob", "bpw"), 230);
+    srv.signal(Signal::Hup);
+    srv.wait_for_log("users file reload failed", Duration::from_secs(20));
+    assert!(srv.log().contains("line 2"), "{}", srv.log());
+    assert_eq!(login(&mut connect(&srv), "bob", "bpw"), 230);
 
     // A disabled user cannot log in again.
     fs::remove_file(&file).unwrap();
     add_user(&file, "bob", "bpw", &["--home", "bob", "--disabled"]);
-    srv.hangup();
-    srv.eventually("bob refused after being disabled", || {
-        srv.connect().login("bob", "bpw") == 530
-    });
+    srv.signal(Signal::Hup);
+    srv.wait_for_log("users file reloaded", Duration::from_secs(20));
+    assert_eq!(login(&mut connect(&srv), "bob", "bpw"), 530);
 }
 
 /// The fail2ban filter documented in docs/users.md, as plain string matching: after the timestamp and
@@ -545,24 +406,24 @@ fn bans_are_logged_for_fail2ban_and_refused_at_connect() {
     fs::create_dir_all(&root).unwrap();
     let file = dir.path().join("users.toml");
     add_user(&file, "alice", "apw", &[]);
-    let srv = Served::start(&root, &file, &["--ban-after", "3", "--ban-time", "60"]);
+    let srv = serve(&root, &file, &["--ban-after", "3", "--ban-time", "60"]);
 
-    let mut c = srv.connect();
+    let mut c = connect(&srv);
     // A user name that tries to inject a fake log line for another address.
     let evil = "x ferry::auth: ban: address 192.0.2.99 banned for 1 s";
     let mut codes = Vec::new();
     for _ in 0..3 {
-        codes.push(c.login(evil, "guess"));
+        codes.push(login(&mut c, evil, "guess"));
         if codes.last() != Some(&530) {
             break;
         }
     }
     assert_eq!(codes, [530, 530, 421]);
-    assert!(c.closed());
-    let refused = srv.connect();
-    assert_eq!(refused.greeting, 421);
+    c.expect_closed();
+    let refused = connect(&srv);
+    assert_eq!(refused.greeting.code, 421);
 
-    let log = srv.log_text();
+    let log = srv.log();
     let bans: Vec<&str> = log.lines().filter_map(ban_address).collect();
     assert_eq!(bans, ["127.0.0.1"], "{log}");
     let failures = log
