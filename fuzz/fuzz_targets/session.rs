@@ -7,8 +7,9 @@ use core::time::Duration;
 use std::sync::Arc;
 
 use ferry_proto::listing::{FileInfo, FileKind};
+use ferry_proto::storage::StorageErrorKind;
 use ferry_proto::session::{
-    Action, AuthError, Completion, Config, FsError, FsRequest, FsResponse, Grant, Output, Permissions, Session,
+    Action, AuthError, Completion, Config, FsRequest, FsResponse, Grant, Output, Permissions, Session,
     TransferError, TransferKind,
 };
 use libfuzzer_sys::fuzz_target;
@@ -98,7 +99,7 @@ fuzz_target!(|data: &[u8]| {
                             1 => Ok(FsResponse::Metadata(info(FileKind::Dir))),
                             2 => Ok(FsResponse::Metadata(info(FileKind::File))),
                             3 => Ok(FsResponse::Entries(vec![info(FileKind::File), info(FileKind::Symlink)])),
-                            _ => Err(FsError::NotFound),
+                            _ => Err(StorageErrorKind::NotFound),
                         })),
                         Action::OpenPassive => Some(Completion::Passive(if c % 3 == 0 { None } else { Some("127.0.0.1:40000".parse().unwrap()) })),
                         Action::Transfer(_) => Some(if c % 2 == 0 {
@@ -111,9 +112,9 @@ fuzz_target!(|data: &[u8]| {
                             0 => Ok(7),
                             1 => Err(TransferError::Aborted),
                             2 => Err(TransferError::ConnectionLost),
-                            3 => Err(TransferError::Storage(FsError::NoSpace)),
-                            4 => Err(TransferError::Storage(FsError::QuotaExceeded)),
-                            _ => Err(TransferError::Storage(FsError::NotFound)),
+                            3 => Err(TransferError::Storage(StorageErrorKind::NoSpace)),
+                            4 => Err(TransferError::Storage(StorageErrorKind::QuotaExceeded)),
+                            _ => Err(TransferError::Storage(StorageErrorKind::NotFound)),
                         })),
                         _ => None,
                     };

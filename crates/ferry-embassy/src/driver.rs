@@ -20,13 +20,14 @@ use core::time::Duration;
 
 use embassy_futures::select::{select, select3, Either, Either3};
 use ferry_proto::ascii::{FromNetwork, ToNetwork};
-use ferry_proto::listing::{FileInfo, FileKind};
+use ferry_proto::listing::{self, FileInfo, ListFormat};
 use ferry_proto::path::VirtualPath;
 use ferry_proto::reply::Reply;
 use ferry_proto::session::{
-    Action, Completion, DataEndpoint, FsError, FsRequest, FsResponse, ListFormat, Output, Session,
-    TransferError, TransferKind, TransferRequest, WriteMode,
+    Action, Completion, DataEndpoint, FsRequest, FsResponse, Output, Session, TransferError,
+    TransferKind, TransferRequest,
 };
+use ferry_proto::storage::{StorageErrorKind, WriteMode};
 
 use crate::auth::Users;
 use crate::clock::Clock;
@@ -315,8 +316,8 @@ async fn fs_request<S: Storage>(
     storage: &S,
     request: FsRequest,
     config: &DriverConfig,
-) -> Result<FsResponse, FsError> {
-    let done = |r: Result<(), FsError>| r.map(|()| FsResponse::Done);
+) -> Result<FsResponse, StorageErrorKind> {
+    let done = |r: Result<(), StorageErrorKind>| r.map(|()| FsResponse::Done);
     match request {
         FsRequest::Metadata(path) => storage.metadata(&path).await.map(FsResponse::Metadata),
         FsRequest::List(path) => {
@@ -330,7 +331,9 @@ async fn fs_request<S: Storage>(
                         entries.push(entry?);
                     }
                 }
-                Err(FsError::NotADirectory) => entries.push(file_entry(storage, &path).await?),
+                Err(StorageErrorKind::NotADirectory) => {
+                    entries.push(file_entry(storage, &path).await?)
+                }
                 Err(e) => return Err(e),
             }
             Ok(FsResponse::Entries(entries))
@@ -344,7 +347,10 @@ async fn fs_request<S: Storage>(
 }
 
 /// The listing entry of a single file (LIST or STAT of a file name).
-async fn file_entry<S: Storage>(storage: &S, path: &VirtualPath) -> Result<FileInfo, FsError> {
+async fn file_entry<S: Storage>(
+    storage: &S,
+    path: &VirtualPath,
+) -> Result<FileInfo, StorageErrorKind> {
     let mut info = storage.metadata(path).await?;
     info.name = String::from(path.file_name().unwrap_or(""));
     Ok(info)
@@ -361,7 +367,7 @@ enum Side<'s, S: Storage + 's> {
 async fn open_side<'s, S: Storage>(
     storage: &'s S,
     kind: TransferKind,
-) -> Result<(Side<'s, S>, Option<u64>, Option<VirtualPath>), FsError> {
+) -> Result<(Side<'s, S>, Option<u64>, Option<VirtualPath>), StorageErrorKind> {
     match kind {
         TransferKind::Retr { path, offset } => {
             let (reader, size) = storage.open_read(&path, offset).await?;
@@ -374,10 +380,10 @@ async fn open_side<'s, S: Storage>(
         TransferKind::Stou { dir, stem } => {
             let mut name = stem.clone();
             for n in 1u32..=100 {
-                let path = dir.join(&name).map_err(|_| FsError::InvalidName)?;
+                let path = dir.join(&name).map_err(|_| StorageErrorKind::InvalidName)?;
                 match storage.open_write(&path, WriteMode::CreateNew).await {
                     Ok(writer) => return Ok((Side::Write(writer), None, Some(path))),
-                    Err(FsError::AlreadyExists) => {
+                    Err(StorageErrorKind::AlreadyExists) => {
                         name.clear();
                         name.push_str(&stem);
                         name.push('.');
@@ -386,11 +392,11 @@ async fn open_side<'s, S: Storage>(
                     Err(e) => return Err(e),
                 }
             }
-            Err(FsError::AlreadyExists)
+            Err(StorageErrorKind::AlreadyExists)
         }
         TransferKind::List { path, format } => match storage.read_dir(&path).await {
             Ok(dir) => Ok((Side::List(Some(dir), None, format), None, None)),
-            Err(FsError::NotADirectory) => {
+            Err(StorageErrorKind::NotADirectory) => {
                 let entry = file_entry(storage, &path).await?;
                 Ok((Side::List(None, Some(entry), format), None, None))
             }
@@ -611,27 +617,10 @@ async fn finish<C: Control, D: DataChannel, K: Clock>(
     }
 }
 
-/// One listing line with CRLF. Names holding CR or LF are left out: the wire format cannot carry
-/// them without forging lines.
+/// One listing line with CRLF; names a listing cannot carry are left out ([`listing::write_entry`]).
 fn format_entry(out: &mut String, info: &FileInfo, format: ListFormat, now: i64) {
-    if info.name.contains(['\r', '\n']) {
-        return;
-    }
-    match format {
-        ListFormat::List => ferry_proto::listing::write_list_line(out, info, now),
-        ListFormat::Nlst => out.push_str(&info.name),
-        ListFormat::Mlsd { facts, perms } => {
-            ferry_proto::listing::write_facts(
-                out,
-                info,
-                facts,
-                &perms.mlst_perm(info.kind == FileKind::Dir),
-            );
-            out.push(' ');
-            out.push_str(&info.name);
-        }
-    }
-    out.push_str("\r\n");
+    // Writing to a String cannot fail.
+    let _ = listing::write_entry(out, info, format, now);
 }
 
 #[cfg(test)]

@@ -15,14 +15,14 @@
 //! consistent (`fsck.fat` clean) at every step, including when the volume fills up: the writer
 //! gives back the clusters of the write that failed, and the upload is then removed.
 //! Names the volume cannot hold (too long, characters FAT forbids, the reserved prefix) are
-//! [`FsError::InvalidName`] (553); a full volume is [`FsError::NoSpace`] (452).
+//! [`StorageErrorKind::InvalidName`] (553); a full volume is [`StorageErrorKind::NoSpace`] (452).
 
 use alloc::string::String;
 use core::cell::Cell;
 
 use ferry_proto::listing::{DateTime, FileInfo, FileKind};
 use ferry_proto::path::VirtualPath;
-use ferry_proto::session::{FsError, WriteMode};
+use ferry_proto::storage::{StorageErrorKind, WriteMode};
 use hadris_fat::error::Error as FatError;
 use hadris_fat::sync::dir::FatDirIter;
 use hadris_fat::sync::read::FileReader;
@@ -64,12 +64,12 @@ impl<D: Volume> FatStorage<D> {
     /// Mounts the FAT file system on `data`, stamping files with `clock`.
     ///
     /// # Errors
-    /// [`FsError::Other`] if `data` holds no FAT file system this crate can read.
-    pub fn mount(data: D, clock: &'static UnixClock) -> Result<Self, FsError> {
+    /// [`StorageErrorKind::Io`] if `data` holds no FAT file system this crate can read.
+    pub fn mount(data: D, clock: &'static UnixClock) -> Result<Self, StorageErrorKind> {
         let fs = FatVolume::builder(data)
             .time_provider(clock)
             .open()
-            .map_err(|_| FsError::Other)?;
+            .map_err(|_| StorageErrorKind::Io)?;
         Ok(Self {
             fs,
             uploads: Cell::new(0),
@@ -77,12 +77,12 @@ impl<D: Volume> FatStorage<D> {
     }
 
     /// The directory at `path`.
-    fn dir(&self, path: &VirtualPath) -> Result<FatDir<'_, D>, FsError> {
+    fn dir(&self, path: &VirtualPath) -> Result<FatDir<'_, D>, StorageErrorKind> {
         let mut dir = self.fs.root_dir();
         for name in path.components() {
             let entry = find(&dir, name)?;
             if !entry.is_directory() {
-                return Err(FsError::NotADirectory);
+                return Err(StorageErrorKind::NotADirectory);
             }
             dir = self.fs.open_dir_entry(&entry).map_err(error)?;
         }
@@ -90,16 +90,19 @@ impl<D: Volume> FatStorage<D> {
     }
 
     /// The parent directory of `path` and the entry's name in it.
-    fn parent<'p>(&self, path: &'p VirtualPath) -> Result<(FatDir<'_, D>, &'p str), FsError> {
-        let name = path.file_name().ok_or(FsError::PermissionDenied)?;
+    fn parent<'p>(
+        &self,
+        path: &'p VirtualPath,
+    ) -> Result<(FatDir<'_, D>, &'p str), StorageErrorKind> {
+        let name = path.file_name().ok_or(StorageErrorKind::PermissionDenied)?;
         if name.starts_with(TEMP_PREFIX) {
-            return Err(FsError::InvalidName);
+            return Err(StorageErrorKind::InvalidName);
         }
         Ok((self.dir(&path.parent())?, name))
     }
 
     /// The entry at `path` (not the root).
-    fn entry(&self, path: &VirtualPath) -> Result<FileEntry, FsError> {
+    fn entry(&self, path: &VirtualPath) -> Result<FileEntry, StorageErrorKind> {
         let (dir, name) = self.parent(path)?;
         find(&dir, name)
     }
@@ -124,23 +127,25 @@ impl<D: Volume> FatStorage<D> {
     }
 }
 
-fn find<D: Volume>(dir: &FatDir<'_, D>, name: &str) -> Result<FileEntry, FsError> {
-    dir.find(name).map_err(error)?.ok_or(FsError::NotFound)
+fn find<D: Volume>(dir: &FatDir<'_, D>, name: &str) -> Result<FileEntry, StorageErrorKind> {
+    dir.find(name)
+        .map_err(error)?
+        .ok_or(StorageErrorKind::NotFound)
 }
 
 /// The one mapping from `hadris-fat` errors to storage error kinds.
-fn error(e: FatError) -> FsError {
+fn error(e: FatError) -> StorageErrorKind {
     match e {
-        FatError::EntryNotFound => FsError::NotFound,
-        FatError::NotADirectory => FsError::NotADirectory,
-        FatError::NotAFile => FsError::IsADirectory,
-        FatError::AlreadyExists => FsError::AlreadyExists,
-        FatError::DirectoryNotEmpty => FsError::DirectoryNotEmpty,
+        FatError::EntryNotFound => StorageErrorKind::NotFound,
+        FatError::NotADirectory => StorageErrorKind::NotADirectory,
+        FatError::NotAFile => StorageErrorKind::IsADirectory,
+        FatError::AlreadyExists => StorageErrorKind::AlreadyExists,
+        FatError::DirectoryNotEmpty => StorageErrorKind::DirectoryNotEmpty,
         FatError::InvalidFilename | FatError::InvalidShortFilename | FatError::InvalidPath => {
-            FsError::InvalidName
+            StorageErrorKind::InvalidName
         }
-        FatError::NoFreeSpace | FatError::DirectoryFull => FsError::NoSpace,
-        _ => FsError::Other,
+        FatError::NoFreeSpace | FatError::DirectoryFull => StorageErrorKind::NoSpace,
+        _ => StorageErrorKind::Io,
     }
 }
 
@@ -184,7 +189,7 @@ fn info(name: String, entry: &FileEntry) -> FileInfo {
 pub struct FatReader<'s, D: Volume>(FileReader<'s, D>);
 
 impl<D: Volume> FileRead for FatReader<'_, D> {
-    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, FsError> {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, StorageErrorKind> {
         self.0.read(buf).map_err(error)
     }
 }
@@ -193,7 +198,7 @@ impl<D: Volume> FileRead for FatReader<'_, D> {
 pub struct FatDirReader<'s, D: Volume>(FatDirIter<'s, D>);
 
 impl<D: Volume> DirRead for FatDirReader<'_, D> {
-    async fn next(&mut self) -> Option<Result<FileInfo, FsError>> {
+    async fn next(&mut self) -> Option<Result<FileInfo, StorageErrorKind>> {
         loop {
             let entry: DirectoryEntry = match self.0.next_entry()? {
                 Ok(e) => e,
@@ -228,7 +233,7 @@ pub struct FatWriter<'s, D: Volume> {
 
 impl<D: Volume> FatWriter<'_, D> {
     /// Commits the writer's size and chain to its entry.
-    fn close(&mut self) -> Result<(), FsError> {
+    fn close(&mut self) -> Result<(), StorageErrorKind> {
         match self.writer.take() {
             Some(w) => w.finish().map_err(error),
             None => Ok(()),
@@ -237,20 +242,20 @@ impl<D: Volume> FatWriter<'_, D> {
 }
 
 impl<D: Volume> FileWrite for FatWriter<'_, D> {
-    async fn write(&mut self, buf: &[u8]) -> Result<(), FsError> {
-        let w = self.writer.as_mut().ok_or(FsError::Other)?;
+    async fn write(&mut self, buf: &[u8]) -> Result<(), StorageErrorKind> {
+        let w = self.writer.as_mut().ok_or(StorageErrorKind::Io)?;
         let mut rest = buf;
         while !rest.is_empty() {
             let n = w.write(rest).map_err(error)?;
             if n == 0 {
-                return Err(FsError::NoSpace);
+                return Err(StorageErrorKind::NoSpace);
             }
             rest = &rest[n..];
         }
         Ok(())
     }
 
-    async fn commit(mut self) -> Result<(), FsError> {
+    async fn commit(mut self) -> Result<(), StorageErrorKind> {
         let closed = self.close();
         let Some(temp) = self.temp.take() else {
             return closed;
@@ -258,9 +263,9 @@ impl<D: Volume> FileWrite for FatWriter<'_, D> {
         let result = closed.and_then(|()| {
             let entry = find(&self.dir, &temp)?;
             match find(&self.dir, &self.target) {
-                Ok(old) if old.is_directory() => return Err(FsError::IsADirectory),
+                Ok(old) if old.is_directory() => return Err(StorageErrorKind::IsADirectory),
                 Ok(old) => self.storage.fs.delete(&old).map_err(error)?,
-                Err(FsError::NotFound) => {}
+                Err(StorageErrorKind::NotFound) => {}
                 Err(e) => return Err(e),
             }
             self.storage
@@ -301,7 +306,7 @@ impl<D: Volume> Storage for FatStorage<D> {
     where
         Self: 's;
 
-    async fn metadata(&self, path: &VirtualPath) -> Result<FileInfo, FsError> {
+    async fn metadata(&self, path: &VirtualPath) -> Result<FileInfo, StorageErrorKind> {
         if path.is_root() {
             return Ok(FileInfo {
                 name: String::new(),
@@ -317,7 +322,7 @@ impl<D: Volume> Storage for FatStorage<D> {
         Ok(info(String::new(), &entry))
     }
 
-    async fn read_dir(&self, path: &VirtualPath) -> Result<Self::Dir<'_>, FsError> {
+    async fn read_dir(&self, path: &VirtualPath) -> Result<Self::Dir<'_>, StorageErrorKind> {
         Ok(FatDirReader(self.dir(path)?.entries()))
     }
 
@@ -325,14 +330,14 @@ impl<D: Volume> Storage for FatStorage<D> {
         &self,
         path: &VirtualPath,
         offset: u64,
-    ) -> Result<(Self::Reader<'_>, u64), FsError> {
+    ) -> Result<(Self::Reader<'_>, u64), StorageErrorKind> {
         let entry = self.entry(path)?;
         if entry.is_directory() {
-            return Err(FsError::IsADirectory);
+            return Err(StorageErrorKind::IsADirectory);
         }
         let size = entry.len();
         if offset > size {
-            return Err(FsError::InvalidOffset);
+            return Err(StorageErrorKind::InvalidOffset);
         }
         let mut reader = self.fs.read_file(&entry).map_err(error)?;
         if offset > 0 {
@@ -345,12 +350,12 @@ impl<D: Volume> Storage for FatStorage<D> {
         &self,
         path: &VirtualPath,
         mode: WriteMode,
-    ) -> Result<Self::Writer<'_>, FsError> {
+    ) -> Result<Self::Writer<'_>, StorageErrorKind> {
         let (dir, name) = self.parent(path)?;
         let existing = match find(&dir, name) {
-            Ok(e) if e.is_directory() => return Err(FsError::IsADirectory),
+            Ok(e) if e.is_directory() => return Err(StorageErrorKind::IsADirectory),
             Ok(e) => Some(e),
-            Err(FsError::NotFound) => None,
+            Err(StorageErrorKind::NotFound) => None,
             Err(e) => return Err(e),
         };
         let in_place = |entry: &FileEntry, append: bool| {
@@ -362,18 +367,18 @@ impl<D: Volume> Storage for FatStorage<D> {
             writer.map_err(error)
         };
         let (writer, temp) = match (mode, existing) {
-            (WriteMode::CreateNew, Some(_)) => return Err(FsError::AlreadyExists),
+            (WriteMode::CreateNew, Some(_)) => return Err(StorageErrorKind::AlreadyExists),
             (WriteMode::Append, Some(e)) => (in_place(&e, true)?, None),
             (WriteMode::Resume(n), Some(e)) => {
                 if n > e.len() {
-                    return Err(FsError::InvalidOffset);
+                    return Err(StorageErrorKind::InvalidOffset);
                 }
-                let n = usize::try_from(n).map_err(|_| FsError::InvalidOffset)?;
+                let n = usize::try_from(n).map_err(|_| StorageErrorKind::InvalidOffset)?;
                 self.fs.truncate(&e, n).map_err(error)?;
                 let e = find(&dir, name)?;
                 (in_place(&e, true)?, None)
             }
-            (WriteMode::Resume(n), None) if n > 0 => return Err(FsError::InvalidOffset),
+            (WriteMode::Resume(n), None) if n > 0 => return Err(StorageErrorKind::InvalidOffset),
             (WriteMode::Append | WriteMode::Resume(_), None) => {
                 // Nothing to keep: a new file, written in place.
                 let e = self.fs.create_file(&dir, name).map_err(error)?;
@@ -394,33 +399,33 @@ impl<D: Volume> Storage for FatStorage<D> {
         })
     }
 
-    async fn create_dir(&self, path: &VirtualPath) -> Result<(), FsError> {
+    async fn create_dir(&self, path: &VirtualPath) -> Result<(), StorageErrorKind> {
         let (dir, name) = self.parent(path)?;
         self.fs.create_dir(&dir, name).map(|_| ()).map_err(error)
     }
 
-    async fn remove_dir(&self, path: &VirtualPath) -> Result<(), FsError> {
+    async fn remove_dir(&self, path: &VirtualPath) -> Result<(), StorageErrorKind> {
         let entry = self.entry(path)?;
         if !entry.is_directory() {
-            return Err(FsError::NotADirectory);
+            return Err(StorageErrorKind::NotADirectory);
         }
         self.fs.delete(&entry).map_err(error)
     }
 
-    async fn remove_file(&self, path: &VirtualPath) -> Result<(), FsError> {
+    async fn remove_file(&self, path: &VirtualPath) -> Result<(), StorageErrorKind> {
         let entry = self.entry(path)?;
         if entry.is_directory() {
-            return Err(FsError::IsADirectory);
+            return Err(StorageErrorKind::IsADirectory);
         }
         self.fs.delete(&entry).map_err(error)
     }
 
-    async fn rename(&self, from: &VirtualPath, to: &VirtualPath) -> Result<(), FsError> {
+    async fn rename(&self, from: &VirtualPath, to: &VirtualPath) -> Result<(), StorageErrorKind> {
         let entry = self.entry(from)?;
         let (dest, name) = self.parent(to)?;
         match find(&dest, name) {
             Ok(old) if old.is_directory() || entry.is_directory() => {
-                return Err(FsError::AlreadyExists)
+                return Err(StorageErrorKind::AlreadyExists)
             }
             Ok(old) => {
                 if from == to {
@@ -428,7 +433,7 @@ impl<D: Volume> Storage for FatStorage<D> {
                 }
                 self.fs.delete(&old).map_err(error)?;
             }
-            Err(FsError::NotFound) => {}
+            Err(StorageErrorKind::NotFound) => {}
             Err(e) => return Err(e),
         }
         // The entry may have moved if the delete compacted nothing; look it up again to be safe.
@@ -439,7 +444,11 @@ impl<D: Volume> Storage for FatStorage<D> {
             .map_err(error)
     }
 
-    async fn set_modified(&self, path: &VirtualPath, unix_secs: i64) -> Result<(), FsError> {
+    async fn set_modified(
+        &self,
+        path: &VirtualPath,
+        unix_secs: i64,
+    ) -> Result<(), StorageErrorKind> {
         let entry = self.entry(path)?;
         self.fs
             .set_times(&entry, Some(fat_time(unix_secs)), None, None)

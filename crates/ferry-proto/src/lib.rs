@@ -15,7 +15,8 @@
 //! Modules, from the wire up: [`line`](mod@line) (CRLF framing, Telnet stripping, line limit), [`command`]
 //! (one variant per verb), [`reply`] (codes and multi-line replies), [`path`] (virtual paths that
 //! never rise above the root), [`addr`] (PORT/EPRT/PASV/EPSV), [`listing`] (LIST/NLST/MLSx/MDTM
-//! formatting), [`ascii`] (TYPE A conversion) and [`session`] (the state machine).
+//! formatting), [`ascii`] (TYPE A conversion), [`storage`] (the storage error kinds with their replies, and upload
+//! modes: the vocabulary of every storage backend) and [`session`] (the state machine).
 extern crate alloc;
 
 pub mod addr;
@@ -26,3 +27,4 @@ pub mod listing;
 pub mod path;
 pub mod reply;
 pub mod session;
+pub mod storage;

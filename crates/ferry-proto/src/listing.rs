@@ -3,7 +3,9 @@
 //! Pure formatters: the caller passes the current time where the output depends on it.
 
 use alloc::string::String;
-use core::fmt::Write as _;
+use core::fmt::{self, Write};
+
+use crate::session::Permissions;
 
 /// What kind of file system object an entry is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,19 +162,19 @@ fn days_from_civil(year: i128, month: u8, day: u8) -> i128 {
 /// Times outside the four-digit years are clamped to `00000101000000` and `99991231235959`.
 pub fn format_mdtm(secs: i64) -> String {
     let mut out = String::with_capacity(14);
-    write_mdtm(&mut out, secs);
+    // Writing to a String cannot fail.
+    let _ = write_mdtm(&mut out, secs);
     out
 }
 
 /// Appends the time-val of `secs` to `out`; see [`format_mdtm`].
-fn write_mdtm(out: &mut String, secs: i64) {
+fn write_mdtm<W: Write + ?Sized>(out: &mut W, secs: i64) -> fmt::Result {
     let t = DateTime::from_unix(secs.clamp(MDTM_MIN, MDTM_MAX));
-    // Writing to a String cannot fail.
-    let _ = write!(
+    write!(
         out,
         "{:04}{:02}{:02}{:02}{:02}{:02}",
         t.year, t.month, t.day, t.hour, t.minute, t.second
-    );
+    )
 }
 
 /// Parses an RFC 3659 time-val (MFMT, MDTM with a time): `YYYYMMDDHHMMSS` in UTC, optionally followed
@@ -309,6 +311,71 @@ impl core::ops::BitOr for Facts {
     }
 }
 
+/// The format of a directory listing sent over a data connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListFormat {
+    /// LIST: `ls -l` lines ([`write_list_line`]).
+    List,
+    /// NLST: names only.
+    Nlst,
+    /// MLSD: machine-readable facts (RFC 3659 §7, [`write_facts`]).
+    Mlsd {
+        /// The facts selected with `OPTS MLST`.
+        facts: Facts,
+        /// The user's permissions, for the `perm` fact.
+        perms: Permissions,
+    },
+}
+
+/// The most bytes a line of [`write_entry`] takes besides the entry's name (CRLF included), whatever
+/// the entry's size, times, link count and identity: a buffer with room for `name.len()` plus this
+/// always holds the whole line.
+pub const MAX_LINE_OVERHEAD: usize = 160;
+
+/// True if `name` can be carried on a listing line: it holds no C0 control character (U+0000 to
+/// U+001F, which include CR, LF, NUL and TAB) and no DEL (U+007F).
+///
+/// A name with CR or LF would end its line early and let the rest pose as further entries or as a reply
+/// (`evil\r\n226 Transfer complete\r\n...`); NUL ends the name for clients written in C, so that the
+/// entry could pass for another file; the other control characters drive terminals (ESC sequences) or
+/// split fields (TAB). No encoding of such names could be reversed by clients, so they are left out of
+/// listings instead ([`write_entry`]), and the session refuses to create them (see
+/// [`VirtualPath`](crate::path::VirtualPath)). docs/security.md states the rule.
+pub fn is_listable(name: &str) -> bool {
+    !name.bytes().any(|b| b < 0x20 || b == 0x7f)
+}
+
+/// Appends the listing line of one entry in `format`, ending in CRLF, and returns `Ok(true)`; or, when
+/// the name cannot be listed ([`is_listable`]), appends nothing and returns `Ok(false)`.
+///
+/// One entry at a time, so that a driver can stream a listing of any size through a bounded buffer:
+/// format entries until the buffer is nearly full, send it, clear it, go on. The line is at most
+/// `entry.name.len() +` [`MAX_LINE_OVERHEAD`] bytes.
+///
+/// # Errors
+/// Whatever `out` fails with (never for a `String`); a part of the line may have been written then.
+pub fn write_entry<W: Write + ?Sized>(
+    out: &mut W,
+    entry: &FileInfo,
+    format: ListFormat,
+    now: i64,
+) -> Result<bool, fmt::Error> {
+    if !is_listable(&entry.name) {
+        return Ok(false);
+    }
+    match format {
+        ListFormat::List => write_list_line(out, entry, now)?,
+        ListFormat::Nlst => out.write_str(&entry.name)?,
+        ListFormat::Mlsd { facts, perms } => {
+            write_facts(out, entry, facts, perms)?;
+            out.write_char(' ')?;
+            out.write_str(&entry.name)?;
+        }
+    }
+    out.write_str("\r\n")?;
+    Ok(true)
+}
+
 /// Appends one LIST line for `info` in the `ls -l` form servers commonly send and clients parse,
 /// without a line terminator:
 ///
@@ -320,51 +387,54 @@ impl core::ops::BitOr for Facts {
 /// Type (`-`, `d`, `l`) and permission bits from `mode`, link count, owner and group (always `ftp`),
 /// size (right-aligned in 13 columns, so columns stay aligned for sizes below 10^13 bytes), the
 /// modification time as `Mon DD HH:MM` if it lies at most 180 days before `now` and at most one day
-/// after it, else `Mon DD  YYYY` (an unknown time is shown as the epoch), then the name verbatim.
-/// Symlinks show no `-> target`.
-pub fn write_list_line(out: &mut String, info: &FileInfo, now: i64) {
-    out.push(match info.kind {
+/// after it, else `Mon DD  YYYY` (an unknown time is shown as the epoch), then the name verbatim (the
+/// caller checks [`is_listable`]; [`write_entry`] does). Symlinks show no `-> target`.
+///
+/// # Errors
+/// Whatever `out` fails with (never for a `String`).
+pub fn write_list_line<W: Write + ?Sized>(out: &mut W, info: &FileInfo, now: i64) -> fmt::Result {
+    out.write_char(match info.kind {
         FileKind::File => '-',
         FileKind::Dir => 'd',
         FileKind::Symlink => 'l',
-    });
-    write_mode(out, info.mode);
+    })?;
+    write_mode(out, info.mode)?;
     let modified = info.modified.unwrap_or(0);
     let t = DateTime::from_unix(modified);
     let month = MONTHS
         .get(usize::from(t.month).wrapping_sub(1))
         .copied()
         .unwrap_or("???");
-    // Writing to a String cannot fail.
-    let _ = write!(
+    write!(
         out,
         " {:>4} {:<8} {:<8} {:>13} {month} {:>2} ",
         info.nlink, "ftp", "ftp", info.size, t.day
-    );
+    )?;
     let age = i128::from(now) - i128::from(modified);
     if (-i128::from(RECENT_FUTURE)..=i128::from(RECENT_PAST)).contains(&age) {
-        let _ = write!(out, "{:02}:{:02}", t.hour, t.minute);
+        write!(out, "{:02}:{:02}", t.hour, t.minute)?;
     } else {
-        let _ = write!(out, "{:>5}", t.year);
+        write!(out, "{:>5}", t.year)?;
     }
-    out.push(' ');
-    out.push_str(&info.name);
+    out.write_char(' ')?;
+    out.write_str(&info.name)
 }
 
 /// Appends the nine `rwxrwxrwx` characters of `mode`, with `s`/`S` and `t`/`T` for the set-id and
 /// sticky bits as `ls` shows them.
-fn write_mode(out: &mut String, mode: u32) {
+fn write_mode<W: Write + ?Sized>(out: &mut W, mode: u32) -> fmt::Result {
     for (shift, special, special_char) in [(6, 0o4000, 's'), (3, 0o2000, 's'), (0, 0o1000, 't')] {
         let bits = mode >> shift;
-        out.push(if bits & 4 != 0 { 'r' } else { '-' });
-        out.push(if bits & 2 != 0 { 'w' } else { '-' });
-        out.push(match (bits & 1 != 0, mode & special != 0) {
+        out.write_char(if bits & 4 != 0 { 'r' } else { '-' })?;
+        out.write_char(if bits & 2 != 0 { 'w' } else { '-' })?;
+        out.write_char(match (bits & 1 != 0, mode & special != 0) {
             (true, false) => 'x',
             (false, false) => '-',
             (true, true) => special_char,
             (false, true) => special_char.to_ascii_uppercase(),
-        });
+        })?;
     }
+    Ok(())
 }
 
 /// Appends the MLST/MLSD facts of `info` (RFC 3659 §7), each as `name=value;`, for example
@@ -372,34 +442,47 @@ fn write_mode(out: &mut String, mode: u32) {
 ///
 /// Only facts in `facts` are written, in the order `type`, `size`, `modify`, `perm`, `unique`,
 /// `UNIX.mode`, and only when they apply: `size` for files only, `modify` and `unique` when known, `perm`
-/// when `perm` is not empty. `unique` is `{dev:x}g{ino:x}`; `UNIX.mode` is four octal digits. The
-/// caller appends the space and the name.
-pub fn write_facts(out: &mut String, info: &FileInfo, facts: Facts, perm: &str) {
-    // Writing to a String cannot fail.
+/// (what `perms` allows on this entry, [`Permissions::mlst_perm`]) when not empty. `unique` is
+/// `{dev:x}g{ino:x}`; `UNIX.mode` is four octal digits. The caller appends the space and the name.
+///
+/// # Errors
+/// Whatever `out` fails with (never for a `String`).
+pub fn write_facts<W: Write + ?Sized>(
+    out: &mut W,
+    info: &FileInfo,
+    facts: Facts,
+    perms: Permissions,
+) -> fmt::Result {
     if facts.contains(Facts::TYPE) {
-        out.push_str(match info.kind {
+        out.write_str(match info.kind {
             FileKind::File => "type=file;",
             FileKind::Dir => "type=dir;",
             FileKind::Symlink => "type=OS.unix=symlink;",
-        });
+        })?;
     }
     if facts.contains(Facts::SIZE) && info.kind == FileKind::File {
-        let _ = write!(out, "size={};", info.size);
+        write!(out, "size={};", info.size)?;
     }
     if let (true, Some(t)) = (facts.contains(Facts::MODIFY), info.modified) {
-        out.push_str("modify=");
-        write_mdtm(out, t);
-        out.push(';');
+        out.write_str("modify=")?;
+        write_mdtm(out, t)?;
+        out.write_char(';')?;
     }
-    if facts.contains(Facts::PERM) && !perm.is_empty() {
-        let _ = write!(out, "perm={perm};");
+    let dir = info.kind == FileKind::Dir;
+    if facts.contains(Facts::PERM) && perms.mlst_perm(dir).next().is_some() {
+        out.write_str("perm=")?;
+        for c in perms.mlst_perm(dir) {
+            out.write_char(c)?;
+        }
+        out.write_char(';')?;
     }
     if let (true, Some((dev, ino))) = (facts.contains(Facts::UNIQUE), info.unique) {
-        let _ = write!(out, "unique={dev:x}g{ino:x};");
+        write!(out, "unique={dev:x}g{ino:x};")?;
     }
     if facts.contains(Facts::UNIX_MODE) {
-        let _ = write!(out, "UNIX.mode={:04o};", info.mode & 0o7777);
+        write!(out, "UNIX.mode={:04o};", info.mode & 0o7777)?;
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -438,13 +521,13 @@ mod tests {
 
     fn list(info: &FileInfo, now: i64) -> String {
         let mut s = String::new();
-        write_list_line(&mut s, info, now);
+        write_list_line(&mut s, info, now).expect("a String takes any text");
         s
     }
 
-    fn facts(info: &FileInfo, facts: Facts, perm: &str) -> String {
+    fn facts(info: &FileInfo, facts: Facts, perms: Permissions) -> String {
         let mut s = String::new();
-        write_facts(&mut s, info, facts, perm);
+        write_facts(&mut s, info, facts, perms).expect("a String takes any text");
         s
     }
 
@@ -704,7 +787,8 @@ mod tests {
             &mut s,
             &info("f", FileKind::File, 1, Some(NOV21), 0o644),
             NOV21,
-        );
+        )
+        .expect("a String takes any text");
         assert!(s.starts_with("prefix:-rw-r--r-- "));
         assert!(!s.contains('\n') && !s.contains('\r'));
     }
@@ -721,29 +805,29 @@ mod tests {
             unique: Some((0x803, 0x2a)),
         };
         assert_eq!(
-            facts(&file, Facts::DEFAULT, "rwadf"),
-            "type=file;size=123;modify=20261121131000;perm=rwadf;unique=803g2a;"
+            facts(&file, Facts::DEFAULT, Permissions::ALL),
+            "type=file;size=123;modify=20261121131000;perm=adfrw;unique=803g2a;"
         );
         assert_eq!(
-            facts(&file, Facts::ALL, "r"),
+            facts(&file, Facts::ALL, Permissions::READ),
             "type=file;size=123;modify=20261121131000;perm=r;unique=803g2a;UNIX.mode=0644;"
         );
         assert_eq!(
-            facts(&file, Facts::ALL, ""),
+            facts(&file, Facts::ALL, Permissions::NONE),
             "type=file;size=123;modify=20261121131000;unique=803g2a;UNIX.mode=0644;"
         );
         assert_eq!(
-            facts(&file, Facts::SIZE | Facts::UNIX_MODE, "r"),
+            facts(&file, Facts::SIZE | Facts::UNIX_MODE, Permissions::READ),
             "size=123;UNIX.mode=0644;"
         );
-        assert_eq!(facts(&file, Facts::NONE, "r"), "");
+        assert_eq!(facts(&file, Facts::NONE, Permissions::READ), "");
         let big = FileInfo {
             size: 5 * 1024 * 1024 * 1024,
             unique: Some((u64::MAX, 0)),
             ..file
         };
         assert_eq!(
-            facts(&big, Facts::SIZE | Facts::UNIQUE, ""),
+            facts(&big, Facts::SIZE | Facts::UNIQUE, Permissions::NONE),
             "size=5368709120;unique=ffffffffffffffffg0;"
         );
     }
@@ -760,8 +844,8 @@ mod tests {
             unique: None,
         };
         assert_eq!(
-            facts(&dir, Facts::ALL, "flcdmpe"),
-            "type=dir;perm=flcdmpe;UNIX.mode=1755;"
+            facts(&dir, Facts::ALL, Permissions::ALL),
+            "type=dir;perm=cdeflmp;UNIX.mode=1755;"
         );
         let link = FileInfo {
             kind: FileKind::Symlink,
@@ -770,9 +854,102 @@ mod tests {
             ..dir
         };
         assert_eq!(
-            facts(&link, Facts::ALL, ""),
+            facts(&link, Facts::ALL, Permissions::NONE),
             "type=OS.unix=symlink;modify=19691231235959;UNIX.mode=0777;"
         );
+    }
+
+    fn entry(e: &FileInfo, format: ListFormat) -> (bool, String) {
+        let mut s = String::new();
+        let written = write_entry(&mut s, e, format, NOV21).expect("a String takes any text");
+        (written, s)
+    }
+
+    #[test]
+    fn entries_in_each_format_end_in_crlf() {
+        let f = info("a b.txt", FileKind::File, 5, Some(NOV21), 0o644);
+        assert_eq!(
+            entry(&f, ListFormat::List),
+            (true, format!("{}\r\n", list(&f, NOV21)))
+        );
+        assert_eq!(
+            entry(&f, ListFormat::Nlst),
+            (true, String::from("a b.txt\r\n"))
+        );
+        let mlsd = ListFormat::Mlsd {
+            facts: Facts::TYPE | Facts::PERM,
+            perms: Permissions::READ,
+        };
+        assert_eq!(
+            entry(&f, mlsd),
+            (true, String::from("type=file;perm=r; a b.txt\r\n"))
+        );
+    }
+
+    #[test]
+    fn names_a_line_cannot_carry_are_left_out() {
+        let formats = [
+            ListFormat::List,
+            ListFormat::Nlst,
+            ListFormat::Mlsd {
+                facts: Facts::ALL,
+                perms: Permissions::ALL,
+            },
+        ];
+        for name in [
+            "evil\r\n226 Transfer complete\r\n-rw-r--r-- 1 ftp ftp 7 Jan 1 2020 injected.txt",
+            "cr\ronly",
+            "lf\nonly",
+            "nul\0.txt",
+            "tab\there",
+            "esc\u{1b}[31m",
+            "del\u{7f}",
+            "\u{1f}",
+        ] {
+            assert!(!is_listable(name), "{name:?}");
+            for format in formats {
+                let e = info(name, FileKind::File, 1, Some(NOV21), 0o644);
+                assert_eq!(entry(&e, format), (false, String::new()), "{name:?}");
+            }
+        }
+        for name in [
+            "plain",
+            " lead and trail ",
+            "-1",
+            "ünïcødé ✓",
+            "back\\slash",
+            "\u{85}nel",
+        ] {
+            assert!(is_listable(name), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn no_line_exceeds_the_overhead_bound() {
+        let mut extreme = info("", FileKind::Symlink, u64::MAX, Some(i64::MIN), 0o7777);
+        extreme.nlink = u64::MAX;
+        extreme.unique = Some((u64::MAX, u64::MAX));
+        let mut longest = 0;
+        for modified in [Some(i64::MIN), Some(i64::MAX), Some(NOV21), None] {
+            for kind in [FileKind::File, FileKind::Dir, FileKind::Symlink] {
+                let e = FileInfo {
+                    kind,
+                    modified,
+                    ..extreme.clone()
+                };
+                for format in [
+                    ListFormat::List,
+                    ListFormat::Nlst,
+                    ListFormat::Mlsd {
+                        facts: Facts::ALL,
+                        perms: Permissions::ALL,
+                    },
+                ] {
+                    longest = longest.max(entry(&e, format).1.len());
+                }
+            }
+        }
+        assert!(longest <= MAX_LINE_OVERHEAD, "{longest}");
     }
 
     #[test]

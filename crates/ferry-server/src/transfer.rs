@@ -7,18 +7,16 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ferry_proto::ascii::{FromNetwork, ToNetwork};
-use ferry_proto::listing::{self, FileInfo, FileKind};
+use ferry_proto::listing::{self, FileInfo, ListFormat};
 use ferry_proto::path::VirtualPath;
-use ferry_proto::session::{
-    FsError, ListFormat, TransferError, TransferKind, TransferRequest, WriteMode,
-};
+use ferry_proto::session::{TransferError, TransferKind, TransferRequest};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 use crate::data;
 use crate::quota::AccountQuota;
-use crate::storage::{self, Storage, StorageError, StorageErrorKind};
+use crate::storage::{Storage, StorageError, StorageErrorKind};
 use crate::stream::MaybeTls;
 use crate::throttle::Throttle;
 use crate::tls::TlsContext;
@@ -69,36 +67,8 @@ pub(crate) struct Job<S: Storage> {
     pub quota: Option<AccountQuota>,
 }
 
-/// Maps a storage error to the protocol's error kinds (the reply table lives in ferry-proto).
-pub(crate) fn fs_error(e: &StorageError) -> FsError {
-    match e.kind() {
-        StorageErrorKind::NotFound => FsError::NotFound,
-        StorageErrorKind::PermissionDenied => FsError::PermissionDenied,
-        StorageErrorKind::AlreadyExists => FsError::AlreadyExists,
-        StorageErrorKind::NotADirectory => FsError::NotADirectory,
-        StorageErrorKind::IsADirectory => FsError::IsADirectory,
-        StorageErrorKind::DirectoryNotEmpty => FsError::DirectoryNotEmpty,
-        StorageErrorKind::InvalidName => FsError::InvalidName,
-        StorageErrorKind::NoSpace => FsError::NoSpace,
-        StorageErrorKind::QuotaExceeded => FsError::QuotaExceeded,
-        StorageErrorKind::InvalidOffset => FsError::InvalidOffset,
-        StorageErrorKind::Unsupported => FsError::Unsupported,
-        StorageErrorKind::Unavailable => FsError::Unavailable,
-        _ => FsError::Other,
-    }
-}
-
 fn storage_err(e: StorageError) -> TransferError {
-    TransferError::Storage(fs_error(&e))
-}
-
-fn storage_mode(mode: WriteMode) -> storage::WriteMode {
-    match mode {
-        WriteMode::Truncate => storage::WriteMode::Truncate,
-        WriteMode::CreateNew => storage::WriteMode::CreateNew,
-        WriteMode::Resume(n) => storage::WriteMode::Resume(n),
-        WriteMode::Append => storage::WriteMode::Append,
-    }
+    TransferError::Storage(e.kind())
 }
 
 /// Runs a transfer to the end, or until `cancel` fires (or its sender is dropped): ABOR, a lost
@@ -162,7 +132,7 @@ async fn copy<S: Storage>(
     match request.kind {
         TransferKind::Retr { path, offset } => {
             if upload::touches_temp(&path) {
-                return Err(TransferError::Storage(FsError::NotFound));
+                return Err(TransferError::Storage(StorageErrorKind::NotFound));
             }
             let (reader, size) = storage
                 .open_read(&path, offset)
@@ -186,7 +156,7 @@ async fn copy<S: Storage>(
         }
         TransferKind::List { path, format } => {
             if upload::touches_temp(&path) {
-                return Err(TransferError::Storage(FsError::NotFound));
+                return Err(TransferError::Storage(StorageErrorKind::NotFound));
             }
             let mut entries = storage.list(&path).await.map_err(storage_err)?;
             upload::hide_temps(&mut entries);
@@ -210,14 +180,13 @@ async fn copy<S: Storage>(
             // Data connection first: a failed one must not truncate or create anything.
             let tcp = open_data(source, connect_timeout).await?;
             let quota = quota.as_ref();
-            let open =
-                |storage: Arc<S>| Upload::open(storage, policy, &path, storage_mode(mode), quota);
+            let open = |storage: Arc<S>| Upload::open(storage, policy, &path, mode, quota);
             let stream = if request.tls {
                 // The TLS handshake comes after the 150 and may fail: open (and so truncate) the
                 // target only once it succeeded. A directory is still refused before the 150.
                 if let Ok(info) = storage.metadata(&path).await {
                     if info.kind == ferry_proto::listing::FileKind::Dir {
-                        return Err(TransferError::Storage(FsError::IsADirectory));
+                        return Err(TransferError::Storage(StorageErrorKind::IsADirectory));
                     }
                 }
                 start(ready, go, None, None).await?;
@@ -566,21 +535,8 @@ pub(crate) fn unix_now() -> i64 {
 pub(crate) fn format_listing(entries: &[FileInfo], format: ListFormat, now: i64) -> Vec<u8> {
     let mut out = String::with_capacity(entries.len() * 64);
     for e in entries {
-        match format {
-            ListFormat::List => listing::write_list_line(&mut out, e, now),
-            ListFormat::Nlst => out.push_str(&e.name),
-            ListFormat::Mlsd { facts, perms } => {
-                listing::write_facts(
-                    &mut out,
-                    e,
-                    facts,
-                    &perms.mlst_perm(e.kind == FileKind::Dir),
-                );
-                out.push(' ');
-                out.push_str(&e.name);
-            }
-        }
-        out.push_str("\r\n");
+        // Writing to a String cannot fail.
+        let _ = listing::write_entry(&mut out, e, format, now);
     }
     out.into_bytes()
 }

@@ -41,7 +41,7 @@ use std::sync::Arc;
 
 use ferry_proto::listing::{FileInfo, FileKind};
 use ferry_proto::path::VirtualPath;
-use ferry_proto::session::{FsError, FsRequest};
+use ferry_proto::session::FsRequest;
 use tokio::io::AsyncWriteExt;
 use tracing::{debug, warn};
 
@@ -125,10 +125,10 @@ pub(crate) fn touches_temp(path: &VirtualPath) -> bool {
 
 /// Refuses client requests that name a temporary file: as missing (`550`) when looking one up, as a
 /// name not allowed (`553`) when creating one.
-pub(crate) fn check_request(req: &FsRequest) -> Result<(), FsError> {
+pub(crate) fn check_request(req: &FsRequest) -> Result<(), StorageErrorKind> {
     let missing = |p: &VirtualPath| {
         if touches_temp(p) {
-            Err(FsError::NotFound)
+            Err(StorageErrorKind::NotFound)
         } else {
             Ok(())
         }
@@ -148,9 +148,9 @@ pub(crate) fn check_request(req: &FsRequest) -> Result<(), FsError> {
 }
 
 /// Refuses a temporary name as the target of something new (`553`).
-fn check_new(path: &VirtualPath) -> Result<(), FsError> {
+fn check_new(path: &VirtualPath) -> Result<(), StorageErrorKind> {
     if touches_temp(path) {
-        Err(FsError::InvalidName)
+        Err(StorageErrorKind::InvalidName)
     } else {
         Ok(())
     }
@@ -818,29 +818,29 @@ mod tests {
         let f = vp("d/f");
         assert_eq!(
             check_request(&FsRequest::Metadata(t.clone())),
-            Err(FsError::NotFound)
+            Err(StorageErrorKind::NotFound)
         );
         assert_eq!(
             check_request(&FsRequest::RemoveFile(t.clone())),
-            Err(FsError::NotFound)
+            Err(StorageErrorKind::NotFound)
         );
         assert_eq!(
             check_request(&FsRequest::CreateDir(t.clone())),
-            Err(FsError::InvalidName)
+            Err(StorageErrorKind::InvalidName)
         );
         assert_eq!(
             check_request(&FsRequest::Rename {
                 from: f.clone(),
                 to: t.clone()
             }),
-            Err(FsError::InvalidName)
+            Err(StorageErrorKind::InvalidName)
         );
         assert_eq!(
             check_request(&FsRequest::Rename {
                 from: t,
                 to: f.clone()
             }),
-            Err(FsError::NotFound)
+            Err(StorageErrorKind::NotFound)
         );
         assert_eq!(check_request(&FsRequest::Metadata(f)), Ok(()));
         // Only the prefix is reserved.

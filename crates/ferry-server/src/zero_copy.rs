@@ -55,7 +55,7 @@ fn is_unsupported(e: Errno) -> bool {
 }
 
 fn storage_error(e: Errno) -> TransferError {
-    TransferError::Storage(crate::transfer::fs_error(&io::Error::from(e).into()))
+    TransferError::Storage(crate::storage::StorageError::from(io::Error::from(e)).kind())
 }
 
 /// Sends `file` from its current position to its end over `tcp` with `sendfile`, counting the bytes

@@ -645,3 +645,39 @@ fn suppaftp_status_codes() {
         .unwrap();
     ftp.custom_command("FOO", &[Status::BadCommand]).unwrap();
 }
+
+/// A name on disk that holds CR LF (created outside FTP) would forge listing lines if written raw: a
+/// fake `226` line and a fake `injected.txt` entry. Such names are left out of LIST, NLST, MLSD and
+/// STAT listings (docs/security.md), and every other entry is still listed.
+#[test]
+fn names_that_would_forge_listing_lines_are_left_out() {
+    let srv = TestServer::start();
+    let evil = "evil\r\n226 Transfer complete\r\n-rw-r--r-- 1 ftp ftp 7 Jan 1 2020 injected.txt";
+    srv.write(evil, b"payload");
+    srv.write("esc\u{1b}[31mred", b"escape sequence");
+    srv.write("tab\tname", b"tab");
+    srv.write("good.txt", b"good");
+    let mut c = srv.raw_login();
+    for cmd in ["LIST", "NLST", "MLSD", "LIST -la", "NLST -a"] {
+        let t = c.transfer(DataMode::Epsv, cmd, None);
+        t.assert_ok();
+        let text = String::from_utf8(t.data).unwrap();
+        let lines: Vec<&str> = text.split_terminator("\r\n").collect();
+        assert_eq!(lines.len(), 1, "{cmd}: {text:?}");
+        assert!(lines[0].ends_with("good.txt"), "{cmd}: {text:?}");
+        assert!(!text.contains("injected"), "{cmd}: {text:?}");
+        assert!(
+            !text.contains('\r') || text.matches('\r').count() == 1,
+            "{cmd}: {text:?}"
+        );
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\t'),
+            "{cmd}: {text:?}"
+        );
+    }
+    // Over the control connection: no forged reply line either.
+    let r = c.expect("STAT .", 213);
+    assert_eq!(r.lines.len(), 3, "{r:?}");
+    assert!(r.lines[1].ends_with(" good.txt"), "{r:?}");
+    c.expect("NOOP", 200);
+}

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ferry_embassy::storage::{DirRead, FileRead, FileWrite, Storage};
 use ferry_proto::listing::{FileInfo, FileKind};
 use ferry_proto::path::VirtualPath;
-use ferry_proto::session::{FsError, WriteMode};
+use ferry_proto::storage::{StorageErrorKind, WriteMode};
 
 /// Names starting with this are upload temporaries: hidden from listings and refused in commands.
 const TEMP_PREFIX: &str = ".ferry-upload-";
@@ -32,9 +32,9 @@ impl Folder {
     }
 
     /// The host path of `path`; the virtual path never rises above the root.
-    fn real(&self, path: &VirtualPath) -> Result<PathBuf, FsError> {
+    fn real(&self, path: &VirtualPath) -> Result<PathBuf, StorageErrorKind> {
         if path.components().any(|c| c.starts_with(TEMP_PREFIX)) {
-            return Err(FsError::InvalidName);
+            return Err(StorageErrorKind::InvalidName);
         }
         let real = self.root.join(path.relative());
         // Refuse symbolic links anywhere below the root, so that nothing can lead out of it.
@@ -42,7 +42,9 @@ impl Folder {
         for c in path.components() {
             walk.push(c);
             match fs::symlink_metadata(&walk) {
-                Ok(m) if m.file_type().is_symlink() => return Err(FsError::PermissionDenied),
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(StorageErrorKind::PermissionDenied)
+                }
                 _ => {}
             }
         }
@@ -50,19 +52,19 @@ impl Folder {
     }
 }
 
-fn error(e: io::Error) -> FsError {
+fn error(e: io::Error) -> StorageErrorKind {
     use io::ErrorKind as K;
     match e.kind() {
-        K::NotFound => FsError::NotFound,
-        K::PermissionDenied | K::ReadOnlyFilesystem => FsError::PermissionDenied,
-        K::AlreadyExists => FsError::AlreadyExists,
-        K::NotADirectory => FsError::NotADirectory,
-        K::IsADirectory => FsError::IsADirectory,
-        K::DirectoryNotEmpty => FsError::DirectoryNotEmpty,
-        K::InvalidInput | K::InvalidFilename => FsError::InvalidName,
-        K::StorageFull => FsError::NoSpace,
-        K::QuotaExceeded | K::FileTooLarge => FsError::QuotaExceeded,
-        _ => FsError::Other,
+        K::NotFound => StorageErrorKind::NotFound,
+        K::PermissionDenied | K::ReadOnlyFilesystem => StorageErrorKind::PermissionDenied,
+        K::AlreadyExists => StorageErrorKind::AlreadyExists,
+        K::NotADirectory => StorageErrorKind::NotADirectory,
+        K::IsADirectory => StorageErrorKind::IsADirectory,
+        K::DirectoryNotEmpty => StorageErrorKind::DirectoryNotEmpty,
+        K::InvalidInput | K::InvalidFilename => StorageErrorKind::InvalidName,
+        K::StorageFull => StorageErrorKind::NoSpace,
+        K::QuotaExceeded | K::FileTooLarge => StorageErrorKind::QuotaExceeded,
+        _ => StorageErrorKind::Io,
     }
 }
 
@@ -87,7 +89,7 @@ fn info(name: String, m: &fs::Metadata) -> FileInfo {
 pub struct Reader(File);
 
 impl FileRead for Reader {
-    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, FsError> {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, StorageErrorKind> {
         self.0.read(buf).map_err(error)
     }
 }
@@ -101,11 +103,11 @@ pub struct Writer {
 }
 
 impl FileWrite for Writer {
-    async fn write(&mut self, buf: &[u8]) -> Result<(), FsError> {
+    async fn write(&mut self, buf: &[u8]) -> Result<(), StorageErrorKind> {
         self.file.write_all(buf).map_err(error)
     }
 
-    async fn commit(self) -> Result<(), FsError> {
+    async fn commit(self) -> Result<(), StorageErrorKind> {
         self.file.sync_data().map_err(error)?;
         match self.temp {
             Some(temp) => fs::rename(&temp, &self.target).map_err(|e| {
@@ -127,7 +129,7 @@ impl FileWrite for Writer {
 pub struct Dir(fs::ReadDir);
 
 impl DirRead for Dir {
-    async fn next(&mut self) -> Option<Result<FileInfo, FsError>> {
+    async fn next(&mut self) -> Option<Result<FileInfo, StorageErrorKind>> {
         loop {
             let entry = match self.0.next()? {
                 Ok(e) => e,
@@ -152,46 +154,54 @@ impl Storage for Folder {
     type Writer<'s> = Writer;
     type Dir<'s> = Dir;
 
-    async fn metadata(&self, path: &VirtualPath) -> Result<FileInfo, FsError> {
+    async fn metadata(&self, path: &VirtualPath) -> Result<FileInfo, StorageErrorKind> {
         let m = fs::metadata(self.real(path)?).map_err(error)?;
         Ok(info(String::new(), &m))
     }
 
-    async fn read_dir(&self, path: &VirtualPath) -> Result<Dir, FsError> {
+    async fn read_dir(&self, path: &VirtualPath) -> Result<Dir, StorageErrorKind> {
         let real = self.real(path)?;
         if !fs::metadata(&real).map_err(error)?.is_dir() {
-            return Err(FsError::NotADirectory);
+            return Err(StorageErrorKind::NotADirectory);
         }
         fs::read_dir(real).map(Dir).map_err(error)
     }
 
-    async fn open_read(&self, path: &VirtualPath, offset: u64) -> Result<(Reader, u64), FsError> {
+    async fn open_read(
+        &self,
+        path: &VirtualPath,
+        offset: u64,
+    ) -> Result<(Reader, u64), StorageErrorKind> {
         let mut file = File::open(self.real(path)?).map_err(error)?;
         let m = file.metadata().map_err(error)?;
         if m.is_dir() {
-            return Err(FsError::IsADirectory);
+            return Err(StorageErrorKind::IsADirectory);
         }
         if offset > m.len() {
-            return Err(FsError::InvalidOffset);
+            return Err(StorageErrorKind::InvalidOffset);
         }
         file.seek(SeekFrom::Start(offset)).map_err(error)?;
         Ok((Reader(file), m.len()))
     }
 
-    async fn open_write(&self, path: &VirtualPath, mode: WriteMode) -> Result<Writer, FsError> {
+    async fn open_write(
+        &self,
+        path: &VirtualPath,
+        mode: WriteMode,
+    ) -> Result<Writer, StorageErrorKind> {
         let target = self.real(path)?;
         let existing = match fs::metadata(&target) {
-            Ok(m) if m.is_dir() => return Err(FsError::IsADirectory),
+            Ok(m) if m.is_dir() => return Err(StorageErrorKind::IsADirectory),
             Ok(m) => Some(m.len()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(error(e)),
         };
         match mode {
-            WriteMode::CreateNew if existing.is_some() => Err(FsError::AlreadyExists),
+            WriteMode::CreateNew if existing.is_some() => Err(StorageErrorKind::AlreadyExists),
             WriteMode::Truncate | WriteMode::CreateNew => {
                 let n = self.uploads.get().wrapping_add(1);
                 self.uploads.set(n);
-                let parent = target.parent().ok_or(FsError::PermissionDenied)?;
+                let parent = target.parent().ok_or(StorageErrorKind::PermissionDenied)?;
                 let temp = parent.join(format!("{TEMP_PREFIX}{}-{n}", std::process::id()));
                 let file = File::create_new(&temp).map_err(error)?;
                 Ok(Writer {
@@ -209,7 +219,7 @@ impl Storage for Folder {
                     .map_err(error)?;
                 let at = match mode {
                     WriteMode::Resume(n) if n > existing.unwrap_or(0) => {
-                        return Err(FsError::InvalidOffset)
+                        return Err(StorageErrorKind::InvalidOffset)
                     }
                     WriteMode::Resume(n) => {
                         file.set_len(n).map_err(error)?;
@@ -227,28 +237,32 @@ impl Storage for Folder {
         }
     }
 
-    async fn create_dir(&self, path: &VirtualPath) -> Result<(), FsError> {
+    async fn create_dir(&self, path: &VirtualPath) -> Result<(), StorageErrorKind> {
         fs::create_dir(self.real(path)?).map_err(error)
     }
 
-    async fn remove_dir(&self, path: &VirtualPath) -> Result<(), FsError> {
+    async fn remove_dir(&self, path: &VirtualPath) -> Result<(), StorageErrorKind> {
         fs::remove_dir(self.real(path)?).map_err(error)
     }
 
-    async fn remove_file(&self, path: &VirtualPath) -> Result<(), FsError> {
+    async fn remove_file(&self, path: &VirtualPath) -> Result<(), StorageErrorKind> {
         let real = self.real(path)?;
         if fs::metadata(&real).map_err(error)?.is_dir() {
-            return Err(FsError::IsADirectory);
+            return Err(StorageErrorKind::IsADirectory);
         }
         fs::remove_file(real).map_err(error)
     }
 
-    async fn rename(&self, from: &VirtualPath, to: &VirtualPath) -> Result<(), FsError> {
+    async fn rename(&self, from: &VirtualPath, to: &VirtualPath) -> Result<(), StorageErrorKind> {
         fs::rename(self.real(from)?, self.real(to)?).map_err(error)
     }
 
-    async fn set_modified(&self, path: &VirtualPath, unix_secs: i64) -> Result<(), FsError> {
-        let secs = u64::try_from(unix_secs).map_err(|_| FsError::Other)?;
+    async fn set_modified(
+        &self,
+        path: &VirtualPath,
+        unix_secs: i64,
+    ) -> Result<(), StorageErrorKind> {
+        let secs = u64::try_from(unix_secs).map_err(|_| StorageErrorKind::Io)?;
         let file = File::options()
             .write(true)
             .open(self.real(path)?)

@@ -18,7 +18,7 @@ use ferry_embassy::conn::{Control, DataChannel, NetError};
 use ferry_embassy::storage::{DirRead, FileRead, FileWrite, Storage};
 use ferry_proto::listing::{FileInfo, FileKind};
 use ferry_proto::path::VirtualPath;
-use ferry_proto::session::{FsError, WriteMode};
+use ferry_proto::storage::{StorageErrorKind, WriteMode};
 
 #[derive(Clone, Default)]
 pub struct FakeClock(pub Rc<Cell<Duration>>);
@@ -126,7 +126,7 @@ pub struct OneFile;
 pub struct Bytes(pub &'static [u8]);
 
 impl FileRead for Bytes {
-    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, FsError> {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, StorageErrorKind> {
         let n = buf.len().min(self.0.len());
         buf[..n].copy_from_slice(&self.0[..n]);
         self.0 = &self.0[n..];
@@ -137,17 +137,17 @@ impl FileRead for Bytes {
 pub struct Nothing;
 
 impl FileWrite for Nothing {
-    async fn write(&mut self, _buf: &[u8]) -> Result<(), FsError> {
+    async fn write(&mut self, _buf: &[u8]) -> Result<(), StorageErrorKind> {
         Ok(())
     }
-    async fn commit(self) -> Result<(), FsError> {
+    async fn commit(self) -> Result<(), StorageErrorKind> {
         Ok(())
     }
     async fn discard(self) {}
 }
 
 impl DirRead for Nothing {
-    async fn next(&mut self) -> Option<Result<FileInfo, FsError>> {
+    async fn next(&mut self) -> Option<Result<FileInfo, StorageErrorKind>> {
         None
     }
 }
@@ -159,11 +159,11 @@ impl Storage for OneFile {
     type Writer<'s> = Nothing;
     type Dir<'s> = Nothing;
 
-    async fn metadata(&self, path: &VirtualPath) -> Result<FileInfo, FsError> {
+    async fn metadata(&self, path: &VirtualPath) -> Result<FileInfo, StorageErrorKind> {
         let kind = match path.as_str() {
             "/" => FileKind::Dir,
             "/f.txt" => FileKind::File,
-            _ => return Err(FsError::NotFound),
+            _ => return Err(StorageErrorKind::NotFound),
         };
         Ok(FileInfo {
             name: String::new(),
@@ -175,29 +175,37 @@ impl Storage for OneFile {
             unique: None,
         })
     }
-    async fn read_dir(&self, _path: &VirtualPath) -> Result<Nothing, FsError> {
+    async fn read_dir(&self, _path: &VirtualPath) -> Result<Nothing, StorageErrorKind> {
         Ok(Nothing)
     }
-    async fn open_read(&self, path: &VirtualPath, _offset: u64) -> Result<(Bytes, u64), FsError> {
+    async fn open_read(
+        &self,
+        path: &VirtualPath,
+        _offset: u64,
+    ) -> Result<(Bytes, u64), StorageErrorKind> {
         self.metadata(path).await?;
         Ok((Bytes(CONTENT), CONTENT.len() as u64))
     }
-    async fn open_write(&self, _path: &VirtualPath, _mode: WriteMode) -> Result<Nothing, FsError> {
-        Err(FsError::PermissionDenied)
+    async fn open_write(
+        &self,
+        _path: &VirtualPath,
+        _mode: WriteMode,
+    ) -> Result<Nothing, StorageErrorKind> {
+        Err(StorageErrorKind::PermissionDenied)
     }
-    async fn create_dir(&self, _path: &VirtualPath) -> Result<(), FsError> {
-        Err(FsError::PermissionDenied)
+    async fn create_dir(&self, _path: &VirtualPath) -> Result<(), StorageErrorKind> {
+        Err(StorageErrorKind::PermissionDenied)
     }
-    async fn remove_dir(&self, _path: &VirtualPath) -> Result<(), FsError> {
-        Err(FsError::PermissionDenied)
+    async fn remove_dir(&self, _path: &VirtualPath) -> Result<(), StorageErrorKind> {
+        Err(StorageErrorKind::PermissionDenied)
     }
-    async fn remove_file(&self, _path: &VirtualPath) -> Result<(), FsError> {
-        Err(FsError::PermissionDenied)
+    async fn remove_file(&self, _path: &VirtualPath) -> Result<(), StorageErrorKind> {
+        Err(StorageErrorKind::PermissionDenied)
     }
-    async fn rename(&self, _from: &VirtualPath, _to: &VirtualPath) -> Result<(), FsError> {
-        Err(FsError::PermissionDenied)
+    async fn rename(&self, _from: &VirtualPath, _to: &VirtualPath) -> Result<(), StorageErrorKind> {
+        Err(StorageErrorKind::PermissionDenied)
     }
-    async fn set_modified(&self, _path: &VirtualPath, _secs: i64) -> Result<(), FsError> {
-        Err(FsError::PermissionDenied)
+    async fn set_modified(&self, _path: &VirtualPath, _secs: i64) -> Result<(), StorageErrorKind> {
+        Err(StorageErrorKind::PermissionDenied)
     }
 }

@@ -7,14 +7,16 @@ use core::ops::Deref;
 use core::time::Duration;
 
 use super::{
-    canonical, Action, Config, FsPending, FsRequest, ListFormat, Login, Output, Permissions,
-    Session, TransferKind, Wait, WriteMode,
+    canonical, Action, Config, FsPending, FsRequest, Login, Output, Permissions, Session,
+    TransferKind, Wait,
 };
 use crate::addr::EpsvArg;
 use crate::command::{Command, TransferType};
 use crate::listing;
+use crate::listing::ListFormat;
 use crate::path::VirtualPath;
 use crate::reply::{quote_path, Reply, ReplyCode};
+use crate::storage::WriteMode;
 
 impl<C: Deref<Target = Config>> Session<C> {
     pub(super) fn handle_command(&mut self, now: Duration, cmd: Command<'_>) {

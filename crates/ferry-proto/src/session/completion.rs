@@ -6,12 +6,13 @@ use core::ops::Deref;
 use core::time::Duration;
 
 use super::{
-    Action, Completion, Config, FsError, FsPending, FsRequest, FsResponse, Output, Session,
-    TransferError, TransferState, Wait,
+    Action, Completion, Config, FsPending, FsRequest, FsResponse, Output, Session, TransferError,
+    TransferState, Wait,
 };
 use crate::listing::{self, FileInfo, FileKind};
 use crate::path::VirtualPath;
 use crate::reply::{quote_path, Reply, ReplyCode};
+use crate::storage::StorageErrorKind;
 
 impl<C: Deref<Target = Config>> Session<C> {
     /// Handles the result of the last [`Action`] that expects one.
@@ -103,7 +104,11 @@ impl<C: Deref<Target = Config>> Session<C> {
         }
     }
 
-    pub(super) fn fs_done(&mut self, pending: FsPending, result: Result<FsResponse, FsError>) {
+    pub(super) fn fs_done(
+        &mut self,
+        pending: FsPending,
+        result: Result<FsResponse, StorageErrorKind>,
+    ) {
         let pending = match pending {
             FsPending::RntoTarget { from, to } => {
                 return self.rnto_target_checked(from, to, result)
@@ -125,7 +130,7 @@ impl<C: Deref<Target = Config>> Session<C> {
                     self.reply(ReplyCode::FILE_ACTION_OK, &text);
                 } else {
                     self.out
-                        .push_back(Output::Reply(FsError::NotADirectory.reply()));
+                        .push_back(Output::Reply(StorageErrorKind::NotADirectory.reply()));
                 }
             }
             (FsPending::Mkd(path), _) => {
@@ -162,12 +167,8 @@ impl<C: Deref<Target = Config>> Session<C> {
             (FsPending::Mlst(path), FsResponse::Metadata(info)) => {
                 let perms = self.permissions();
                 let mut line = String::new();
-                listing::write_facts(
-                    &mut line,
-                    &info,
-                    self.facts,
-                    &perms.mlst_perm(info.kind == FileKind::Dir),
-                );
+                // Writing to a String cannot fail.
+                let _ = listing::write_facts(&mut line, &info, self.facts, perms);
                 line.push(' ');
                 line.push_str(path.as_str());
                 let first = format!("Listing {path}");
@@ -180,11 +181,16 @@ impl<C: Deref<Target = Config>> Session<C> {
             }
             (FsPending::StatPath(path), FsResponse::Entries(entries)) => {
                 let now = self.wall_clock_hint(&entries);
-                let lines = entries.iter().map(|e| {
-                    let mut s = String::new();
-                    listing::write_list_line(&mut s, e, now);
-                    s
-                });
+                // Names a listing cannot carry are left out here as in data-connection listings.
+                let lines = entries
+                    .iter()
+                    .filter(|e| listing::is_listable(&e.name))
+                    .map(|e| {
+                        let mut s = String::new();
+                        // Writing to a String cannot fail.
+                        let _ = listing::write_list_line(&mut s, e, now);
+                        s
+                    });
                 let first = format!("Status of {path}:");
                 self.out.push_back(Output::Reply(Reply::multiline(
                     ReplyCode::FILE_STATUS,
@@ -205,10 +211,10 @@ impl<C: Deref<Target = Config>> Session<C> {
         &mut self,
         from: VirtualPath,
         to: VirtualPath,
-        result: Result<FsResponse, FsError>,
+        result: Result<FsResponse, StorageErrorKind>,
     ) {
         match result {
-            Err(FsError::NotFound) => {
+            Err(StorageErrorKind::NotFound) => {
                 return self.fs(
                     FsRequest::Rename { from, to },
                     FsPending::Done("Rename successful"),

@@ -4,10 +4,11 @@ use core::net::SocketAddr;
 use core::ops::Deref;
 
 use super::{
-    canonical, Action, Config, DataEndpoint, ListFormat, Output, Permissions, Session,
-    TransferKind, TransferRequest, TransferState, Wait,
+    canonical, Action, Config, DataEndpoint, Output, Permissions, Session, TransferKind,
+    TransferRequest, TransferState, Wait,
 };
 use crate::addr;
+use crate::listing::ListFormat;
 use crate::reply::ReplyCode;
 
 impl<C: Deref<Target = Config>> Session<C> {

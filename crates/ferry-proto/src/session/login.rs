@@ -9,8 +9,8 @@ use super::{Action, AuthError, Config, Grant, Login, Session, Wait};
 use crate::path::VirtualPath;
 use crate::reply::ReplyCode;
 
-/// The names that log in anonymously.
-pub(super) fn is_anonymous(user: &str) -> bool {
+/// True for the names that log in anonymously: `anonymous` and `ftp`, in any case.
+pub fn is_anonymous(user: &str) -> bool {
     user.eq_ignore_ascii_case("anonymous") || user.eq_ignore_ascii_case("ftp")
 }
 

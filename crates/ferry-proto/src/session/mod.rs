@@ -28,6 +28,7 @@ mod login;
 mod tls;
 mod types;
 
+pub use login::is_anonymous;
 pub use types::*;
 
 use alloc::collections::VecDeque;

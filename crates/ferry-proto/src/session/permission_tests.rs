@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::listing::{FileInfo, FileKind};
+use crate::storage::StorageErrorKind;
 use alloc::sync::Arc;
 
 use alloc::string::ToString;
@@ -132,7 +133,7 @@ fn rnto_without_overwrite_checks_the_destination_first() {
     let mut t = T::logged_in(rename_only);
     t.rnfr("a");
     assert_eq!(t.fs("RNTO b"), FsRequest::Metadata(vp("b")));
-    t.complete(Completion::Fs(Err(FsError::NotFound)));
+    t.complete(Completion::Fs(Err(StorageErrorKind::NotFound)));
     assert_eq!(
         t.action(),
         Action::Fs(FsRequest::Rename {
@@ -164,7 +165,7 @@ fn rnto_without_overwrite_checks_the_destination_first() {
     // Any other error while looking is reported as such.
     t.rnfr("a");
     t.fs("RNTO b");
-    t.complete(Completion::Fs(Err(FsError::PermissionDenied)));
+    t.complete(Completion::Fs(Err(StorageErrorKind::PermissionDenied)));
     assert_eq!(t.codes(), [550]);
 }
 
@@ -227,19 +228,28 @@ fn too_many_sessions_is_an_immediate_530_that_does_not_count() {
 #[test]
 fn mlst_perm_facts_follow_the_grant() {
     let p = |bits: &[Permissions]| bits.iter().fold(Permissions::NONE, |a, b| a | *b);
-    assert_eq!(Permissions::ALL.mlst_perm(false), "adfrw");
-    assert_eq!(Permissions::ALL.mlst_perm(true), "cdeflmp");
-    assert_eq!(Permissions::READ_ONLY.mlst_perm(false), "r");
-    assert_eq!(Permissions::READ_ONLY.mlst_perm(true), "el");
-    assert_eq!(Permissions::NONE.mlst_perm(true), "e");
-    assert_eq!(p(&[Permissions::WRITE]).mlst_perm(true), "ce");
-    assert_eq!(p(&[Permissions::WRITE]).mlst_perm(false), "");
-    assert_eq!(p(&[Permissions::OVERWRITE]).mlst_perm(false), "w");
-    assert_eq!(p(&[Permissions::APPEND]).mlst_perm(false), "a");
+    // The letters as a string.
+    trait Perm {
+        fn perm(self, dir: bool) -> String;
+    }
+    impl Perm for Permissions {
+        fn perm(self, dir: bool) -> String {
+            self.mlst_perm(dir).collect()
+        }
+    }
+    assert_eq!(Permissions::ALL.perm(false), "adfrw");
+    assert_eq!(Permissions::ALL.perm(true), "cdeflmp");
+    assert_eq!(Permissions::READ_ONLY.perm(false), "r");
+    assert_eq!(Permissions::READ_ONLY.perm(true), "el");
+    assert_eq!(Permissions::NONE.perm(true), "e");
+    assert_eq!(p(&[Permissions::WRITE]).perm(true), "ce");
+    assert_eq!(p(&[Permissions::WRITE]).perm(false), "");
+    assert_eq!(p(&[Permissions::OVERWRITE]).perm(false), "w");
+    assert_eq!(p(&[Permissions::APPEND]).perm(false), "a");
     // Removing a directory is RMDIR; purging its contents is DELETE.
-    assert_eq!(p(&[Permissions::RMDIR]).mlst_perm(true), "de");
-    assert_eq!(p(&[Permissions::DELETE]).mlst_perm(true), "ep");
-    assert_eq!(p(&[Permissions::DELETE]).mlst_perm(false), "d");
+    assert_eq!(p(&[Permissions::RMDIR]).perm(true), "de");
+    assert_eq!(p(&[Permissions::DELETE]).perm(true), "ep");
+    assert_eq!(p(&[Permissions::DELETE]).perm(false), "d");
 
     // MLST itself reports the logged-in user's rights.
     let mut t = T::logged_in(Permissions::READ_ONLY);

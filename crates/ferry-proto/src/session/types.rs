@@ -5,9 +5,10 @@ use alloc::vec::Vec;
 use core::net::SocketAddr;
 use core::time::Duration;
 
-use crate::listing::{Facts, FileInfo};
+use crate::listing::{FileInfo, ListFormat};
 use crate::path::VirtualPath;
-use crate::reply::{Reply, ReplyCode};
+use crate::reply::Reply;
+use crate::storage::{StorageErrorKind, WriteMode};
 
 /// What a logged-in user may do. Checked by the session before any storage action is emitted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -59,30 +60,31 @@ impl Permissions {
         Self(bits & Self::ALL.0)
     }
 
-    /// The RFC 3659 §7.5.5 `perm` fact for an entry of kind `dir` (true) or file (false).
-    pub fn mlst_perm(self, dir: bool) -> String {
-        let mut s = String::new();
-        let mut add = |p: Self, c: char| {
-            if self.contains(p) {
-                s.push(c);
-            }
-        };
-        if dir {
-            add(Self::WRITE, 'c');
-            add(Self::RMDIR, 'd');
-            add(Self::NONE, 'e');
-            add(Self::RENAME, 'f');
-            add(Self::LIST, 'l');
-            add(Self::MKDIR, 'm');
-            add(Self::DELETE, 'p');
-        } else {
-            add(Self::APPEND, 'a');
-            add(Self::DELETE, 'd');
-            add(Self::RENAME, 'f');
-            add(Self::READ, 'r');
-            add(Self::OVERWRITE, 'w');
-        }
-        s
+    /// The letters of the RFC 3659 §7.5.5 `perm` fact for an entry that is a directory (`dir`) or a
+    /// file, in order: `cdeflmp` for a directory, `adfrw` for a file, each present when the permission
+    /// behind it is (`e`, entering a directory, always is). No allocation.
+    pub fn mlst_perm(self, dir: bool) -> impl Iterator<Item = char> {
+        const DIR: [(Permissions, char); 7] = [
+            (Permissions::WRITE, 'c'),
+            (Permissions::RMDIR, 'd'),
+            (Permissions::NONE, 'e'),
+            (Permissions::RENAME, 'f'),
+            (Permissions::LIST, 'l'),
+            (Permissions::MKDIR, 'm'),
+            (Permissions::DELETE, 'p'),
+        ];
+        const FILE: [(Permissions, char); 5] = [
+            (Permissions::APPEND, 'a'),
+            (Permissions::DELETE, 'd'),
+            (Permissions::RENAME, 'f'),
+            (Permissions::READ, 'r'),
+            (Permissions::OVERWRITE, 'w'),
+        ];
+        let table: &'static [(Permissions, char)] = if dir { &DIR } else { &FILE };
+        table
+            .iter()
+            .filter(move |(p, _)| self.contains(*p))
+            .map(|&(_, c)| c)
     }
 }
 
@@ -160,35 +162,6 @@ pub enum DataEndpoint {
     Passive,
     /// The server connects to this address (already checked against the control peer).
     Active(SocketAddr),
-}
-
-/// How an upload opens its target.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WriteMode {
-    /// Create or replace.
-    Truncate,
-    /// Create only; fail with [`FsError::AlreadyExists`] if the file exists (user lacks overwrite).
-    CreateNew,
-    /// Keep the first `n` bytes and write from there (REST + STOR).
-    Resume(u64),
-    /// Write at the end (APPE).
-    Append,
-}
-
-/// The format of a directory listing sent over a data connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ListFormat {
-    /// LIST: `ls -l` lines.
-    List,
-    /// NLST: names only.
-    Nlst,
-    /// MLSD: machine-readable facts (RFC 3659 §7).
-    Mlsd {
-        /// The facts selected with `OPTS MLST`.
-        facts: Facts,
-        /// The user's permissions, for the `perm` fact.
-        perms: Permissions,
-    },
 }
 
 /// What a data transfer does.
@@ -277,79 +250,6 @@ pub enum FsResponse {
     Entries(Vec<FileInfo>),
 }
 
-/// Storage failures, independent of any backend. [`FsError::reply`] is the one table mapping them to FTP.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum FsError {
-    /// No such file or directory.
-    NotFound,
-    /// The backend refused access (including attempts to leave the root).
-    PermissionDenied,
-    /// The target exists already.
-    AlreadyExists,
-    /// A directory was expected.
-    NotADirectory,
-    /// A file was expected.
-    IsADirectory,
-    /// RMD of a directory that is not empty.
-    DirectoryNotEmpty,
-    /// The name cannot be stored.
-    InvalidName,
-    /// The file system is full: 452, the request may succeed later (RFC 959 §4.2.2).
-    NoSpace,
-    /// A quota or a per-file size limit would be exceeded: 552, the request as made cannot succeed.
-    QuotaExceeded,
-    /// A REST offset beyond the end of the file.
-    InvalidOffset,
-    /// The storage cannot do this (renaming a directory on object storage, setting a time it keeps
-    /// itself): 550, the request as made cannot succeed.
-    Unsupported,
-    /// The storage service is not answering (an object store down or throttling after retries): 451,
-    /// the request may succeed later.
-    Unavailable,
-    /// Anything else: a local error.
-    Other,
-}
-
-impl FsError {
-    /// The reply code and text for this error (RFC 959 §4.2.2).
-    pub fn reply_code(self) -> (ReplyCode, &'static str) {
-        match self {
-            Self::NotFound => (ReplyCode::FILE_UNAVAILABLE, "No such file or directory"),
-            Self::PermissionDenied => (ReplyCode::FILE_UNAVAILABLE, "Permission denied"),
-            Self::AlreadyExists => (ReplyCode::FILE_UNAVAILABLE, "File exists"),
-            Self::NotADirectory => (ReplyCode::FILE_UNAVAILABLE, "Not a directory"),
-            Self::IsADirectory => (ReplyCode::FILE_UNAVAILABLE, "Is a directory"),
-            Self::DirectoryNotEmpty => (ReplyCode::FILE_UNAVAILABLE, "Directory not empty"),
-            Self::InvalidName => (ReplyCode::NAME_NOT_ALLOWED, "File name not allowed"),
-            Self::NoSpace => (
-                ReplyCode::INSUFFICIENT_STORAGE,
-                "Insufficient storage space",
-            ),
-            Self::QuotaExceeded => (ReplyCode::EXCEEDED_STORAGE, "Exceeded storage allocation"),
-            Self::InvalidOffset => (
-                ReplyCode::FILE_UNAVAILABLE,
-                "Restart offset beyond end of file",
-            ),
-            Self::Unsupported => (
-                ReplyCode::FILE_UNAVAILABLE,
-                "Operation not supported by this storage",
-            ),
-            Self::Unavailable => (
-                ReplyCode::LOCAL_ERROR,
-                "Storage unavailable: the file store is not answering, try again later",
-            ),
-            Self::Other => (ReplyCode::LOCAL_ERROR, "Local error in processing"),
-        }
-    }
-
-    /// The reply for this error.
-    pub fn reply(self) -> Reply {
-        let (code, text) = self.reply_code();
-        Reply::fixed(code, text)
-    }
-}
-
 /// Why a transfer did not complete.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -364,7 +264,7 @@ pub enum TransferError {
     /// Cancelled by ABOR: 426, followed by 226 for the ABOR.
     Aborted,
     /// The storage side failed.
-    Storage(FsError),
+    Storage(StorageErrorKind),
 }
 
 /// Identity and rights granted by a successful login.
@@ -428,7 +328,7 @@ pub enum Completion {
     /// Result of [`Action::Authenticate`].
     Auth(Result<Grant, AuthError>),
     /// Result of [`Action::Fs`].
-    Fs(Result<FsResponse, FsError>),
+    Fs(Result<FsResponse, StorageErrorKind>),
     /// Result of [`Action::OpenPassive`]: the address to advertise (its port is the listener's).
     Passive(Option<SocketAddr>),
     /// The transfer's storage side and data connection are ready.

@@ -24,6 +24,7 @@ use std::path::PathBuf;
 use ferry_proto::session::{AuthError, Grant, Permissions};
 
 pub use cidr::{Cidr, CidrError};
+pub use ferry_proto::session::is_anonymous;
 pub use limiter::{Check, Failure, LoginLimiter, LoginLimits};
 pub use users::{UsersAuthenticator, UsersFile, UsersFileError, UsersOptions};
 
@@ -178,11 +179,6 @@ impl Authenticator for StaticAuthenticator {
             _ => Err(AuthError::Invalid),
         }
     }
-}
-
-/// True for the names that log in anonymously (`anonymous` and `ftp`, any case).
-pub fn is_anonymous(user: &str) -> bool {
-    user.eq_ignore_ascii_case("anonymous") || user.eq_ignore_ascii_case("ftp")
 }
 
 /// Compares two byte strings in time that depends only on their lengths.

@@ -19,10 +19,10 @@ use crate::auth::{Authenticator, LoginLimiter};
 use crate::config::ServerConfig;
 use crate::counts::{CountGuard, Counts};
 use crate::data::PortPool;
-use crate::storage::Storage;
+use crate::storage::{Storage, StorageErrorKind};
 use crate::stream::MaybeTls;
 use crate::tls::TlsContext;
-use crate::transfer::{self, fs_error};
+use crate::transfer;
 use crate::upload::{self, UploadPolicy};
 
 mod data;
@@ -414,7 +414,7 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
         }
     }
 
-    async fn fs(&self, req: FsRequest) -> Result<FsResponse, ferry_proto::session::FsError> {
+    async fn fs(&self, req: FsRequest) -> Result<FsResponse, StorageErrorKind> {
         // The temporary files of atomic uploads are invisible to clients.
         upload::check_request(&req)?;
         let st = &self.storage;
@@ -424,13 +424,14 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
             None => Self::fs_run(st, req).await,
         };
         r.map_err(|e| {
-            let kind = fs_error(&e);
+            let kind = e.kind();
             // Failures of the host (not of the client's request) are worth an administrator's look.
             if matches!(
                 kind,
-                ferry_proto::session::FsError::Other
-                    | ferry_proto::session::FsError::NoSpace
-                    | ferry_proto::session::FsError::PermissionDenied
+                StorageErrorKind::Io
+                    | StorageErrorKind::Unavailable
+                    | StorageErrorKind::NoSpace
+                    | StorageErrorKind::PermissionDenied
             ) {
                 info!(error = %e, "storage error");
             } else {

@@ -22,77 +22,16 @@ mod any;
 mod local;
 pub mod s3;
 
-use core::fmt;
 use core::future::Future;
 use std::io;
 
 use ferry_proto::listing::FileInfo;
 use ferry_proto::path::VirtualPath;
+pub use ferry_proto::storage::{StorageErrorKind, WriteMode};
 
 pub use any::{AnyReader, AnyStorage, AnyWriter};
 pub use local::LocalStorage;
 pub use s3::{S3Config, S3Storage};
-
-/// What went wrong in a storage operation; the FTP layer maps each kind to one reply code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum StorageErrorKind {
-    /// The path (or one of its parent directories) does not exist, or a symlink on it cannot be resolved.
-    NotFound,
-    /// The operation is not allowed: file-system permissions, a read-only file system, a path that
-    /// would lead outside the root, or an object that is neither a regular file nor a directory.
-    PermissionDenied,
-    /// The target already exists.
-    AlreadyExists,
-    /// A directory was required but the path names something else.
-    NotADirectory,
-    /// A file operation was attempted on a directory.
-    IsADirectory,
-    /// The directory to remove (or to replace by a rename) is not empty.
-    DirectoryNotEmpty,
-    /// The name is not acceptable to the storage (too long, reserved, or otherwise invalid).
-    InvalidName,
-    /// A restart offset lies beyond the end of the existing file.
-    InvalidOffset,
-    /// The storage has no space left.
-    NoSpace,
-    /// A quota or a per-file size limit would be exceeded.
-    QuotaExceeded,
-    /// The storage cannot perform this operation (for example a rename across devices).
-    Unsupported,
-    /// The storage service did not answer in time or keeps failing (an object store that is down or
-    /// throttling after the retries); the request may succeed later.
-    Unavailable,
-    /// Any other failure.
-    Io,
-}
-
-impl StorageErrorKind {
-    /// A short, lowercase, client-safe description of the kind, such as `"not found"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::NotFound => "not found",
-            Self::PermissionDenied => "permission denied",
-            Self::AlreadyExists => "already exists",
-            Self::NotADirectory => "not a directory",
-            Self::IsADirectory => "is a directory",
-            Self::DirectoryNotEmpty => "directory not empty",
-            Self::InvalidName => "invalid name",
-            Self::InvalidOffset => "invalid restart offset",
-            Self::NoSpace => "no space left",
-            Self::QuotaExceeded => "quota exceeded",
-            Self::Unsupported => "operation not supported",
-            Self::Unavailable => "storage unavailable",
-            Self::Io => "i/o error",
-        }
-    }
-}
-
-impl fmt::Display for StorageErrorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// A failed storage operation: a [`StorageErrorKind`] plus a human-readable detail.
 ///
@@ -213,23 +152,6 @@ mod errno {
 /// The leading dot hides them from `ls`; the server also leaves them out of every listing and refuses
 /// any client path with a component that starts with it.
 pub const TEMP_PREFIX: &str = ".ferry-upload.";
-
-/// How an upload opens its target file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriteMode {
-    /// Create the file, or empty it if it exists (STOR).
-    Truncate,
-    /// Keep the first `n` bytes of an existing file, drop the rest and write from offset `n` (REST + STOR).
-    ///
-    /// Fails with [`StorageErrorKind::InvalidOffset`] if the file is shorter than `n`. `Resume(0)` creates
-    /// the file if it is missing; a larger offset on a missing file fails with
-    /// [`StorageErrorKind::NotFound`].
-    Resume(u64),
-    /// Write at the end of the file, creating it if missing (APPE).
-    Append,
-    /// Create a new file; fail with [`StorageErrorKind::AlreadyExists`] if anything exists at the path.
-    CreateNew,
-}
 
 /// A file system an FTP session works on.
 ///

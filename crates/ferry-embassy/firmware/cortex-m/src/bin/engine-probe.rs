@@ -18,9 +18,9 @@ use ferry_firmware_cortex_m::init_heap;
 use ferry_proto::listing::{FileInfo, FileKind};
 use ferry_proto::path::VirtualPath;
 use ferry_proto::session::{
-    AuthError, Completion, Config, FsError, FsResponse, Grant, Output, Permissions, Session,
-    TransferError,
+    AuthError, Completion, Config, FsResponse, Grant, Output, Permissions, Session, TransferError,
 };
+use ferry_proto::storage::StorageErrorKind;
 use panic_halt as _;
 
 static INPUT: [u8; 256] = [0; 256];
@@ -47,7 +47,7 @@ fn completion(kind: u8) -> Completion {
         2 => Completion::Fs(Ok(FsResponse::Metadata(info))),
         3 => Completion::Fs(Ok(FsResponse::Entries(alloc::vec![info]))),
         4 => Completion::Fs(Ok(FsResponse::Done)),
-        5 => Completion::Fs(Err(FsError::NoSpace)),
+        5 => Completion::Fs(Err(StorageErrorKind::NoSpace)),
         6 => Completion::Passive(Some(SocketAddr::new(
             IpAddr::V4(Ipv4Addr::new(10, 0, 0, kind)),
             50000,
@@ -57,7 +57,7 @@ fn completion(kind: u8) -> Completion {
             size: Some(u64::from(kind)),
         },
         8 => Completion::TransferDone(Ok(u64::from(kind))),
-        9 => Completion::TransferDone(Err(TransferError::Storage(FsError::NotFound))),
+        9 => Completion::TransferDone(Err(TransferError::Storage(StorageErrorKind::NotFound))),
         10 => Completion::TransferDone(Err(TransferError::Aborted)),
         _ => Completion::TlsStarted(kind & 2 == 0),
     }
