@@ -51,6 +51,12 @@ pub const KEYS: &[Key] = &[
     key("anonymous", "anonymous", "\"ro\"", false),
     key("user", "users", "[\"alice:s3cret\"]", false),
     key("users", "users_file", "\"users.toml\"", false),
+    key(
+        "users-db",
+        "users_db",
+        "\"postgres://ferry:secret@db.example.org/ferry\"",
+        false,
+    ),
     key("verify-threads", "verify_threads", "2", false),
     key("ban-after", "ban_after", "10", false),
     key("ban-time", "ban_time", "900", false),
@@ -152,6 +158,7 @@ pub struct FileConfig {
     anonymous: Option<Anonymous>,
     user: Option<Vec<String>>,
     users: Option<PathBuf>,
+    users_db: Option<String>,
     verify_threads: Option<Positive>,
     ban_after: Option<u32>,
     ban_time: Option<Positive>,
@@ -303,6 +310,9 @@ impl LoadedFile {
         }
         if let (Some(v), false) = (f.users.clone(), given("users_file")) {
             cli.users_file = Some(v);
+        }
+        if let (Some(v), false) = (f.users_db.clone(), given("users_db")) {
+            cli.users_db = Some(v);
         }
         if let (Some(v), false) = (f.verify_threads, given("verify_threads")) {
             cli.verify_threads = Some(usize::try_from(v.0).unwrap_or(usize::MAX));

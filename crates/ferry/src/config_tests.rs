@@ -128,6 +128,9 @@ const TABLE: &[(&str, &str, Check)] = &[
         s.uploads.partial == PartialUploads::Keep
     }),
     ("zero-copy", "zero-copy = false", |_, s| !s.zero_copy),
+    ("users-db", "users-db = \"postgres://h/db\"", |c, _| {
+        c.users_db.as_deref() == Some("postgres://h/db")
+    }),
     ("storage", "storage = \"s3\"", |c, _| {
         c.storage.storage == crate::scale::StorageKind::S3
     }),

@@ -15,6 +15,7 @@ mod scale;
 mod settings;
 mod tools;
 mod users_cli;
+mod users_db;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,13 +24,14 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use ferry_server::auth::AnyAuthenticator;
 use ferry_server::auth::{UsersFile, UsersOptions};
 use ferry_server::metrics::Metrics;
 use ferry_server::throttle::ByteCount;
 use ferry_server::xferlog::XferLog;
 use ferry_server::{
-    AnonymousMode, AnyStorage, Authenticator, PassiveRoute, Reloader, Server, ServerConfig,
-    StaticAuthenticator, UsersAuthenticator,
+    AnonymousMode, AnyStorage, PassiveRoute, Reloader, Server, ServerConfig, StaticAuthenticator,
+    UsersAuthenticator,
 };
 use serde::Deserialize;
 use tracing::info;
@@ -87,6 +89,12 @@ struct Cli {
     /// or --anonymous.
     #[arg(long = "users", value_name = "FILE")]
     users_file: Option<PathBuf>,
+    /// Users in PostgreSQL, `postgres://USER:PASSWORD@HOST:PORT/DB` (the same fields as the users file;
+    /// `ferry user ... --users-db URL` creates the schema and manages them). Shared by every instance of
+    /// a scaled-out set-up; a database that is down refuses logins with 421. Not with --users, --user or
+    /// --anonymous. Put a URL with a password in the configuration file, not on the command line.
+    #[arg(long = "users-db", value_name = "URL")]
+    users_db: Option<String>,
     /// Failed logins from one address (within 15 minutes) that ban it for --ban-time; 0: no bans.
     #[arg(long = "ban-after", value_name = "N", default_value_t = 10)]
     ban_after: u32,
@@ -408,6 +416,17 @@ async fn serve(cli: Cli, matches: ArgMatches, credentials: scale::FileCredential
         metrics,
     };
 
+    if let Some(url) = &started.cli.users_db {
+        let (auth, what) = scale::open_users_db(url, started.cli.verify_threads).await?;
+        let access = Access {
+            anonymous: None,
+            names: Vec::new(),
+            users: None,
+            database: Some(what),
+        };
+        let auth = AnyAuthenticator::Postgres(auth);
+        return run_server(config, storage, auth, started, access).await;
+    }
     let Some(users_path) = &started.cli.users_file else {
         let access = Access {
             anonymous: match anonymous {
@@ -417,7 +436,9 @@ async fn serve(cli: Cli, matches: ArgMatches, credentials: scale::FileCredential
             },
             names,
             users: None,
+            database: None,
         };
+        let auth = AnyAuthenticator::Static(auth);
         return run_server(config, storage, auth, started, access).await;
     };
     let mut options = UsersOptions::default();
@@ -440,8 +461,16 @@ async fn serve(cli: Cli, matches: ArgMatches, credentials: scale::FileCredential
         }),
         names: file.users().map(|(n, _)| n.to_owned()).collect(),
         users: Some((users.clone(), file)),
+        database: None,
     };
-    run_server(config, storage, users, started, access).await
+    run_server(
+        config,
+        storage,
+        AnyAuthenticator::Users(users),
+        started,
+        access,
+    )
+    .await
 }
 
 /// Who may log in, for the startup lines; and the users file to reload on SIGHUP.
@@ -450,6 +479,8 @@ struct Access {
     anonymous: Option<String>,
     names: Vec<String>,
     users: Option<(UsersAuthenticator, std::sync::Arc<UsersFile>)>,
+    /// The users database, when logins are checked there.
+    database: Option<String>,
 }
 
 /// What the server was started with, for the startup lines and for reloads.
@@ -464,10 +495,10 @@ struct Started {
     metrics: Option<(tokio::net::TcpListener, Arc<Metrics>)>,
 }
 
-async fn run_server<A: Authenticator>(
+async fn run_server(
     config: ServerConfig,
     storage: AnyStorage,
-    auth: A,
+    auth: AnyAuthenticator,
     started: Started,
     access: Access,
 ) -> Result<()> {
@@ -475,6 +506,7 @@ async fn run_server<A: Authenticator>(
         anonymous,
         names,
         users,
+        database,
     } = access;
     let Started {
         root,
@@ -561,7 +593,10 @@ async fn run_server<A: Authenticator>(
             _ => println!("  user: {n}"),
         }
     }
-    if anonymous.is_none() && names.is_empty() {
+    if let Some(db) = &database {
+        println!("  users from the PostgreSQL database {db}");
+    }
+    if anonymous.is_none() && names.is_empty() && database.is_none() {
         println!("  no one can log in: add --user, --users or --anonymous ro");
     }
     if let Some(log) = &xferlog {

@@ -34,8 +34,8 @@ pub struct StorageArgs {
     /// s3-access-key-id and s3-secret-access-key, never the command line). See docs/scale-out.md.
     #[arg(long, value_enum, value_name = "KIND", default_value_t = StorageKind::Local)]
     pub storage: StorageKind,
-    /// S3 endpoint URL for --storage s3, e.g. https://s3.eu-west-1.amazonaws.com or
-    /// http://127.0.0.1:3900 (path-style requests).
+    /// S3 endpoint URL for --storage s3, e.g. `https://s3.eu-west-1.amazonaws.com` or
+    /// `http://127.0.0.1:3900` (path-style requests).
     #[arg(long = "s3-endpoint", value_name = "URL")]
     pub s3_endpoint: Option<String>,
     /// S3 bucket for --storage s3.
@@ -198,4 +198,37 @@ pub async fn open_storage(
             Ok((storage.into(), what))
         }
     }
+}
+
+/// Opens the users database for the server: the pool, a check of the schema, the authenticator; with a
+/// description for the start-up lines (`host:port/db`, no password).
+///
+/// A database that does not answer at start is only warned about (logins get 421 until it does); one
+/// without this build's schema stops the start.
+///
+/// # Errors
+/// An invalid URL, or a schema of another version.
+pub async fn open_users_db(
+    url: &str,
+    verify_threads: Option<usize>,
+) -> Result<(ferry_server::auth::PgAuthenticator, String)> {
+    use ferry_server::auth::postgres::PgError;
+    let mut options = ferry_server::auth::PgOptions::default();
+    if let Some(n) = verify_threads {
+        options.verify_concurrency = n.max(1);
+    }
+    let users = ferry_server::auth::PgUsers::new(url, &options)?;
+    let what = users.name().to_owned();
+    match users.check().await {
+        Ok(()) => {}
+        Err(e @ PgError::Schema { .. }) => bail!("{e}"),
+        Err(e) => {
+            tracing::warn!(database = %what, error = %e, "the users database does not answer; logins get 421 until it does")
+        }
+    }
+    let auth = tokio::task::spawn_blocking(move || {
+        ferry_server::auth::PgAuthenticator::new(users, &options)
+    })
+    .await??;
+    Ok((auth, what))
 }

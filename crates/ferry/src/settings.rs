@@ -33,7 +33,7 @@ pub fn anonymous_mode(cli: &Cli) -> AnonymousMode {
         Some(Anonymous::Off) => AnonymousMode::Off,
         Some(Anonymous::Ro) => AnonymousMode::ReadOnly,
         Some(Anonymous::Rw) => AnonymousMode::ReadWrite,
-        None if user_specs(cli).is_empty() => AnonymousMode::ReadOnly,
+        None if user_specs(cli).is_empty() && cli.users_db.is_none() => AnonymousMode::ReadOnly,
         None => AnonymousMode::Off,
     }
 }
@@ -102,6 +102,22 @@ pub fn validate(cli: &Cli, file: Option<&LoadedFile>) -> Result<(), ConfigError>
             "needs a certificate",
             "set tls-cert and tls-key, or remove tls-require-resumption",
         ));
+    }
+    if cli.users_db.is_some() {
+        for (key, set) in [
+            ("users", cli.users_file.is_some()),
+            ("user", !user_specs(cli).is_empty()),
+            ("anonymous", cli.anonymous.is_some()),
+        ] {
+            if set {
+                return Err(blame(
+                    file,
+                    key,
+                    "cannot be combined with a users database (users-db)",
+                    "keep every user in the database: ferry user add NAME --users-db URL",
+                ));
+            }
+        }
     }
     if cli.users_file.is_some() {
         if !user_specs(cli).is_empty() {
@@ -316,6 +332,8 @@ fn every_field(cli: &Cli) -> Vec<(&'static str, String)> {
         ("anonymous", format!("{:?}", cli.anonymous)),
         ("user", format!("{:?}", cli.users)),
         ("users", format!("{:?}", cli.users_file)),
+        // Not the URL itself: it may hold a password, and these values can end up in logs.
+        ("users-db", format!("{}", cli.users_db.is_some())),
         ("verify-threads", format!("{:?}", cli.verify_threads)),
         ("ban-after", format!("{:?}", cli.ban_after)),
         ("ban-time", format!("{:?}", cli.ban_time)),

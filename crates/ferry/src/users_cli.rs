@@ -115,12 +115,17 @@ Examples:
     },
 }
 
-/// The users file a tool edits.
+/// Where the users a tool edits are kept: a users file or a PostgreSQL database.
 #[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
 pub struct FileArg {
     /// The users file (created by `user add` if missing).
     #[arg(long = "users", value_name = "FILE")]
-    pub users: PathBuf,
+    pub users: Option<PathBuf>,
+    /// The users database, `postgres://USER:PASSWORD@HOST:PORT/DB`, instead of a file; its schema is
+    /// created or migrated first (docs/scale-out.md).
+    #[arg(long = "users-db", value_name = "URL")]
+    pub users_db: Option<String>,
 }
 
 /// The argon2id cost of new hashes.
@@ -165,101 +170,143 @@ pub fn run(command: &UserCommand) -> Result<()> {
             disabled,
             cost,
         } => {
-            let mut entry = Table::new();
+            let Some(path) = &file.users else {
+                return crate::users_db::run(command);
+            };
             // Checked before asking for the password.
-            let mut doc = load(&file.users, false)?;
+            let mut doc = load(path, false)?;
             if user_table(&mut doc, name).is_some() {
                 bail!(
                     "user {name:?} already exists (use `ferry user passwd` to change its password)"
                 );
             }
-            if let Some(home) = home {
-                entry.insert("home", toml_edit::value(home.as_str()));
-            }
-            if permissions.is_empty() {
-                let role = role.unwrap_or(Role::ReadOnly);
-                entry.insert("role", toml_edit::value(role.name()));
-            } else {
-                let mut list = Array::new();
-                for p in permissions {
-                    if permission_by_name(p).is_none() {
-                        bail!("unknown permission {p:?}");
-                    }
-                    list.push(p.as_str());
-                }
-                entry.insert("permissions", toml_edit::value(list));
-            }
-            if *disabled {
-                entry.insert("enabled", toml_edit::value(false));
-            }
-            if let Some(n) = max_sessions {
-                if *n == 0 {
-                    bail!("--max-sessions must be at least 1");
-                }
-                entry.insert("max_sessions", toml_edit::value(i64::from(*n)));
-            }
-            if !allow_from.is_empty() {
-                let mut list = Array::new();
-                for net in allow_from {
-                    let parsed: Cidr = net
-                        .parse()
-                        .with_context(|| format!("--allow-from {net:?}"))?;
-                    list.push(parsed.to_string());
-                }
-                entry.insert("allow_from", toml_edit::value(list));
-            }
+            let mut entry = new_entry(
+                home.as_deref(),
+                *role,
+                permissions,
+                *max_sessions,
+                allow_from,
+                *disabled,
+            )?;
             let password = read_password(true)?;
             let hash = hash_password(&password, cost.cost())?;
             // The hash goes first, where an administrator looks for it.
             entry.insert("password_hash", toml_edit::value(hash.as_str()));
             entry.sort_values_by(|a, _, b, _| key_rank(a.get()).cmp(&key_rank(b.get())));
             users_table(&mut doc)?.insert(name, Item::Table(entry));
-            save(&file.users, &doc)?;
-            eprintln!("added user {name:?} to {}", file.users.display());
+            save(path, &doc)?;
+            eprintln!("added user {name:?} to {}", path.display());
         }
         UserCommand::Passwd { name, file, cost } => {
-            let mut doc = load(&file.users, true)?;
+            let Some(path) = &file.users else {
+                return crate::users_db::run(command);
+            };
+            let mut doc = load(path, true)?;
             if user_table(&mut doc, name).is_none() {
-                bail!("no user {name:?} in {}", file.users.display());
+                bail!("no user {name:?} in {}", path.display());
             }
             let password = read_password(true)?;
             let hash = hash_password(&password, cost.cost())?;
             if let Some(user) = user_table(&mut doc, name) {
                 user.insert("password_hash", toml_edit::value(hash.as_str()));
             }
-            save(&file.users, &doc)?;
+            save(path, &doc)?;
             eprintln!("changed the password of {name:?}");
         }
         UserCommand::Del { name, file } => {
-            let mut doc = load(&file.users, true)?;
+            let Some(path) = &file.users else {
+                return crate::users_db::run(command);
+            };
+            let mut doc = load(path, true)?;
             let removed = doc
                 .get_mut("users")
                 .and_then(Item::as_table_like_mut)
                 .and_then(|t| t.remove(name));
             if removed.is_none() {
-                bail!("no user {name:?} in {}", file.users.display());
+                bail!("no user {name:?} in {}", path.display());
             }
-            save(&file.users, &doc)?;
+            save(path, &doc)?;
             eprintln!("deleted user {name:?}");
         }
         UserCommand::Enable { name, file } | UserCommand::Disable { name, file } => {
+            let Some(path) = &file.users else {
+                return crate::users_db::run(command);
+            };
             let enable = matches!(command, UserCommand::Enable { .. });
-            let mut doc = load(&file.users, true)?;
+            let mut doc = load(path, true)?;
             let Some(user) = user_table(&mut doc, name) else {
-                bail!("no user {name:?} in {}", file.users.display());
+                bail!("no user {name:?} in {}", path.display());
             };
             if enable {
                 user.remove("enabled");
             } else {
                 user.insert("enabled", toml_edit::value(false));
             }
-            save(&file.users, &doc)?;
+            save(path, &doc)?;
             let what = if enable { "enabled" } else { "disabled" };
             eprintln!("{what} user {name:?}");
         }
-        UserCommand::List { file } => list(&file.users)?,
+        UserCommand::List { file } => match &file.users {
+            Some(path) => list(&UsersFile::load(path)?)?,
+            None => return crate::users_db::run(command),
+        },
     }
     Ok(())
+}
+
+/// The users-file table of a new user, without its password hash (checked before the password is
+/// asked for).
+pub(crate) fn new_entry(
+    home: Option<&str>,
+    role: Option<Role>,
+    permissions: &[String],
+    max_sessions: Option<u32>,
+    allow_from: &[String],
+    disabled: bool,
+) -> Result<Table> {
+    let mut entry = Table::new();
+    if let Some(home) = home {
+        entry.insert("home", toml_edit::value(home));
+    }
+    if permissions.is_empty() {
+        let role = role.unwrap_or(Role::ReadOnly);
+        entry.insert("role", toml_edit::value(role.name()));
+    } else {
+        let mut list = Array::new();
+        for p in permissions {
+            if permission_by_name(p).is_none() {
+                bail!("unknown permission {p:?}");
+            }
+            list.push(p.as_str());
+        }
+        entry.insert("permissions", toml_edit::value(list));
+    }
+    if disabled {
+        entry.insert("enabled", toml_edit::value(false));
+    }
+    if let Some(n) = max_sessions {
+        if n == 0 {
+            bail!("--max-sessions must be at least 1");
+        }
+        entry.insert("max_sessions", toml_edit::value(i64::from(n)));
+    }
+    if !allow_from.is_empty() {
+        let mut list = Array::new();
+        for net in allow_from {
+            let parsed: Cidr = net
+                .parse()
+                .with_context(|| format!("--allow-from {net:?}"))?;
+            list.push(parsed.to_string());
+        }
+        entry.insert("allow_from", toml_edit::value(list));
+    }
+    Ok(entry)
+}
+
+/// Reads a new password and hashes it.
+pub(crate) fn new_hash(cost: &CostArgs) -> Result<String> {
+    let password = read_password(true)?;
+    Ok(hash_password(&password, cost.cost())?.as_str().to_owned())
 }
 
 /// `ferry hash-password`: prints the argon2id PHC string of a password read as for the user tools.
@@ -406,8 +453,7 @@ fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
 }
 
 /// `ferry user list`: one line per user, then the anonymous section.
-fn list(path: &Path) -> Result<()> {
-    let file = UsersFile::load(path)?;
+pub(crate) fn list(file: &UsersFile) -> Result<()> {
     let mut rows = vec![[
         "USER".to_owned(),
         "ACCESS".to_owned(),

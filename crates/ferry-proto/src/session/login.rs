@@ -68,6 +68,12 @@ impl<C: Deref<Target = Config>> Session<C> {
                 self.reply(ReplyCode::LOGGED_IN, &text);
                 self.resume_deferred(now);
             }
+            Err(AuthError::ServiceDown) => {
+                // Nothing was checked: not a failed login. 421 closes the session (RFC 959 §4.2.1).
+                self.shutdown(
+                    "Login service unavailable (the user database is not answering), try again later",
+                );
+            }
             Err(AuthError::TooManySessions) => {
                 // Right credentials: not a failed login, and no delay.
                 self.say(

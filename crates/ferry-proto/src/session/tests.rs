@@ -507,6 +507,20 @@ fn backend_failure_looks_like_a_wrong_password() {
 }
 
 #[test]
+fn a_users_database_that_is_down_gets_421_and_closes() {
+    let mut h = H::new();
+    h.cmd("USER bob", 331);
+    h.send("PASS x");
+    h.expect_action();
+    h.complete(Completion::Auth(Err(AuthError::ServiceDown)));
+    let out = h.out();
+    assert!(
+        matches!(out.as_slice(), [Output::Reply(r), Output::Action(Action::Close)] if r.code().as_u16() == 421),
+        "{out:?}"
+    );
+}
+
+#[test]
 fn failed_login_delay_doubles_up_to_the_maximum() {
     let cfg = Config {
         max_failed_logins: 10,

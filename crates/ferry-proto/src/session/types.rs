@@ -274,7 +274,7 @@ pub struct Grant {
     pub permissions: Permissions,
 }
 
-/// Why a login failed; the client only ever sees 530.
+/// Why a login failed: 530 for all but [`AuthError::ServiceDown`] (421).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AuthError {
@@ -285,6 +285,9 @@ pub enum AuthError {
     /// The credentials are right but the account may not open another session now (its maximum
     /// number of sessions is reached): 530 at once, not counted as a failed login.
     TooManySessions,
+    /// The service that keeps the accounts (a users database) does not answer: 421 and the session
+    /// closes, not counted as a failed login; the client may try again later (RFC 959 §4.2.1).
+    ServiceDown,
 }
 
 /// Work the driver must do for the session.

@@ -9,9 +9,11 @@
 //! so an authenticator stays independent of the storage backend, and the server can refuse a home it
 //! cannot open without the authenticator knowing how storage works.
 
+mod any;
 mod cidr;
 pub mod limiter;
 mod password;
+pub mod postgres;
 mod roles;
 pub mod users;
 
@@ -23,9 +25,11 @@ use std::path::PathBuf;
 
 use ferry_proto::session::{AuthError, Grant, Permissions};
 
+pub use any::AnyAuthenticator;
 pub use cidr::{Cidr, CidrError};
 pub use ferry_proto::session::is_anonymous;
 pub use limiter::{Check, Failure, LoginLimiter, LoginLimits};
+pub use postgres::{PgAuthenticator, PgOptions, PgUsers};
 pub use users::{UsersAuthenticator, UsersFile, UsersFileError, UsersOptions};
 
 /// A login attempt: the name and password the client sent, and where it came from.

@@ -120,6 +120,34 @@ impl User {
     pub fn allows(&self, ip: IpAddr) -> bool {
         allows(&self.allow_from, ip)
     }
+
+    /// The account of this user, logged in as `name`.
+    pub fn account(&self, name: &str) -> Account {
+        Account {
+            home: self.home.clone(),
+            max_sessions: self.max_sessions.map(|n| n.get() as usize),
+            upload_mode: self.upload_mode,
+            partial_uploads: self.partial_uploads,
+            quota: self.quota,
+            bandwidth: self.bandwidth,
+            ..Account::new(name, self.permissions)
+        }
+    }
+}
+
+impl AnonymousAccess {
+    /// The account of an anonymous login.
+    pub fn account(&self) -> Account {
+        Account {
+            home: self.home.clone(),
+            max_sessions: self.max_sessions.map(|n| n.get() as usize),
+            upload_mode: self.upload_mode,
+            partial_uploads: self.partial_uploads,
+            quota: self.quota,
+            bandwidth: self.bandwidth,
+            ..Account::new("anonymous", self.permissions)
+        }
+    }
 }
 
 impl AnonymousAccess {
@@ -466,7 +494,40 @@ pub struct UsersAuthenticator {
 struct Inner {
     path: Option<PathBuf>,
     current: RwLock<Arc<Loaded>>,
-    verifiers: Arc<Semaphore>,
+    verifier: Verifier,
+}
+
+/// Runs password verifications on tokio's blocking pool, a bounded number at once (see
+/// [`UsersOptions::verify_concurrency`]); clones share the bound.
+#[derive(Clone, Debug)]
+pub(crate) struct Verifier(Arc<Semaphore>);
+
+impl Verifier {
+    /// At most `concurrency` verifications at once.
+    pub(crate) fn new(concurrency: usize) -> Self {
+        Self(Arc::new(Semaphore::new(concurrency.max(1))))
+    }
+
+    /// Verifies on the blocking pool, holding a permit until the work is done (even if the login is
+    /// abandoned meanwhile).
+    pub(crate) async fn verify(
+        &self,
+        hash: PasswordHashString,
+        password: &str,
+    ) -> Result<bool, AuthError> {
+        let permit = Arc::clone(&self.0)
+            .acquire_owned()
+            .await
+            .map_err(|_| AuthError::Unavailable)?;
+        let password = password.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let ok = hash.verify(&password);
+            drop(permit);
+            ok
+        })
+        .await
+        .map_err(|_| AuthError::Unavailable)
+    }
 }
 
 struct Loaded {
@@ -505,7 +566,7 @@ impl UsersAuthenticator {
             inner: Arc::new(Inner {
                 path,
                 current: RwLock::new(Arc::new(Loaded::new(file))),
-                verifiers: Arc::new(Semaphore::new(options.verify_concurrency.max(1))),
+                verifier: Verifier::new(options.verify_concurrency),
             }),
         }
     }
@@ -554,23 +615,6 @@ impl UsersAuthenticator {
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         )
     }
-
-    /// Verifies on the blocking pool, holding a verification permit until the work is done (even if the
-    /// login is abandoned meanwhile).
-    async fn verify(&self, hash: PasswordHashString, password: &str) -> Result<bool, AuthError> {
-        let permit = Arc::clone(&self.inner.verifiers)
-            .acquire_owned()
-            .await
-            .map_err(|_| AuthError::Unavailable)?;
-        let password = password.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let ok = hash.verify(&password);
-            drop(permit);
-            ok
-        })
-        .await
-        .map_err(|_| AuthError::Unavailable)
-    }
 }
 
 impl Loaded {
@@ -603,15 +647,7 @@ impl Authenticator for UsersAuthenticator {
         if is_anonymous(c.user) {
             // Anonymous access is public knowledge: nothing to hide by timing.
             return match loaded.file.anonymous() {
-                Some(a) if a.enabled && a.allows(c.peer) => Ok(Account {
-                    home: a.home.clone(),
-                    max_sessions: a.max_sessions.map(|n| n.get() as usize),
-                    upload_mode: a.upload_mode,
-                    partial_uploads: a.partial_uploads,
-                    quota: a.quota,
-                    bandwidth: a.bandwidth,
-                    ..Account::new("anonymous", a.permissions)
-                }),
+                Some(a) if a.enabled && a.allows(c.peer) => Ok(a.account()),
                 _ => Err(AuthError::Invalid),
             };
         }
@@ -621,17 +657,9 @@ impl Authenticator for UsersAuthenticator {
             (None, Some(dummy)) => dummy.clone(),
             (None, None) => return Err(AuthError::Invalid),
         };
-        let matched = self.verify(hash, c.password).await?;
+        let matched = self.inner.verifier.verify(hash, c.password).await?;
         match user {
-            Some(u) if matched && u.enabled && u.allows(c.peer) => Ok(Account {
-                home: u.home.clone(),
-                max_sessions: u.max_sessions.map(|n| n.get() as usize),
-                upload_mode: u.upload_mode,
-                partial_uploads: u.partial_uploads,
-                quota: u.quota,
-                bandwidth: u.bandwidth,
-                ..Account::new(c.user, u.permissions)
-            }),
+            Some(u) if matched && u.enabled && u.allows(c.peer) => Ok(u.account(c.user)),
             _ => Err(AuthError::Invalid),
         }
     }

@@ -1,0 +1,139 @@
+//! Accounts in a real PostgreSQL (started by the test, see `postgres/mod.rs`): the schema migration,
+//! the users-file fields in rows, logins through a running server, and a database that goes down:
+//! new logins get 421, logged-in sessions go on, and logins work again when it is back.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod garage;
+mod postgres;
+
+use std::time::Duration;
+
+use common::{test_config, Control};
+use ferry_server::auth::postgres::{user_from_fields, SCHEMA_VERSION};
+use ferry_server::auth::users::{hash_password, Argon2Cost};
+use ferry_server::auth::{PgAuthenticator, PgOptions, PgUsers};
+use ferry_server::{LocalStorage, Server};
+use postgres::Postgres;
+
+/// The cheapest argon2id cost, for fast tests.
+const CHEAP: Argon2Cost = Argon2Cost {
+    memory_kib: 8,
+    iterations: 1,
+    parallelism: 1,
+};
+
+fn fields(text: &str, password: &str) -> toml::Table {
+    let mut t: toml::Table = text.parse().unwrap();
+    let hash = hash_password(password, CHEAP).unwrap();
+    t.insert(
+        "password_hash".to_owned(),
+        toml::Value::String(hash.as_str().to_owned()),
+    );
+    t
+}
+
+#[test]
+fn logins_from_postgres_and_a_database_that_goes_down() {
+    let Some(pg) = Postgres::start() else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let options = PgOptions {
+        timeout: Duration::from_secs(2),
+        ..PgOptions::default()
+    };
+    let users = PgUsers::new(&pg.url(), &options).unwrap();
+    assert!(!format!("{users:?}").contains(postgres::PASSWORD));
+
+    rt.block_on(async {
+        // No schema yet: the server would refuse to start; the tools create it, twice is harmless.
+        assert_eq!(users.schema_version().await.unwrap(), 0);
+        assert!(users.check().await.is_err());
+        assert_eq!(users.migrate().await.unwrap(), 0);
+        assert_eq!(users.migrate().await.unwrap(), SCHEMA_VERSION);
+        users.check().await.unwrap();
+
+        // Every users-file field round-trips through the row.
+        let alice = fields(
+            "home = \"alice\"\npermissions = [\"list\", \"read\", \"write\"]\nmax_sessions = 3\n\
+             allow_from = [\"127.0.0.0/8\"]\nupload_mode = \"in-place\"\npartial_uploads = \"keep\"",
+            "alice-pw",
+        );
+        assert!(users.put("alice", &alice, false).await.unwrap());
+        assert!(!users.put("alice", &alice, false).await.unwrap(), "no silent overwrite");
+        assert_eq!(users.fields("alice").await.unwrap().unwrap(), alice);
+        let bob = fields("role = \"read-write\"\nenabled = false", "bob-pw");
+        users.put("bob", &bob, false).await.unwrap();
+        users
+            .put("far", &fields("allow_from = [\"192.0.2.0/24\"]", "far-pw"), false)
+            .await
+            .unwrap();
+        // What the users file refuses, the database refuses too.
+        let bad = fields("role = \"superuser\"", "x");
+        assert!(users.put("eve", &bad, false).await.is_err());
+        assert!(user_from_fields("anonymous", &fields("", "x")).is_err());
+        let names: Vec<String> = users.all().await.unwrap().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["alice", "bob", "far"]);
+    });
+
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("alice")).unwrap();
+    std::fs::write(root.path().join("alice/f.txt"), b"in alice's home").unwrap();
+    let auth = PgAuthenticator::new(users.clone(), &options).unwrap();
+    let storage = LocalStorage::open(root.path()).unwrap();
+    let mut config = test_config();
+    config.login_limits.delay = Duration::ZERO;
+    let server = {
+        let _guard = rt.enter();
+        Server::bind(config, storage, auth).unwrap()
+    };
+    let addr = server.local_addrs()[0];
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = rt.spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+
+    let mut alice = Control::connect(addr);
+    alice.login("alice", "alice-pw");
+    assert_eq!(
+        alice.retr(common::DataMode::Pasv, "f.txt"),
+        b"in alice's home"
+    );
+    for (user, pass) in [
+        ("alice", "wrong"),
+        ("bob", "bob-pw"),
+        ("far", "far-pw"),
+        ("nobody", "x"),
+    ] {
+        let mut c = Control::connect(addr);
+        c.expect(&format!("USER {user}"), 331);
+        c.expect(&format!("PASS {pass}"), 530);
+    }
+
+    // The database goes down: new logins get 421 and are closed; alice's session goes on.
+    pg.stop();
+    let mut late = Control::connect(addr);
+    late.expect("USER alice", 331);
+    late.expect("PASS alice-pw", 421);
+    late.expect_closed();
+    alice.expect("NOOP", 200);
+    assert_eq!(
+        alice.retr(common::DataMode::Pasv, "f.txt"),
+        b"in alice's home"
+    );
+
+    // Back: logins work again (the pool reconnects).
+    pg.start_again();
+    let mut again = Control::connect(addr);
+    again.login("alice", "alice-pw");
+    again.expect("PWD", 257);
+
+    let _ = stop.send(());
+    let _ = rt.block_on(task);
+}
