@@ -85,6 +85,11 @@ pub struct Limits {
     /// Time the first scan of a home with a quota may take; past it the usage counts what the scan saw
     /// and a warning is logged. Default 60 s. See [`crate::quota`].
     pub quota_scan_timeout: Duration,
+    /// Refused connections (banned address, session limits) whose peer has not yet taken the `421`
+    /// reply, held at once; each for at most 5 s. Beyond it a refused connection is closed at once,
+    /// without the reply, so that a connect flood cannot hold descriptors. Default 64. A reply usually
+    /// fits the socket at once, and then no descriptor is held at all.
+    pub max_pending_refusals: usize,
 }
 
 impl Default for Limits {
@@ -97,6 +102,7 @@ impl Default for Limits {
             shutdown_grace: Duration::from_secs(10),
             backlog: 1024,
             quota_scan_timeout: Duration::from_secs(60),
+            max_pending_refusals: 64,
         }
     }
 }

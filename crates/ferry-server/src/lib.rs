@@ -23,6 +23,7 @@ pub mod metrics;
 mod policy;
 pub mod proxy;
 pub mod quota;
+mod refusal;
 mod reload;
 pub mod storage;
 mod stream;
@@ -40,7 +41,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
@@ -134,6 +134,7 @@ impl<S: Storage, A: Authenticator> Server<S, A> {
         }
         let ports = data::PortPool::new(config.passive.ports.clone());
         let limiter = auth::LoginLimiter::new(config.login_limits.clone());
+        let config_max_pending_refusals = config.limits.max_pending_refusals;
         let shared = Arc::new(Shared {
             policies: policy::Policies::new(&config),
             limiter,
@@ -145,6 +146,7 @@ impl<S: Storage, A: Authenticator> Server<S, A> {
             epoch: Instant::now(),
             tls,
             live,
+            refusals: refusal::Refusals::new(config_max_pending_refusals),
         });
         Ok(Self { shared, listeners })
     }
@@ -329,6 +331,7 @@ fn admit<S: Storage, A: Authenticator>(
         tracing::debug!(%peer, "refused: address banned after failed logins");
         count_refusal("banned");
         return refuse(
+            shared,
             stream,
             "Too many failed logins from your address, try again later",
         );
@@ -336,13 +339,13 @@ fn admit<S: Storage, A: Authenticator>(
     let Ok(permit) = Arc::clone(sessions).try_acquire_owned() else {
         warn!(%peer, "refused: too many sessions");
         count_refusal("max_sessions");
-        return refuse(stream, "Too many users, try again later");
+        return refuse(shared, stream, "Too many users, try again later");
     };
     let ip = peer.ip().to_canonical();
     let Some(ip_guard) = CountGuard::acquire(per_ip, &ip, shared.live.max_sessions_per_ip()) else {
         warn!(%peer, "refused: too many sessions from this address");
         count_refusal("max_sessions_per_ip");
-        return refuse(stream, "Too many sessions from your address");
+        return refuse(shared, stream, "Too many sessions from your address");
     };
     let _ = stream.set_nodelay(true);
     // Telnet Synch (urgent data) before ABOR must stay in the stream, so lines still end in CRLF.
@@ -421,21 +424,9 @@ fn spawn_session(session: impl Future<Output = ()> + Send + 'static) {
 /// The id of the next session, for log lines (unique within the process).
 static NEXT_SESSION_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
-fn refuse(mut stream: TcpStream, text: &str) {
-    let mut buf = Vec::new();
-    // The engine's refusal: its reply, then the close below.
-    for out in ferry_proto::session::refuse(text) {
-        if let ferry_proto::session::Output::Reply(reply) = out {
-            reply.encode(&mut buf);
-        }
-    }
-    tokio::spawn(async move {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-            let _ = stream.write_all(&buf).await;
-            let _ = stream.shutdown().await;
-        })
-        .await;
-    });
+/// Refuses `stream` with `421 text` (see [`refusal`]: bounded, never a task per refused connection).
+fn refuse<S: Storage, A: Authenticator>(shared: &Shared<S, A>, stream: TcpStream, text: &str) {
+    shared.refusals.refuse(stream, text);
 }
 
 fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {

@@ -8,7 +8,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,11 @@ type Seen = (u16, Duration);
 /// Opens `n` connections at once from a runtime of its own; each reads its first reply line (within
 /// `limit`) and then holds its connection until all are done.
 fn flood(addr: SocketAddr, n: usize, limit: Duration) -> Vec<Seen> {
+    flood_from(None, addr, n, limit)
+}
+
+/// Like [`flood`], from the local address `source` when given (a loopback address such as 127.0.0.2).
+fn flood_from(source: Option<IpAddr>, addr: SocketAddr, n: usize, limit: Duration) -> Vec<Seen> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -32,7 +37,11 @@ fn flood(addr: SocketAddr, n: usize, limit: Duration) -> Vec<Seen> {
                 tokio::spawn(async move {
                     let start = Instant::now();
                     let seen = tokio::time::timeout(limit, async {
-                        let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+                        let socket = tokio::net::TcpSocket::new_v4().ok()?;
+                        if let Some(ip) = source {
+                            socket.bind(SocketAddr::new(ip, 0)).ok()?;
+                        }
+                        let stream = socket.connect(addr).await.ok()?;
                         let mut reader = BufReader::new(stream);
                         let mut line = String::new();
                         reader.read_line(&mut line).await.ok()?;
@@ -219,6 +228,67 @@ fn slow_clients_cannot_hold_sessions() {
     };
     d.login(common::USER, common::PASS);
     d.expect("NOOP", 200);
+}
+
+/// A connect flood from a banned address (127.0.0.2, banned after one failed login): every connection
+/// gets its `421` or is closed, none is left waiting, and a client from another address is served during
+/// the flood and after it. Refusals hold no task each (see `refusal.rs` for the bound on those whose
+/// peer does not read).
+#[test]
+fn a_connect_flood_from_a_banned_address_is_refused_and_others_are_served() {
+    const FLOOD: usize = 2000;
+    let banned = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    let mut config = test_config();
+    config.login_limits.ban_after = 1;
+    config.limits.max_pending_refusals = 4;
+    config.limits.max_sessions_per_ip = 100_000;
+    let srv = TestServer::with_config(config);
+    let mut good = srv.raw_login();
+
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&SocketAddr::new(banned, 0).into())
+        .unwrap_or_else(|e| panic!("binding 127.0.0.2 (loopback) failed: {e}"));
+    socket.connect(&srv.addr.into()).unwrap();
+    let mut bad = Control::from_stream(socket.into());
+    assert_eq!(bad.greeting.code, 220);
+    bad.expect("USER alice", 331);
+    // The failure that bans the address closes this session with 421 as well.
+    bad.expect("PASS wrong", 421);
+    let refused = {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.bind(&SocketAddr::new(banned, 0).into()).unwrap();
+        s.connect(&srv.addr.into()).unwrap();
+        Control::from_stream(s.into())
+    };
+    assert_eq!(refused.greeting.code, 421, "{:?}", refused.greeting);
+
+    let addr = srv.addr;
+    let limit = Duration::from_secs(20);
+    let flooder = thread::spawn(move || flood_from(Some(banned), addr, FLOOD, limit));
+    let mut rounds = 0;
+    while !flooder.is_finished() || rounds == 0 {
+        good.expect("NOOP", 200);
+        rounds += 1;
+    }
+    let seen = flooder.join().unwrap();
+    let greeted = seen.iter().filter(|(code, _)| *code == 220).count();
+    let refused = seen.iter().filter(|(code, _)| *code == 421).count();
+    let waited: Vec<&Seen> = seen.iter().filter(|(_, t)| *t >= limit).collect();
+    eprintln!(
+        "banned flood of {FLOOD}: {refused} refused with 421, {} closed without a reply, {greeted} \
+         greeted; {rounds} NOOPs from another address meanwhile",
+        FLOOD - refused - greeted
+    );
+    assert_eq!(greeted, 0, "a banned address was greeted");
+    assert!(
+        waited.is_empty(),
+        "connections left waiting: {}",
+        waited.len()
+    );
+    assert!(refused > 0, "no connection got its 421");
+    good.expect("NOOP", 200);
+    srv.raw_login().expect("NOOP", 200);
 }
 
 #[test]

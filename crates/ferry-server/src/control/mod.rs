@@ -72,6 +72,8 @@ pub(crate) struct Shared<S, A> {
     pub live: Arc<crate::reload::Live>,
     /// Bandwidth buckets and quota usage shared by sessions.
     pub policies: crate::policy::Policies,
+    /// Refused connections still writing their `421` (bounded).
+    pub refusals: crate::refusal::Refusals,
 }
 
 /// Drives one control connection until it closes.
