@@ -16,14 +16,13 @@ use std::path::Path;
 use std::process::Command;
 
 use scale::garage::{data, Garage};
-use scale::{have, run, sha256, sha256_file, Ferry, PASS, USER};
+use scale::{have_tool, ok, on_s3, sha256, sha256_file, Ferry, PASS, USER};
 
-fn curl(ferry: &Ferry) -> Command {
+fn curl() -> Command {
     let mut cmd = Command::new("curl");
     cmd.args(["-sS", "--noproxy", "*", "--connect-timeout", "10"])
         .args(["--max-time", "120", "--user"])
         .arg(format!("{USER}:{PASS}"));
-    let _ = ferry;
     cmd
 }
 
@@ -37,7 +36,7 @@ fn url(ferry: &Ferry, path: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect();
-    format!("ftp://127.0.0.1:{}/{encoded}", ferry.port)
+    format!("ftp://{}/{encoded}", ferry.addr)
 }
 
 /// `rclone cat` of an object in the bucket, read directly over S3.
@@ -57,18 +56,16 @@ fn rclone_cat(g: &Garage, key: &str) -> Vec<u8> {
 
 /// Multipart uploads still open in the bucket, as rclone sees them (none may be left behind).
 fn open_multipart_uploads(g: &Garage) -> String {
-    let out = run(g.rclone().args([
+    ok(g.rclone().args([
         "backend",
         "list-multipart-uploads",
         &format!("garage:{}", g.bucket),
     ]))
-    .ok();
-    out.stdout
 }
 
 /// Every key under `prefix`, from a raw `ListObjectsV2` request that curl signs (`--aws-sigv4`).
 fn s3_keys(g: &Garage, prefix: &str) -> Vec<String> {
-    let out = run(Command::new("curl")
+    let out = ok(Command::new("curl")
         .args(["-sS", "--noproxy", "*", "-H"])
         // The SHA-256 of the empty body, which Garage wants as a header.
         .arg("x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
@@ -81,9 +78,7 @@ fn s3_keys(g: &Garage, prefix: &str) -> Vec<String> {
             g.endpoint(0),
             g.bucket,
             prefix.replace('/', "%2F").replace(' ', "%20")
-        )))
-    .ok()
-    .stdout;
+        )));
     assert!(out.contains("<ListBucketResult"), "ListObjectsV2: {out}");
     out.split("<Key>")
         .skip(1)
@@ -109,53 +104,50 @@ fn no_multipart_left(g: &Garage) {
 
 #[test]
 fn curl_uploads_downloads_resumes_and_lists() {
-    if !(have("curl", "--version") && have("rclone", "version")) {
+    if !(have_tool("curl") && have_tool("rclone")) {
         return;
     }
     let Some(g) = Garage::start("curl") else {
         return;
     };
-    let ferry = Ferry::on_s3(&g, &[]);
+    let ferry = on_s3(&g, &[]);
     let work = tempfile::tempdir().unwrap();
     let file = work.path().join("up load.bin");
     let bytes = data(11 * 1024 * 1024 + 17, 7);
     std::fs::write(&file, &bytes).unwrap();
 
-    run(curl(&ferry)
+    ok(curl()
         .arg("-T")
         .arg(&file)
         .arg(url(&ferry, "dir/up load.bin"))
-        .arg("--ftp-create-dirs"))
-    .ok();
+        .arg("--ftp-create-dirs"));
     // Stored byte-exact, as an independent S3 client reads it.
     assert_eq!(sha256(&rclone_cat(&g, "dir/up load.bin")), sha256(&bytes));
 
     let down = work.path().join("down.bin");
-    run(curl(&ferry)
+    ok(curl()
         .arg("-o")
         .arg(&down)
-        .arg(url(&ferry, "dir/up load.bin")))
-    .ok();
+        .arg(url(&ferry, "dir/up load.bin")));
     assert_eq!(sha256_file(&down), sha256(&bytes));
 
     // Resume: a partial local copy, completed with REST (a ranged read).
     let partial = work.path().join("partial.bin");
     std::fs::write(&partial, &bytes[..3 * 1024 * 1024 + 5]).unwrap();
-    run(curl(&ferry)
+    ok(curl()
         .args(["-C", "-", "-o"])
         .arg(&partial)
-        .arg(url(&ferry, "dir/up load.bin")))
-    .ok();
+        .arg(url(&ferry, "dir/up load.bin")));
     assert_eq!(sha256_file(&partial), sha256(&bytes));
 
     // Listings: LIST of the directory and NLST (curl -l).
-    let list = run(curl(&ferry).arg(url(&ferry, "dir/"))).ok().stdout;
+    let list = ok(curl().arg(url(&ferry, "dir/")));
     assert!(
         list.lines()
             .any(|l| l.ends_with(" up load.bin") && l.contains(&bytes.len().to_string())),
         "{list}"
     );
-    let nlst = run(curl(&ferry).arg("-l").arg(url(&ferry, ""))).ok().stdout;
+    let nlst = ok(curl().arg("-l").arg(url(&ferry, "")));
     assert_eq!(nlst.trim(), "dir");
     no_multipart_left(&g);
 }
@@ -185,15 +177,21 @@ fn make_tree(root: &Path) -> Vec<(String, String)> {
     files
 }
 
-fn lftp(ferry: &Ferry, cwd: &Path, home: &Path, script: &str) -> scale::Run {
+fn lftp(ferry: &Ferry, cwd: &Path, home: &Path, script: &str) -> String {
     let script = format!(
         "set cmd:fail-exit yes; set net:max-retries 1; set net:timeout 20; \
          set ftp:ssl-allow no; set xfer:clobber on; {script}; bye"
     );
-    run(Command::new("lftp")
+    ok(Command::new("lftp")
         .arg("-u")
         .arg(format!("{USER},{PASS}"))
-        .args(["-p", &ferry.port.to_string(), "127.0.0.1", "-e", &script])
+        .args([
+            "-p",
+            &ferry.addr.port().to_string(),
+            "127.0.0.1",
+            "-e",
+            &script,
+        ])
         .current_dir(cwd)
         .env("HOME", home)
         .env("LC_ALL", "C.UTF-8"))
@@ -201,13 +199,13 @@ fn lftp(ferry: &Ferry, cwd: &Path, home: &Path, script: &str) -> scale::Run {
 
 #[test]
 fn lftp_mirrors_a_tree_both_ways() {
-    if !(have("lftp", "--version") && have("rclone", "version")) {
+    if !(have_tool("lftp") && have_tool("rclone")) {
         return;
     }
     let Some(g) = Garage::start("mirror") else {
         return;
     };
-    let ferry = Ferry::on_s3(&g, &[]);
+    let ferry = on_s3(&g, &[]);
     let up = tempfile::tempdir().unwrap();
     let down = tempfile::tempdir().unwrap();
     let home = tempfile::tempdir().unwrap();
@@ -218,15 +216,13 @@ fn lftp_mirrors_a_tree_both_ways() {
         up.path(),
         home.path(),
         "mirror -R --parallel=4 tree tree",
-    )
-    .ok();
+    );
     lftp(
         &ferry,
         down.path(),
         home.path(),
         "mirror --parallel=4 tree tree",
-    )
-    .ok();
+    );
     for (name, hash) in &files {
         assert_eq!(
             &sha256_file(&down.path().join("tree").join(name)),
@@ -235,23 +231,19 @@ fn lftp_mirrors_a_tree_both_ways() {
         );
     }
     // The bucket holds exactly the 200 files, byte-exact (rclone, directly over S3).
-    let listed = run(g.rclone().args([
+    let listed = ok(g.rclone().args([
         "lsf",
         "-R",
         "--files-only",
         &format!("garage:{}/tree", g.bucket),
-    ]))
-    .ok()
-    .stdout;
+    ]));
     assert_eq!(listed.lines().count(), 200, "{listed}");
-    let sums = run(g.rclone().args([
+    let sums = ok(g.rclone().args([
         "hashsum",
         "sha256",
         "--download",
         &format!("garage:{}/tree", g.bucket),
-    ]))
-    .ok()
-    .stdout;
+    ]));
     for (name, hash) in &files {
         assert!(
             sums.lines().any(|l| l == format!("{hash}  {name}")),
@@ -263,21 +255,20 @@ fn lftp_mirrors_a_tree_both_ways() {
 
 #[test]
 fn ftplib_checks_every_object_storage_semantic() {
-    if !(have("python3", "--version") && have("rclone", "version")) {
+    if !(have_tool("python3") && have_tool("rclone")) {
         return;
     }
     let Some(g) = Garage::start("semantics") else {
         return;
     };
-    let ferry = Ferry::on_s3(&g, &[]);
+    let ferry = on_s3(&g, &[]);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scale/s3_ftplib.py");
-    let out = run(Command::new("python3")
+    let out = ok(Command::new("python3")
         .arg(&script)
-        .arg(ferry.port.to_string())
-        .args([USER, PASS]))
-    .ok();
-    assert_eq!(out.stdout.lines().last(), Some("PASS"), "{}", out.stdout);
-    let old_hash = out.stdout.lines().next().unwrap_or_default().to_owned();
+        .arg(ferry.addr.port().to_string())
+        .args([USER, PASS]));
+    assert_eq!(out.lines().last(), Some("PASS"), "{out}");
+    let old_hash = out.lines().next().unwrap_or_default().to_owned();
 
     // What rclone finds in the bucket: the aborted upload left the old object, APPE appended, the
     // empty directory has its marker, nothing else is there, and no multipart upload is left.
@@ -285,11 +276,9 @@ fn ftplib_checks_every_object_storage_semantic() {
     let mut appended = vec![b'x'; 10];
     appended.extend([b'y'; 10]);
     assert_eq!(rclone_cat(&g, "kept/appended.bin"), appended);
-    let files = run(g
+    let files = ok(g
         .rclone()
-        .args(["lsf", "-R", &format!("garage:{}", g.bucket)]))
-    .ok()
-    .stdout;
+        .args(["lsf", "-R", &format!("garage:{}", g.bucket)]));
     let mut lines: Vec<&str> = files.lines().collect();
     lines.sort_unstable();
     assert_eq!(

@@ -10,33 +10,18 @@ mod scale;
 #[path = "../../ferry-server/tests/postgres/mod.rs"]
 mod postgres;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
+use ferry_test_support::{Client, Ferry};
 use postgres::Postgres;
 #[allow(unused_imports)]
 use scale::garage;
-use scale::Ferry;
 
 /// Runs `ferry user ARGS` with `stdin` as its input; returns stdout, panics on failure.
 fn tool(args: &[&str], stdin: &str) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .arg("user")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = ferry_test_support::binary::run(
+        env!("CARGO_BIN_EXE_ferry"),
+        std::iter::once("user").chain(args.iter().copied()),
+        stdin,
+    );
     assert!(
         out.status.success(),
         "ferry user {args:?}: {}",
@@ -45,46 +30,12 @@ fn tool(args: &[&str], stdin: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A minimal control connection.
-struct Ctl {
-    r: BufReader<TcpStream>,
-    w: TcpStream,
-}
-
-impl Ctl {
-    fn connect(port: u16) -> Self {
-        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let mut c = Self {
-            r: BufReader::new(s.try_clone().unwrap()),
-            w: s,
-        };
-        assert_eq!(c.reply().0, 220);
-        c
-    }
-
-    /// One reply (code, last line); (0, "") when the server closed.
-    fn reply(&mut self) -> (u16, String) {
-        loop {
-            let mut line = String::new();
-            if self.r.read_line(&mut line).unwrap_or(0) == 0 {
-                return (0, String::new());
-            }
-            if line.len() >= 4 && line.as_bytes()[3] == b' ' {
-                return (line[..3].parse().unwrap_or(0), line.trim_end().to_owned());
-            }
-        }
-    }
-
-    fn cmd(&mut self, line: &str) -> (u16, String) {
-        write!(self.w, "{line}\r\n").unwrap();
-        self.reply()
-    }
-
-    fn login(&mut self, user: &str, pass: &str) -> u16 {
-        assert_eq!(self.cmd(&format!("USER {user}")).0, 331);
-        self.cmd(&format!("PASS {pass}")).0
-    }
+/// A new client that fails to log in as `user` with `code`.
+fn refused(ferry: &Ferry, user: &str, pass: &str, code: u16) -> Client {
+    let mut c = Client::connect(ferry.addr);
+    c.expect(&format!("USER {user}"), 331);
+    c.expect(&format!("PASS {pass}"), code);
+    c
 }
 
 #[test]
@@ -142,36 +93,28 @@ fn user_tools_and_logins_on_postgres() {
     std::fs::create_dir(root.path().join("alice")).unwrap();
     let conf = root.path().join("ferry.toml");
     std::fs::write(&conf, format!("users-db = \"{url}\"\n")).unwrap();
-    let ferry = Ferry::start(
-        &[
-            "--root".to_owned(),
-            root.path().display().to_string(),
-            "--config".to_owned(),
-            conf.display().to_string(),
-        ],
-        &[],
-    );
-    let mut alice = Ctl::connect(ferry.port);
-    assert_eq!(alice.login("alice", "alice-pw"), 230);
-    assert_eq!(alice.cmd("MKD in-home").0, 257);
+    let ferry = Ferry::builder(env!("CARGO_BIN_EXE_ferry"))
+        .no_defaults()
+        .args(["--listen", "127.0.0.1:0", "--root"])
+        .arg(root.path())
+        .arg("--config")
+        .arg(&conf)
+        .log_level("info")
+        .start();
+    let mut alice = Client::connect(ferry.addr);
+    alice.login("alice", "alice-pw");
+    alice.expect("MKD in-home", 257);
     assert!(
         root.path().join("alice/in-home").is_dir(),
         "the home is the row's"
     );
-    let mut bob = Ctl::connect(ferry.port);
-    assert_eq!(bob.login("bob", "bob-pw"), 530, "a disabled user");
+    refused(&ferry, "bob", "bob-pw", 530); // disabled
 
     // The database goes down: a new login gets 421 and is closed; alice goes on.
     pg.stop();
-    let mut late = Ctl::connect(ferry.port);
-    let (code, text) = {
-        assert_eq!(late.cmd("USER alice").0, 331);
-        late.cmd("PASS alice-pw")
-    };
-    assert_eq!(code, 421, "{text}");
-    assert_eq!(late.reply().0, 0, "closed after 421");
-    assert_eq!(alice.cmd("PWD").0, 257);
-    assert_eq!(alice.cmd("RMD in-home").0, 250);
+    refused(&ferry, "alice", "alice-pw", 421).expect_closed();
+    alice.expect("PWD", 257);
+    alice.expect("RMD in-home", 250);
     let log = ferry.log();
     assert!(log.contains("users database unavailable"), "{log}");
     assert!(
@@ -194,9 +137,7 @@ fn user_tools_and_logins_on_postgres() {
         ],
         "new-pw\n",
     );
-    let mut again = Ctl::connect(ferry.port);
-    assert_eq!(again.login("alice", "new-pw"), 230);
+    Client::connect(ferry.addr).login("alice", "new-pw");
     tool(&["del", "alice", "--users-db", &url], "");
-    let mut gone = Ctl::connect(ferry.port);
-    assert_eq!(gone.login("alice", "new-pw"), 530);
+    refused(&ferry, "alice", "new-pw", 530);
 }
