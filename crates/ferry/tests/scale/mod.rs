@@ -22,6 +22,23 @@ pub const PASS: &str = "s3cret";
 /// How long one client run may take.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(180);
 
+/// Whether `tool ARG` runs (for tools whose `--version` fails, such as `haproxy -v`): as
+/// [`have_tool`], a missing tool panics under CI and is a loud skip otherwise.
+pub fn have_tool_with(tool: &str, arg: &str) -> bool {
+    let found = Command::new(tool)
+        .arg(arg)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            !ferry_test_support::util::in_ci(),
+            "{tool} is not installed, and CI is set (.ci/scale-out setup installs it)"
+        );
+        eprintln!("\nSKIPPED: {tool} not installed (a failure when CI=true)\n");
+    }
+    found
+}
+
 /// The S3 arguments for the bucket of `g` through `endpoint`, 5 MiB parts.
 pub fn s3_args(g: &garage::Garage, endpoint: &str) -> Vec<String> {
     [
