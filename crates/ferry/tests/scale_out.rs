@@ -89,7 +89,7 @@ impl Drop for Haproxy {
 /// object in the bucket can be checked against its name.
 fn file(client: usize, round: usize) -> (String, Vec<u8>) {
     let n = client * ROUNDS + round;
-    let len = if n % 17 == 0 {
+    let len = if n.is_multiple_of(17) {
         6 * 1024 * 1024 + n
     } else {
         16 * 1024 + (n * 7919) % (1024 * 1024)
