@@ -32,6 +32,9 @@ pub fn parse_filter(filter: &str) -> Result<EnvFilter, String> {
     EnvFilter::try_new(filter).map_err(|e| e.to_string())
 }
 
+/// A directive added to every filter: targets that would log secrets at debug level stay quieter.
+pub const SECRET_SAFE: &str = "reqsign_core=info";
+
 /// Installs the global subscriber: `FERRY_LOG` if set, else `level`, else `info`.
 ///
 /// # Errors
@@ -45,6 +48,9 @@ pub fn init(format: LogFormat, level: Option<&str>) -> Result<()> {
             .map_err(anyhow::Error::msg)
             .context("log-level is not a valid log filter")?,
     };
+    // The S3 client's signing library prints the credentials it loaded (secret included) at debug
+    // level: it stays at info whatever the filter says.
+    let filter = filter.add_directive(SECRET_SAFE.parse().map_err(|e| anyhow::anyhow!("{e}"))?);
     // Logs go to stderr: stdout carries only the start-up lines (`listening on ...`) for scripts.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

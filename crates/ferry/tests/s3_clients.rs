@@ -292,3 +292,48 @@ fn ftplib_checks_every_object_storage_semantic() {
     assert!(keys.contains(&"kept/empty dir/".to_owned()), "{keys:?}");
     no_multipart_left(&g);
 }
+
+#[test]
+fn an_unreachable_store_gets_451_naming_the_store_and_the_session_goes_on() {
+    // Nothing listens at the endpoint: Ferry starts with a warning, and commands that need the store
+    // fail with 451 after the retries, without holding the session; the secret appears nowhere.
+    let port = scale::garage::free_port();
+    let secret = "very-secret-key-never-logged";
+    let ferry = Ferry::builder(env!("CARGO_BIN_EXE_ferry"))
+        .no_defaults()
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--anonymous",
+            "off",
+            "--storage",
+            "s3",
+        ])
+        .args([
+            "--s3-bucket",
+            "b",
+            "--s3-endpoint",
+            &format!("http://127.0.0.1:{port}"),
+        ])
+        .user(USER, PASS)
+        .env("AWS_ACCESS_KEY_ID", "GKsome")
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .log_level("debug")
+        .start();
+    let mut c = ferry.client();
+    c.login(USER, PASS);
+    let r = c.cmd("SIZE f");
+    assert_eq!(r.code, 451, "{r:?}");
+    assert!(r.text.contains("Storage unavailable"), "{r:?}");
+    let r = c.cmd("MKD d");
+    assert_eq!(r.code, 451, "{r:?}");
+    c.expect("NOOP", 200);
+    let log = ferry.log();
+    assert!(
+        log.contains("S3 store unavailable")
+            && log.contains(&format!("b at http://127.0.0.1:{port}")),
+        "{log}"
+    );
+    let leaks: Vec<&str> = log.lines().filter(|l| l.contains(secret)).collect();
+    assert!(leaks.is_empty(), "the secret is in the log: {leaks:#?}");
+}

@@ -28,7 +28,9 @@
 //! exponential backoff; a store that stays unreachable fails the operation with
 //! [`StorageErrorKind::Unavailable`] (451 to the client) instead of holding the session. Credentials
 //! never appear in logs or replies (requests are signed in headers; the configuration's `Debug`
-//! redacts them).
+//! redacts them). One caveat for embedders: the signing library (`reqsign_core`) logs the credentials
+//! it loaded at debug level, so a subscriber must keep that target at `info` (the `ferry` binary adds
+//! `reqsign_core=info` to every filter).
 
 mod io;
 
