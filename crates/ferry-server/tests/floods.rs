@@ -12,7 +12,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{random_bytes, test_config, with_session, Control, DataMode, TestServer};
+use common::{
+    random_bytes, send_without_reading, test_config, with_session, Control, DataMode, TestServer,
+};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// What one flood connection saw: the first reply code (0 for none) and how long it took.
@@ -245,22 +247,12 @@ fn a_connect_flood_from_a_banned_address_is_refused_and_others_are_served() {
     let srv = TestServer::with_config(config);
     let mut good = srv.raw_login();
 
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket
-        .bind(&SocketAddr::new(banned, 0).into())
-        .unwrap_or_else(|e| panic!("binding 127.0.0.2 (loopback) failed: {e}"));
-    socket.connect(&srv.addr.into()).unwrap();
-    let mut bad = Control::from_stream(socket.into());
+    let mut bad = Control::connect_from(banned, srv.addr);
     assert_eq!(bad.greeting.code, 220);
     bad.expect("USER alice", 331);
     // The failure that bans the address closes this session with 421 as well.
     bad.expect("PASS wrong", 421);
-    let refused = {
-        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        s.bind(&SocketAddr::new(banned, 0).into()).unwrap();
-        s.connect(&srv.addr.into()).unwrap();
-        Control::from_stream(s.into())
-    };
+    let refused = Control::connect_from(banned, srv.addr);
     assert_eq!(refused.greeting.code, 421, "{:?}", refused.greeting);
 
     let addr = srv.addr;
@@ -303,18 +295,8 @@ fn a_client_that_never_reads_its_replies_is_dropped() {
     let c = srv.raw_login();
     // Commands keep coming, replies are never read: the server's writes block once the buffers of
     // both ends are full. That must not hold the session (and its slot) forever.
-    c.stream()
-        .set_write_timeout(Some(Duration::from_secs(1)))
-        .unwrap();
-    let mut s = c.stream().try_clone().unwrap();
-    let chunk = b"NOOP\r\n".repeat(10_000);
     let start = Instant::now();
-    while s.write_all(&chunk).is_ok() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the server kept reading for a minute"
-        );
-    }
+    send_without_reading(&c);
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut d = loop {
         let d = Control::connect_any(srv.addr);

@@ -8,7 +8,10 @@ mod common;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{sparse_file, test_config, with_session, Control, DataMode, TestServer, PASS, USER};
+use common::{
+    send_without_reading, sparse_file, test_config, with_session, Control, DataMode, TestServer,
+    PASS, USER,
+};
 
 /// Connects until the server greets with 220 again (a closed session's slot is released
 /// asynchronously), within `limit`.
@@ -337,4 +340,28 @@ fn commands_pipelined_during_a_transfer_are_bounded() {
     let r = c.reply();
     assert_eq!(r.code, 421, "{r:?}");
     c.expect_closed();
+}
+
+/// A reloaded idle timeout also bounds how long a reply write may stall (a client that stops reading):
+/// the write path read the start-up value (600 s idle, 60 s login: a minute) instead of the live one.
+#[test]
+fn a_reloaded_idle_timeout_bounds_stalled_reply_writes() {
+    let mut config = test_config();
+    config.limits.max_sessions = 1;
+    let srv = TestServer::with_config(config);
+    srv.reload(|r| {
+        let mut session = (*r.session()).clone();
+        session.idle_timeout = Duration::from_secs(1);
+        session.login_timeout = Duration::from_secs(1);
+        r.set_session(session);
+    });
+    let c = srv.raw_login();
+    // Commands keep coming, replies are never read: once the buffers of both ends are full the
+    // server's reply writes block, and the session must end within the reloaded timeout.
+    send_without_reading(&c);
+    // Well under the start-up minute, well over the reloaded second.
+    let mut d = connect_when_free(srv.addr, Duration::from_secs(20));
+    d.login(USER, PASS);
+    d.expect("NOOP", 200);
+    drop(c);
 }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use rustls::{ClientConfig, ClientConnection, HandshakeKind};
 
 use crate::tls::{tls_connect, tls_read_all, tls_write_all, TlsStream};
-use crate::util::{accept_within, tcp};
+use crate::util::{accept_within, tcp, tcp_from};
 use crate::REPLY_TIMEOUT;
 
 /// One reply read from the control connection.
@@ -171,6 +171,12 @@ impl Client {
     /// Connects and reads the greeting, whatever its code.
     pub fn connect_any(addr: SocketAddr) -> Self {
         Self::from_stream(tcp(addr))
+    }
+
+    /// Connects from the local address `source` (such as 127.0.0.2) and reads the greeting, whatever
+    /// its code.
+    pub fn connect_from(source: IpAddr, addr: SocketAddr) -> Self {
+        Self::from_stream(tcp_from(source, addr))
     }
 
     /// Wraps an already connected control connection (for example one bound to a chosen source address)

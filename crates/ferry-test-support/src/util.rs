@@ -61,6 +61,22 @@ pub fn tcp(addr: SocketAddr) -> TcpStream {
     s
 }
 
+/// Like [`tcp`], from the local address `source` (another loopback address such as 127.0.0.2, so that
+/// a test can be a second client address).
+pub fn tcp_from(source: std::net::IpAddr, addr: SocketAddr) -> TcpStream {
+    let domain = socket2::Domain::for_address(addr);
+    let s = socket2::Socket::new(domain, socket2::Type::STREAM, None).unwrap();
+    s.bind(&SocketAddr::new(source, 0).into())
+        .unwrap_or_else(|e| panic!("bind {source} (loopback): {e}"));
+    s.connect(&addr.into())
+        .unwrap_or_else(|e| panic!("connect {addr} from {source}: {e}"));
+    let s: TcpStream = s.into();
+    s.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
+    s.set_write_timeout(Some(REPLY_TIMEOUT)).unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
 /// Reads from `stream` until at least `n` bytes arrived; returns how many.
 pub fn read_at_least(stream: &mut TcpStream, n: usize) -> usize {
     let mut buf = vec![0u8; 64 * 1024];

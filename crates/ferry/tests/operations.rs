@@ -11,7 +11,8 @@ use std::process::Output;
 use std::time::Duration;
 
 use ferry_test_support::binary::{run, Signal};
-use ferry_test_support::{Client, Ferry};
+use ferry_test_support::tls::{tls_connect, Certs};
+use ferry_test_support::{Client, DataMode, Ferry};
 use suppaftp::types::FileType;
 use suppaftp::FtpStream;
 
@@ -323,4 +324,118 @@ fn the_open_files_limit_is_raised_at_start_up() {
         "soft open-files limit after start-up"
     );
     assert!(greeting(&server).starts_with("220 "));
+}
+
+/// Every key that docs/operations.md says SIGHUP reloads (`banner`, `idle-timeout`, `tls-required`,
+/// `max-sessions`, `max-sessions-per-ip`) takes effect for new connections after a reload of the file,
+/// while a session that started before keeps what it had.
+#[test]
+fn every_reloadable_key_applies_after_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("share")).unwrap();
+    let certs = Certs::generate();
+    let file = |banner: &str, idle: u32, tls: &str, max: u32, per_ip: u32| {
+        format!(
+            "root = \"share\"\nlisten = [\"127.0.0.1:0\"]\nuser = [\"alice:s3cret\"]\n\
+             tls-cert = {:?}\ntls-key = {:?}\nbanner = {banner:?}\nidle-timeout = {idle}\n\
+             tls-required = {tls:?}\nmax-sessions = {max}\nmax-sessions-per-ip = {per_ip}\n",
+            certs.cert.display().to_string(),
+            certs.key.display().to_string(),
+        )
+    };
+    let config = write(
+        dir.path(),
+        "ferry.toml",
+        &file("before", 600, "none", 10, 10),
+    );
+    let server = start(&["--config", config.to_str().unwrap()], dir.path());
+    let mut old = Client::connect(server.addr);
+    assert_eq!(old.greeting.lines[0], "220 before");
+    old.login("alice", "s3cret");
+
+    std::fs::write(&config, file("after", 1, "login", 3, 2)).unwrap();
+    server.signal(Signal::Hup);
+    server.wait_for_log("configuration reloaded", Duration::from_secs(10));
+
+    // banner
+    let mut new = Client::connect(server.addr);
+    assert_eq!(new.greeting.lines[0], "220 after");
+    // max-sessions-per-ip: `old` and `new` are two sessions from 127.0.0.1 already.
+    let third = Client::connect_any(server.addr);
+    assert_eq!(third.greeting.code, 421, "{:?}", third.greeting);
+    assert!(
+        third.greeting.text.contains("your address"),
+        "{:?}",
+        third.greeting
+    );
+    // max-sessions: a third session from another address fits, a fourth does not.
+    let from = |ip: [u8; 4]| Client::connect_from(ip.into(), server.addr);
+    let other = from([127, 0, 0, 2]);
+    assert_eq!(other.greeting.code, 220, "{:?}", other.greeting);
+    let fourth = from([127, 0, 0, 3]);
+    assert_eq!(fourth.greeting.code, 421, "{:?}", fourth.greeting);
+    assert!(
+        fourth.greeting.text.contains("Too many users"),
+        "{:?}",
+        fourth.greeting
+    );
+    // tls-required: a login before AUTH TLS is refused now.
+    new.expect("USER alice", 530);
+    // idle-timeout: the new session is closed after a second of silence (600 s before the reload).
+    let codes: Vec<u16> = new.replies_until_closed().iter().map(|r| r.code).collect();
+    assert_eq!(codes, [421]);
+    // The session from before keeps its settings: still logged in, in the clear, not timed out.
+    old.expect("NOOP", 200);
+    stop(server);
+}
+
+/// SIGHUP re-reads the certificate and key (new handshakes use the new certificate) and re-opens the
+/// transfer log (after a rotation, lines go to the new file).
+#[test]
+fn sighup_reloads_the_certificate_and_reopens_the_transfer_log() {
+    let (first, second) = (Certs::generate(), Certs::generate());
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let install = |c: &Certs| {
+        std::fs::copy(&c.cert, &cert).unwrap();
+        std::fs::copy(&c.key, &key).unwrap();
+    };
+    install(&first);
+    let xferlog = dir.path().join("xferlog");
+    let server = Ferry::builder(BIN)
+        .user("alice", "s3cret")
+        .args(["--tls-required", "none", "--tls-cert"])
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .arg("--xferlog")
+        .arg(&xferlog)
+        .start();
+    std::fs::write(server.path("f"), b"data").unwrap();
+    // Whether a client that trusts only `certs` completes AUTH TLS.
+    let handshake = |certs: &Certs| {
+        let mut c = Client::connect(server.addr);
+        c.expect("AUTH TLS", 234);
+        tls_connect(c.stream().try_clone().unwrap(), certs.client()).is_ok()
+    };
+    assert!(handshake(&first));
+    assert!(!handshake(&second));
+    let mut c = Client::connect(server.addr);
+    c.login("alice", "s3cret");
+    assert_eq!(c.retr(DataMode::Epsv, "f"), b"data");
+
+    install(&second);
+    std::fs::rename(&xferlog, dir.path().join("xferlog.1")).unwrap();
+    server.signal(Signal::Hup);
+    // In the order the reload logs them.
+    server.wait_for_log("transfer log re-opened", Duration::from_secs(10));
+    server.wait_for_log("TLS certificate reloaded", Duration::from_secs(10));
+    assert!(handshake(&second));
+    assert!(!handshake(&first));
+    assert_eq!(c.retr(DataMode::Epsv, "f"), b"data");
+    let rotated = read(&dir.path().join("xferlog.1"));
+    let fresh = read(&xferlog);
+    assert_eq!(rotated.lines().count(), 1, "{rotated}");
+    assert_eq!(fresh.lines().count(), 1, "{fresh}");
+    stop(server);
 }

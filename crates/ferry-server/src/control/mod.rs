@@ -346,8 +346,9 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
                 .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))?;
             let wbuf = &self.wbuf;
             // A client that stops reading its replies must not hold the session: a reply that cannot
-            // be written within the shorter of the idle and login timeouts ends it.
-            let session = &self.shared.config.session;
+            // be written within the shorter of the idle and login timeouts ends it. The live values
+            // (a reload may have changed them), not those of start-up; this is the slow path only.
+            let session = self.shared.live.session();
             let limit = session.idle_timeout.min(session.login_timeout);
             let written = tokio::time::timeout(limit, async {
                 stream.write_all(wbuf).await?;

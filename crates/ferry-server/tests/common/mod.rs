@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use ferry_proto::session::Config as SessionConfig;
 use ferry_server::{
-    AnonymousMode, Authenticator, LocalStorage, Server, ServerConfig, StaticAuthenticator,
+    AnonymousMode, Authenticator, LocalStorage, Reloader, Server, ServerConfig, StaticAuthenticator,
 };
 use suppaftp::FtpStream;
 use tempfile::TempDir;
@@ -56,6 +56,7 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// Every bound control address.
     pub addrs: Vec<SocketAddr>,
+    reloader: Reloader,
     dir: TempDir,
     rt: Option<tokio::runtime::Runtime>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -113,6 +114,7 @@ impl TestServer {
             Server::bind(config, storage, auth)?
         };
         let addrs = server.local_addrs();
+        let reloader = server.reloader();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = rt.spawn(server.run(async move {
             let _ = rx.await;
@@ -120,11 +122,19 @@ impl TestServer {
         Ok(Self {
             addr: addrs[0],
             addrs,
+            reloader,
             dir,
             rt: Some(rt),
             shutdown: Some(tx),
             task: Some(task),
         })
+    }
+
+    /// Changes settings for new sessions as a SIGHUP would (`f` runs inside the server's runtime).
+    pub fn reload(&self, f: impl FnOnce(&Reloader)) {
+        let rt = self.rt.as_ref().expect("the runtime runs until drop");
+        let _guard = rt.enter();
+        f(&self.reloader);
     }
 
     /// The host path of the server root.
@@ -200,5 +210,24 @@ impl Drop for TestServer {
         if let Some(rt) = self.rt.take() {
             rt.shutdown_background();
         }
+    }
+}
+
+/// Sends commands on `c` without ever reading a reply, until the server stops reading them (its reply
+/// writes block once the buffers of both ends are full, and it stops reading commands); fails if the
+/// server keeps reading for a minute.
+pub fn send_without_reading(c: &Control) {
+    use std::io::Write;
+    c.stream()
+        .set_write_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let mut s = c.stream().try_clone().unwrap();
+    let chunk = b"NOOP\r\n".repeat(10_000);
+    let start = std::time::Instant::now();
+    while s.write_all(&chunk).is_ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the server kept reading for a minute"
+        );
     }
 }
