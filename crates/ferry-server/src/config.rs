@@ -108,18 +108,41 @@ impl Default for Limits {
 }
 
 /// Passive-mode (PASV/EPSV) settings.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct PassiveConfig {
     /// Ports to listen on for passive data connections; `None` lets the OS choose any free port. When
     /// every port of the range is busy, PASV waits (up to the data-connect timeout) for one to free up.
     pub ports: Option<RangeInclusive<u16>>,
-    /// Address advertised in `227` replies (an IPv4 address or a host name resolved at each PASV), for
-    /// servers behind NAT. Default: the local address of the control connection.
+    /// Address advertised in `227` replies, for servers behind NAT: an IPv4 address, or a host name
+    /// (dynamic DNS) looked up in the background and cached (see [`crate::resolve`]). Default: the local
+    /// address of the control connection, which is also advertised while a host name has no address.
     pub address: Option<String>,
+    /// How long a host name's address is used before it is looked up again (the old one still serves
+    /// while the new lookup runs). Default 60 s.
+    pub address_ttl: Duration,
+    /// Time limit of one lookup of the host name; a lookup that takes longer fails and keeps the last
+    /// address. Only PASV commands that come before the first lookup has finished wait for it, at most
+    /// this long. Default 2 s.
+    pub address_lookup_timeout: Duration,
+    /// Who looks the host name up: the system's resolver by default.
+    pub resolver: crate::resolve::Resolver,
     /// Addresses advertised to clients of particular networks (`--passive-address-for CIDR=ADDRESS`),
     /// before [`PassiveConfig::address`]: clients inside a LAN get the LAN address, the others the
     /// public one. See [`PassiveConfig::address_for`].
     pub address_for: Vec<PassiveRoute>,
+}
+
+impl Default for PassiveConfig {
+    fn default() -> Self {
+        Self {
+            ports: None,
+            address: None,
+            address_ttl: Duration::from_secs(60),
+            address_lookup_timeout: Duration::from_secs(2),
+            resolver: crate::resolve::Resolver::default(),
+            address_for: Vec::new(),
+        }
+    }
 }
 
 impl PassiveConfig {

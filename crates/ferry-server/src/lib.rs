@@ -25,6 +25,7 @@ pub mod proxy;
 pub mod quota;
 mod refusal;
 mod reload;
+pub mod resolve;
 pub mod storage;
 mod stream;
 pub mod throttle;
@@ -135,6 +136,19 @@ impl<S: Storage, A: Authenticator> Server<S, A> {
         let ports = data::PortPool::new(config.passive.ports.clone());
         let limiter = auth::LoginLimiter::new(config.login_limits.clone());
         let config_max_pending_refusals = config.limits.max_pending_refusals;
+        let passive = &config.passive;
+        let passive_host = passive
+            .address
+            .as_ref()
+            .filter(|a| a.parse::<IpAddr>().is_err())
+            .map(|host| {
+                Arc::new(resolve::PassiveHost::new(
+                    host.clone(),
+                    passive.resolver.clone(),
+                    passive.address_ttl,
+                    passive.address_lookup_timeout,
+                ))
+            });
         let shared = Arc::new(Shared {
             policies: policy::Policies::new(&config),
             limiter,
@@ -147,6 +161,7 @@ impl<S: Storage, A: Authenticator> Server<S, A> {
             tls,
             live,
             refusals: refusal::Refusals::new(config_max_pending_refusals),
+            passive_host,
         });
         Ok(Self { shared, listeners })
     }
@@ -187,6 +202,10 @@ impl<S: Storage, A: Authenticator> Server<S, A> {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let Self { shared, listeners } = self;
         let limits = shared.config.limits.clone();
+        // The passive host name's first lookup, before the first PASV needs it.
+        if let Some(host) = &shared.passive_host {
+            host.refresh_if_due();
+        }
         let (phase_tx, phase_rx) = watch::channel(Phase::Running);
         let sessions = Arc::clone(shared.live.permits());
         let per_ip: Counts<IpAddr> = Arc::default();

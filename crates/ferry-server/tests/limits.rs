@@ -6,7 +6,11 @@
 mod common;
 
 use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use ferry_server::resolve::{Lookup, Resolve, Resolver};
 
 use common::{
     send_without_reading, sparse_file, test_config, with_session, Control, DataMode, TestServer,
@@ -364,4 +368,72 @@ fn a_reloaded_idle_timeout_bounds_stalled_reply_writes() {
     d.login(USER, PASS);
     d.expect("NOOP", 200);
     drop(c);
+}
+
+/// A resolver for `--passive-address NAME` that counts its lookups and answers 192.0.2.1, or never
+/// answers at all.
+struct TestResolver {
+    hang: bool,
+    calls: AtomicU32,
+}
+
+impl Resolve for TestResolver {
+    fn lookup<'a>(&'a self, _host: &'a str) -> Lookup<'a> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let hang = self.hang;
+        Box::pin(async move {
+            if hang {
+                std::future::pending::<()>().await;
+            }
+            Ok(vec!["192.0.2.1".parse().unwrap()])
+        })
+    }
+}
+
+impl TestResolver {
+    fn new(hang: bool) -> Arc<Self> {
+        Arc::new(Self {
+            hang,
+            calls: AtomicU32::new(0),
+        })
+    }
+}
+
+/// A server whose passive address is a host name looked up by `resolver`.
+fn server_with_resolver(resolver: &Arc<TestResolver>) -> TestServer {
+    let mut config = test_config();
+    config.passive.address = Some("ftp.example.test".to_owned());
+    config.passive.address_lookup_timeout = Duration::from_millis(300);
+    config.passive.resolver = Resolver(Arc::clone(resolver) as Arc<dyn Resolve>);
+    TestServer::with_config(config)
+}
+
+/// A resolver that never answers stalls no session: PASV gets the local address (after at most the
+/// lookup's time limit, once), other sessions are served meanwhile, and the hung lookup is not repeated
+/// for every PASV. (PASV waited on the lookup with no limit: the client's reply timeout failed first.)
+#[test]
+fn a_hanging_passive_address_resolver_stalls_no_session() {
+    let resolver = TestResolver::new(true);
+    let srv = server_with_resolver(&resolver);
+    let mut a = srv.raw_login();
+    let mut b = srv.raw_login();
+    for _ in 0..2 {
+        for c in [&mut a, &mut b] {
+            assert_eq!(c.pasv().ip(), srv.addr.ip());
+            c.expect("NOOP", 200);
+        }
+    }
+    assert_eq!(resolver.calls.load(Ordering::SeqCst), 1);
+}
+
+/// The passive host name is looked up once per TTL, not at every PASV.
+#[test]
+fn the_passive_host_name_is_looked_up_once_per_ttl() {
+    let resolver = TestResolver::new(false);
+    let srv = server_with_resolver(&resolver);
+    let mut c = srv.raw_login();
+    for _ in 0..5 {
+        assert_eq!(c.pasv().ip().to_string(), "192.0.2.1");
+    }
+    assert_eq!(resolver.calls.load(Ordering::SeqCst), 1);
 }

@@ -261,6 +261,7 @@ pub fn server_config(cli: &Cli) -> ServerConfig {
         ports: cli.passive_ports.as_ref().map(|r| r.0.clone()),
         address: cli.passive_address.clone(),
         address_for: cli.passive_address_for.clone(),
+        ..PassiveConfig::default()
     };
     config.bandwidth = Bandwidth {
         upload: cli.upload_rate.map(|r| r.0),

@@ -90,12 +90,12 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
             if let Ok(ip) = host.parse::<IpAddr>() {
                 return ip;
             }
-            if let Ok(mut addrs) = tokio::net::lookup_host((host.as_str(), 0)).await {
-                if let Some(a) = addrs.find(SocketAddr::is_ipv4) {
-                    return a.ip();
-                }
+        }
+        // A host name: its cached address, never a wait on the resolver (but for the first lookup).
+        if let Some(host) = &self.shared.passive_host {
+            if let Some(ip) = host.address().await {
+                return IpAddr::V4(ip);
             }
-            warn!(%host, "passive address did not resolve to IPv4; advertising the local address");
         }
         local_ip
     }

@@ -74,6 +74,8 @@ pub(crate) struct Shared<S, A> {
     pub policies: crate::policy::Policies,
     /// Refused connections still writing their `421` (bounded).
     pub refusals: crate::refusal::Refusals,
+    /// The passive address when it is a host name, with its cached address.
+    pub passive_host: Option<Arc<crate::resolve::PassiveHost>>,
 }
 
 /// Drives one control connection until it closes.
