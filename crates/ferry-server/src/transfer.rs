@@ -299,6 +299,9 @@ async fn send_file<S: Storage>(
     progress: &AtomicU64,
     throttle: &Throttle,
 ) -> Result<u64, TransferError> {
+    // Zero-copy and direct file reads are Unix paths; elsewhere every download takes the copying loop.
+    #[cfg(not(unix))]
+    let _ = zero_copy;
     #[cfg(target_os = "linux")]
     if let (MaybeTls::Plain(tcp), false, true) = (&*stream, ascii, zero_copy) {
         if let Some(file) = S::reader_fd(&reader) {

@@ -448,7 +448,8 @@ impl<S: Storage> Upload<S> {
     }
 
     /// The upload's quota accounting, for writers that cannot borrow the upload
-    /// ([`Upload::reserve`] otherwise).
+    /// ([`Upload::reserve`] otherwise): the zero-copy path, on Linux.
+    #[cfg(target_os = "linux")]
     pub(crate) fn charge(&self) -> Option<Arc<Charge>> {
         self.charge.clone()
     }

@@ -39,7 +39,8 @@ pub struct Key {
     pub arg: &'static str,
     /// A valid value, as TOML, used in fix hints and tests.
     pub example: &'static str,
-    /// True when SIGHUP applies a change of this key to new sessions.
+    /// True when SIGHUP applies a change of this key to new sessions (read where SIGHUP exists: Unix).
+    #[cfg_attr(not(unix), allow(dead_code))]
     pub reloads: bool,
 }
 

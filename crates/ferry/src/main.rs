@@ -29,8 +29,10 @@ use ferry_server::auth::{UsersFile, UsersOptions};
 use ferry_server::metrics::Metrics;
 use ferry_server::throttle::ByteCount;
 use ferry_server::xferlog::XferLog;
+#[cfg(unix)]
+use ferry_server::Reloader;
 use ferry_server::{
-    AnonymousMode, AnyStorage, PassiveRoute, Reloader, Server, ServerConfig, StaticAuthenticator,
+    AnonymousMode, AnyStorage, PassiveRoute, Server, ServerConfig, StaticAuthenticator,
     UsersAuthenticator,
 };
 use serde::Deserialize;

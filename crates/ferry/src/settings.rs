@@ -306,7 +306,9 @@ pub fn tls_summary(cli: &Cli) -> String {
     format!("TLS: {required}{resumption}")
 }
 
-/// The settings a reload cannot change, as `(key, value)` pairs to compare before and after.
+/// The settings a reload cannot change, as `(key, value)` pairs to compare before and after (reloads
+/// come with SIGHUP: Unix only).
+#[cfg(unix)]
 pub fn fixed_fields(cli: &Cli) -> Vec<(&'static str, String)> {
     let mut all = every_field(cli);
     all.retain(|(key, _)| crate::config_file::find_key(key).is_some_and(|k| !k.reloads));
@@ -314,6 +316,7 @@ pub fn fixed_fields(cli: &Cli) -> Vec<(&'static str, String)> {
 }
 
 /// Every key's effective value, as `(key, value)` pairs.
+#[cfg(any(unix, test))]
 fn every_field(cli: &Cli) -> Vec<(&'static str, String)> {
     vec![
         ("banner", format!("{:?}", cli.banner)),
