@@ -86,7 +86,7 @@ retry g bucket create "$BUCKET"
 retry g key import --yes -n bench "$KEY_ID" "$SECRET"
 retry g bucket allow --read --write --owner "$BUCKET" --key "$KEY_ID"
 endpoint="http://127.0.0.1:${s3_ports[0]}"
-echo "garage $("$GARAGE" --version | head -n1), 3 nodes, replication factor 3, endpoint $endpoint"
+echo "garage $("$GARAGE" --version | sed -n 1p), 3 nodes, replication factor 3, endpoint $endpoint"
 
 cat >"$work/rclone.conf" <<EOF
 [garage]
@@ -100,7 +100,7 @@ force_path_style = true
 no_check_bucket = true
 EOF
 rc() { env -u AWS_CA_BUNDLE rclone --config "$work/rclone.conf" "$@"; }
-rclone version | head -n1
+rclone version 2>/dev/null | sed -n 1p
 
 # --- Ferry -----------------------------------------------------------------------------------------
 start_ferry() {
@@ -132,7 +132,7 @@ print(format(next(r["mb_per_s"] for r in report["results"] if r.get("workload") 
 declare -a f_retr f_stor r_read r_write
 for round in $(seq "$REPEAT"); do
     start_ferry
-    "$FERRY_BENCH_BIN" "$ferry_addr" bench bench -w retr,stor --size "$SIZE" --label "s3r$round" \
+    "$FERRY_BENCH_BIN" "$ferry_addr" bench bench -w retr,stor --size "$SIZE" --label s3 --timeout 600 \
         --json "$work/ferry-$round.json" >"$work/bench-$round.txt"
     stop_ferry
     f_retr+=("$(figure "$work/ferry-$round.json" retr)")
@@ -154,7 +154,7 @@ echo "  STOR through Ferry  $fs MB/s   rclone copyto  $rw MB/s   ratio $(python3
 # --- upload memory ---------------------------------------------------------------------------------
 start_ferry
 base=$(awk '/VmRSS/ {print $2}' "/proc/$ferry_pid/status")
-"$FERRY_BENCH_BIN" "$ferry_addr" bench bench -w stor --size "$UPLOAD_SIZE" --label mem >"$work/mem.txt"
+"$FERRY_BENCH_BIN" "$ferry_addr" bench bench -w stor --size "$UPLOAD_SIZE" --label mem --timeout 600 >"$work/mem.txt"
 peak=$(awk '/VmHWM/ {print $2}' "/proc/$ferry_pid/status")
 stop_ferry
 echo "  server RSS: $((base / 1024)) MiB after start, peak $((peak / 1024)) MiB during a $UPLOAD_SIZE upload (part size ${PART} MiB)"
