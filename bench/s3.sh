@@ -111,7 +111,7 @@ start_ferry() {
     ferry_pid=$!
     pids+=("$ferry_pid")
     for _ in $(seq 300); do grep -q 'listening on ftp://' "$out" && break; sleep 0.1; done
-    ferry_addr=$(grep -o '127\.0\.0\.1:[0-9]*' "$out" | head -n1)
+    ferry_addr=$(sed -n 's|.*listening on ftp://\(127[0-9.]*:[0-9]*\)/.*|\1|p' "$out" | head -n1)
     : >"$out"
 }
 stop_ferry() { kill "$ferry_pid"; wait "$ferry_pid" 2>/dev/null || true; }
