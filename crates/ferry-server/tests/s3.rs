@@ -336,3 +336,32 @@ async fn listings_page_through_the_bucket() {
     assert_eq!(list[0].name, "f00");
     assert_eq!(list[26].name, "sub3");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_never_answers_times_out() {
+    // A "store" that accepts connections and never says anything: every request times out, is
+    // retried, and the operation fails as Unavailable within the bounds, instead of hanging.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            open.push(s);
+        }
+    });
+    let mut c = S3Config::new(&format!("http://{addr}"), "b");
+    c.access_key_id = Some("id".to_owned());
+    c.secret_access_key = Some("secret".to_owned());
+    c.retries = 1;
+    c.timeout = Duration::from_secs(1);
+    let s = S3Storage::new(&c).unwrap();
+    let start = Instant::now();
+    let e = s.list(&vp("d")).await.unwrap_err();
+    assert_eq!(e.kind(), StorageErrorKind::Unavailable, "{e}");
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
+    held.abort();
+}
