@@ -43,6 +43,9 @@ pub struct ServerConfig {
     /// their own ([`Account::bandwidth`](crate::Account::bandwidth)). Default: none. See
     /// [`crate::throttle`].
     pub bandwidth: crate::throttle::Bandwidth,
+    /// Event hooks: a program and/or a URL told about uploads, logins, ...; accounts may override
+    /// them. Default: none. See [`crate::hooks`].
+    pub hooks: crate::hooks::HooksConfig,
 }
 
 impl Default for ServerConfig {
@@ -61,6 +64,7 @@ impl Default for ServerConfig {
             zero_copy: true,
             proxy: None,
             bandwidth: crate::throttle::Bandwidth::default(),
+            hooks: crate::hooks::HooksConfig::default(),
         }
     }
 }

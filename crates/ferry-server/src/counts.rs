@@ -27,6 +27,11 @@ impl<K: Eq + Hash + Clone> CountGuard<K> {
             key: key.clone(),
         })
     }
+
+    /// The key this share counts for.
+    pub(crate) fn key(&self) -> &K {
+        &self.key
+    }
 }
 
 impl<K: Eq + Hash + Clone> Drop for CountGuard<K> {

@@ -19,6 +19,7 @@ pub mod config;
 mod control;
 mod counts;
 pub mod data;
+pub mod hooks;
 pub mod metrics;
 mod policy;
 pub mod proxy;
@@ -151,6 +152,7 @@ impl<S: Storage, A: Authenticator> Server<S, A> {
             });
         let shared = Arc::new(Shared {
             policies: policy::Policies::new(&config),
+            hooks: hooks::Hooks::new(config.hooks.clone(), config.metrics.clone()),
             limiter,
             user_sessions: Arc::default(),
             config,
@@ -201,6 +203,7 @@ impl<S: Storage, A: Authenticator> Server<S, A> {
     /// configured grace time, closes the remaining sessions with `421` and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let Self { shared, listeners } = self;
+        shared.hooks.start_workers();
         let limits = shared.config.limits.clone();
         // The passive host name's first lookup, before the first PASV needs it.
         if let Some(host) = &shared.passive_host {
@@ -405,7 +408,8 @@ fn admit<S: Storage, A: Authenticator>(
                 };
                 // Boxed: awaited in place, the driver would be stored twice in this future (once as
                 // the value moved into `run`, once inside `run`'s future).
-                let driver = Box::pin(ControlDriver::new(shared, stream, peer, local, phase).run());
+                let driver =
+                    Box::pin(ControlDriver::new(shared, stream, peer, local, phase, id).run());
                 driver.await;
                 drop(guards);
             };
@@ -416,8 +420,9 @@ fn admit<S: Storage, A: Authenticator>(
             // the guards: values moved into the driver inside the task would keep their space in the
             // task's future as well (about 130 bytes per idle session).
             let stream = stream::MaybeTls::Plain(stream);
-            let driver =
-                Box::pin(ControlDriver::new(Arc::clone(shared), stream, peer, local, phase).run());
+            let driver = Box::pin(
+                ControlDriver::new(Arc::clone(shared), stream, peer, local, phase, id).run(),
+            );
             tracing::trace!(
                 bytes = std::mem::size_of_val(&*driver),
                 "control driver future"

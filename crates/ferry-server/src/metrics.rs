@@ -21,6 +21,8 @@
 //! | `ferry_quota_used_files` | gauge | `user` (files and directories) |
 //! | `ferry_quota_limit_bytes` | gauge | `user` (accounts with a byte quota) |
 //! | `ferry_quota_limit_files` | gauge | `user` (accounts with a file quota) |
+//! | `ferry_hooks_total` | counter | `kind`: `command`, `url`; `outcome`: `ok`, `failed`, `timeout` |
+//! | `ferry_hooks_dropped_total` | counter | |
 //!
 //! A command's duration runs from the moment the session starts handling it to its first reply (for
 //! RETR, the `150`; for a failed PASS, the `530` after its delay): the responsiveness a client sees,
@@ -98,6 +100,12 @@ struct VerbLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct UserLabel {
     user: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HookLabels {
+    kind: &'static str,
+    outcome: &'static str,
 }
 
 /// Command durations from 0.5 ms to about 33 s, a factor of 4 apart.
@@ -191,6 +199,8 @@ pub struct Metrics {
     quota_files: Family<UserLabel, Gauge>,
     quota_limit_bytes: Family<UserLabel, Gauge>,
     quota_limit_files: Family<UserLabel, Gauge>,
+    hooks: Family<HookLabels, Counter>,
+    hooks_dropped: Counter,
 }
 
 impl fmt::Debug for Metrics {
@@ -289,6 +299,14 @@ impl Metrics {
             "File quota of each account that has one",
             quota_limit_files.clone(),
         );
+        let hooks = Family::<HookLabels, Counter>::default();
+        registry.register("hooks", "Hooks run, by kind and outcome", hooks.clone());
+        let hooks_dropped = Counter::default();
+        registry.register(
+            "hooks_dropped",
+            "Hook events dropped because the hook queue was full",
+            hooks_dropped.clone(),
+        );
         Self {
             registry,
             sessions_open,
@@ -305,6 +323,8 @@ impl Metrics {
             quota_files,
             quota_limit_bytes,
             quota_limit_files,
+            hooks,
+            hooks_dropped,
         }
     }
 
@@ -412,6 +432,18 @@ impl Metrics {
         };
         set(&self.quota_limit_bytes, quota.bytes);
         set(&self.quota_limit_files, quota.files);
+    }
+
+    /// Counts a hook run (`kind`: `command` or `url`; `outcome`: `ok`, `failed` or `timeout`).
+    pub(crate) fn hook(&self, kind: &'static str, outcome: &'static str) {
+        self.hooks
+            .get_or_create(&HookLabels { kind, outcome })
+            .inc();
+    }
+
+    /// Counts a hook event dropped because the queue was full.
+    pub(crate) fn hook_dropped(&self) {
+        self.hooks_dropped.inc();
     }
 }
 
@@ -533,6 +565,8 @@ mod tests {
                 files: None,
             },
         );
+        m.hook("url", "timeout");
+        m.hook_dropped();
         let text = m.encode();
         for line in [
             "ferry_sessions_open 1",
@@ -549,6 +583,8 @@ mod tests {
             "ferry_command_duration_seconds_count{verb=\"NOOP\"} 1",
             "ferry_passive_ports_in_use 1",
             "ferry_bans_total 1",
+            "ferry_hooks_total{kind=\"url\",outcome=\"timeout\"} 1",
+            "ferry_hooks_dropped_total 1",
             "ferry_quota_used_bytes{user=\"al\\\"ice\"} 1234",
             "ferry_quota_used_files{user=\"al\\\"ice\"} 5",
             "ferry_quota_limit_bytes{user=\"al\\\"ice\"} 10000",

@@ -35,6 +35,8 @@ pub(crate) struct SessionPolicy {
     pub download: Throttle,
     /// The account's quota, if it has one.
     pub quota: Option<AccountQuota>,
+    /// The account's own hook settings, if it has any.
+    pub hooks: Option<crate::hooks::HookSettings>,
 }
 
 impl SessionPolicy {
@@ -47,7 +49,10 @@ impl SessionPolicy {
     }
 
     fn is_empty(&self) -> bool {
-        self.upload.is_unlimited() && self.download.is_unlimited() && self.quota.is_none()
+        self.upload.is_unlimited()
+            && self.download.is_unlimited()
+            && self.quota.is_none()
+            && self.hooks.is_none()
     }
 }
 
@@ -70,6 +75,7 @@ impl Policies {
             upload: Throttle::new([self.upload.clone()]),
             download: Throttle::new([self.download.clone()]),
             quota: None,
+            hooks: None,
         };
         (!policy.is_empty()).then(|| Box::new(policy))
     }
@@ -113,6 +119,7 @@ impl Policies {
                 self.rates.bucket(user, false, own.download),
             ]),
             quota,
+            hooks: account.hooks.clone(),
         };
         (!policy.is_empty()).then(|| Box::new(policy))
     }

@@ -22,6 +22,7 @@ use clap::parser::ValueSource;
 use clap::ArgMatches;
 use serde::Deserialize;
 
+use ferry_server::hooks::{EventSet, HookUrl};
 use ferry_server::throttle::ByteCount;
 use ferry_server::PassiveRoute;
 
@@ -86,6 +87,19 @@ pub const KEYS: &[Key] = &[
     key("download-rate", "download_rate", "\"10M\"", false),
     key("quota-bytes", "quota_bytes", "\"10G\"", false),
     key("quota-files", "quota_files", "10000", false),
+    key(
+        "hook-command",
+        "hook_command",
+        "\"/usr/local/bin/on-ftp-event\"",
+        false,
+    ),
+    key(
+        "hook-url",
+        "hook_url",
+        "\"http://127.0.0.1:8080/ftp-events\"",
+        false,
+    ),
+    key("hook-events", "hook_events", "\"upload,delete\"", false),
     key("tls-cert", "tls_cert", "\"cert.pem\"", false),
     key("tls-key", "tls_key", "\"key.pem\"", false),
     key(
@@ -178,6 +192,9 @@ pub struct FileConfig {
     download_rate: Option<ByteCount>,
     quota_bytes: Option<ByteCount>,
     quota_files: Option<u64>,
+    hook_command: Option<PathBuf>,
+    hook_url: Option<HookUrl>,
+    hook_events: Option<EventSet>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     implicit_listen: Option<Vec<SocketAddr>>,
@@ -305,7 +322,19 @@ impl LoadedFile {
                 }
             )*};
         }
-        take_optional!(upload_rate, download_rate, quota_bytes, quota_files);
+        take_optional!(
+            upload_rate,
+            download_rate,
+            quota_bytes,
+            quota_files,
+            hook_events
+        );
+        if let (Some(v), false) = (f.hook_command.clone(), given("hook_command")) {
+            cli.hook_command = Some(v);
+        }
+        if let (Some(v), false) = (f.hook_url.clone(), given("hook_url")) {
+            cli.hook_url = Some(v);
+        }
         if let (Some(v), false) = (f.user.clone(), given("users")) {
             cli.users = v;
         }
@@ -381,6 +410,7 @@ impl FileConfig {
             &mut self.tls_cert,
             &mut self.tls_key,
             &mut self.xferlog,
+            &mut self.hook_command,
         ]
         .into_iter()
         .flatten()

@@ -109,6 +109,24 @@ const TABLE: &[(&str, &str, Check)] = &[
     ("quota-files", "quota-files = 100", |c, _| {
         settings::user_quota(c).files == Some(100)
     }),
+    ("hook-command", "hook-command = \"bin/hook\"", |_, s| {
+        s.hooks.command == Some(p(DIR).join("bin/hook"))
+    }),
+    (
+        "hook-url",
+        "hook-url = \"http://127.0.0.1:8080/h\"",
+        |_, s| {
+            s.hooks
+                .url
+                .as_ref()
+                .is_some_and(|u| u.to_string() == "http://127.0.0.1:8080/h")
+        },
+    ),
+    (
+        "hook-events",
+        "hook-events = [\"upload\", \"login-failed\"]",
+        |_, s| s.hooks.events.to_string() == "upload,login-failed",
+    ),
     ("max-sessions", "max-sessions = 12", |_, s| {
         s.limits.max_sessions == 12
     }),

@@ -26,6 +26,7 @@ use anyhow::{bail, Context, Result};
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use ferry_server::auth::AnyAuthenticator;
 use ferry_server::auth::{UsersFile, UsersOptions};
+use ferry_server::hooks::{EventSet, HookUrl};
 use ferry_server::metrics::Metrics;
 use ferry_server::throttle::ByteCount;
 use ferry_server::xferlog::XferLog;
@@ -179,6 +180,17 @@ struct Cli {
     /// with --users.
     #[arg(long = "quota-files", value_name = "N")]
     quota_files: Option<u64>,
+    /// A program run after each event (no shell): the event name is its argument, the details are in
+    /// FERRY_* environment variables (see docs/configuration.md). Users-file accounts may override it.
+    #[arg(long = "hook-command", value_name = "PATH")]
+    hook_command: Option<PathBuf>,
+    /// A URL (http://) that receives each event as a JSON POST, retried with backoff.
+    #[arg(long = "hook-url", value_name = "URL")]
+    hook_url: Option<HookUrl>,
+    /// The events hooks run for, comma-separated: upload, download, delete, rename, mkdir, rmdir, login,
+    /// logout, login-failed, or all (default).
+    #[arg(long = "hook-events", value_name = "LIST")]
+    hook_events: Option<EventSet>,
     /// PEM certificate chain: turns on explicit FTPS (AUTH TLS). Needs --tls-key.
     #[arg(long = "tls-cert", value_name = "PEM")]
     tls_cert: Option<PathBuf>,

@@ -263,6 +263,9 @@ pub fn server_config(cli: &Cli) -> ServerConfig {
         address_for: cli.passive_address_for.clone(),
         ..PassiveConfig::default()
     };
+    config.hooks.command = cli.hook_command.clone();
+    config.hooks.url = cli.hook_url.clone();
+    config.hooks.events = cli.hook_events.unwrap_or_default();
     config.bandwidth = Bandwidth {
         upload: cli.upload_rate.map(|r| r.0),
         download: cli.download_rate.map(|r| r.0),
@@ -352,6 +355,9 @@ fn every_field(cli: &Cli) -> Vec<(&'static str, String)> {
         ("download-rate", format!("{:?}", cli.download_rate)),
         ("quota-bytes", format!("{:?}", cli.quota_bytes)),
         ("quota-files", format!("{:?}", cli.quota_files)),
+        ("hook-command", format!("{:?}", cli.hook_command)),
+        ("hook-url", format!("{:?}", cli.hook_url)),
+        ("hook-events", format!("{:?}", cli.hook_events)),
         ("tls-cert", format!("{:?}", cli.tls_cert)),
         ("tls-key", format!("{:?}", cli.tls_key)),
         ("implicit-listen", format!("{:?}", cli.implicit_listen)),

@@ -78,6 +78,9 @@ pub struct Account {
     /// The account's own bandwidth limits, shared by all its sessions (on top of the server's).
     /// Default: none. See [`crate::throttle`].
     pub bandwidth: crate::throttle::Bandwidth,
+    /// The account's own hook command, URL or events, each replacing the server's for its events.
+    /// Default: none (the server's hooks). See [`crate::hooks`].
+    pub hooks: Option<crate::hooks::HookSettings>,
 }
 
 impl Account {
@@ -95,6 +98,7 @@ impl Account {
             partial_uploads: None,
             quota: crate::quota::Quota::default(),
             bandwidth: crate::throttle::Bandwidth::default(),
+            hooks: None,
         }
     }
 }

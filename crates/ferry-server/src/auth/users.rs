@@ -17,6 +17,8 @@
 //! quota_files = 10000             # files and directories in the home; default: none
 //! upload_rate = "2M"              # bytes per second, all of the user's sessions together
 //! download_rate = "10M"
+//! hook_url = "http://127.0.0.1:8080/alice"   # this account's events go here instead
+//! hook_events = ["upload"]        # and only its uploads; [] turns its hooks off
 //!
 //! [users.dropbox]
 //! password_hash = "$argon2id$..."
@@ -50,6 +52,7 @@ use tokio::sync::Semaphore;
 pub use super::password::{hash_password, Argon2Cost, PasswordError, PasswordHashString};
 pub use super::roles::{permission_by_name, permission_names, Role, PERMISSION_NAMES};
 use super::{is_anonymous, Account, Authenticator, Cidr, Credentials};
+use crate::hooks::{EventSet, HookSettings, HookUrl};
 use crate::quota::Quota;
 use crate::throttle::{Bandwidth, ByteCount};
 use crate::upload::{PartialUploads, UploadMode};
@@ -82,6 +85,8 @@ pub struct User {
     pub quota: Quota,
     /// Bandwidth limits of the account's sessions together (`upload_rate`, `download_rate`).
     pub bandwidth: Bandwidth,
+    /// The account's own hooks (`hook_command`, `hook_url`, `hook_events`); `None` for the server's.
+    pub hooks: Option<HookSettings>,
 }
 
 /// The `[anonymous]` section: users `anonymous` and `ftp` with any password.
@@ -109,6 +114,8 @@ pub struct AnonymousAccess {
     pub quota: Quota,
     /// Bandwidth limits of the account's sessions together (`upload_rate`, `download_rate`).
     pub bandwidth: Bandwidth,
+    /// The account's own hooks (`hook_command`, `hook_url`, `hook_events`); `None` for the server's.
+    pub hooks: Option<HookSettings>,
 }
 
 fn allows(networks: &[Cidr], ip: IpAddr) -> bool {
@@ -130,6 +137,7 @@ impl User {
             partial_uploads: self.partial_uploads,
             quota: self.quota,
             bandwidth: self.bandwidth,
+            hooks: self.hooks.clone(),
             ..Account::new(name, self.permissions)
         }
     }
@@ -145,6 +153,7 @@ impl AnonymousAccess {
             partial_uploads: self.partial_uploads,
             quota: self.quota,
             bandwidth: self.bandwidth,
+            hooks: self.hooks.clone(),
             ..Account::new("anonymous", self.permissions)
         }
     }
@@ -239,9 +248,28 @@ struct RawAccount {
     upload_rate: Option<ByteCount>,
     #[serde(default)]
     download_rate: Option<ByteCount>,
+    #[serde(default)]
+    hook_command: Option<PathBuf>,
+    #[serde(default)]
+    hook_url: Option<HookUrl>,
+    #[serde(default)]
+    hook_events: Option<EventSet>,
 }
 
 impl RawAccount {
+    /// The hook keys; a command must be an absolute path.
+    fn hooks(&self) -> Result<Option<HookSettings>, String> {
+        if self.hook_command.as_ref().is_some_and(|c| !c.is_absolute()) {
+            return Err("hook_command must be an absolute path".to_owned());
+        }
+        let settings = HookSettings {
+            command: self.hook_command.clone(),
+            url: self.hook_url.clone(),
+            events: self.hook_events,
+        };
+        Ok((settings != HookSettings::default()).then_some(settings))
+    }
+
     /// The quota and bandwidth keys; a rate of 0 is refused (leave the key out for no limit).
     fn limits(&self) -> Result<(Quota, Bandwidth), String> {
         for (key, rate) in [
@@ -349,6 +377,9 @@ impl UsersFile {
             let (quota, bandwidth) = raw
                 .limits()
                 .map_err(|m| invalid(at, format!("user {name:?}: {m}")))?;
+            let hooks = raw
+                .hooks()
+                .map_err(|m| invalid(at, format!("user {name:?}: {m}")))?;
             let password_hash = raw
                 .password_hash
                 .ok_or_else(|| invalid(at, format!("user {name:?}: missing password_hash")))?;
@@ -367,6 +398,7 @@ impl UsersFile {
                     partial_uploads: raw.partial_uploads,
                     quota,
                     bandwidth,
+                    hooks,
                 },
             );
         }
@@ -387,6 +419,9 @@ impl UsersFile {
                 let (quota, bandwidth) = raw
                     .limits()
                     .map_err(|m| invalid(at, format!("anonymous: {m}")))?;
+                let hooks = raw
+                    .hooks()
+                    .map_err(|m| invalid(at, format!("anonymous: {m}")))?;
                 Some(AnonymousAccess {
                     enabled: raw.enabled.unwrap_or(true),
                     home: home_of(raw.home).map_err(|m| invalid(at, format!("anonymous: {m}")))?,
@@ -398,6 +433,7 @@ impl UsersFile {
                     partial_uploads: raw.partial_uploads,
                     quota,
                     bandwidth,
+                    hooks,
                 })
             }
         };

@@ -157,7 +157,12 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
     }
 
     /// Logs a finished transfer, writes its xferlog line and counts it.
-    pub(super) fn record_transfer(&self, info: &TransferInfo, result: &Result<u64, TransferError>) {
+    pub(super) fn record_transfer(
+        &mut self,
+        info: &TransferInfo,
+        result: &Result<u64, TransferError>,
+    ) {
+        self.transfer_hook(info, result);
         info.finish(
             &self.shared.config,
             result,

@@ -9,6 +9,7 @@ use tracing::info;
 use super::ControlDriver;
 use crate::auth::{Account, Authenticator, Check, Credentials};
 use crate::counts::CountGuard;
+use crate::hooks::HookEvent;
 use crate::metrics::LoginOutcome;
 use crate::storage::Storage;
 use crate::stream::MaybeTls;
@@ -51,9 +52,15 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
                 tracing::Span::current().record("user", user);
                 info!(peer = %self.session.peer(), user = ?user, "login");
                 self.count_login(LoginOutcome::Success);
+                let name = self.account.as_ref().map(|a| a.key().clone());
+                self.hook(HookEvent::Login, |r| r.user = name);
             }
             Err(AuthError::Invalid) => {
                 self.count_login(LoginOutcome::Failure);
+                self.hook(HookEvent::LoginFailed, |r| {
+                    r.user = Some(user.to_owned());
+                    r.result = "failed";
+                });
                 let failure = shared.limiter.record_failure(ip, user, Instant::now());
                 if failure.banned {
                     if let Some(m) = &self.shared.config.metrics {

@@ -26,6 +26,7 @@ use crate::transfer;
 use crate::upload::{self, UploadPolicy};
 
 mod data;
+mod events;
 mod login;
 
 use data::{transfer_event, Running, TransferEvent};
@@ -76,6 +77,8 @@ pub(crate) struct Shared<S, A> {
     pub refusals: crate::refusal::Refusals,
     /// The passive address when it is a host name, with its cached address.
     pub passive_host: Option<Arc<crate::resolve::PassiveHost>>,
+    /// The hook queue.
+    pub hooks: crate::hooks::Hooks,
 }
 
 /// Drives one control connection until it closes.
@@ -93,6 +96,10 @@ pub(crate) struct ControlDriver<S: Storage, A: Authenticator> {
     upload: UploadPolicy,
     /// Bandwidth limits and quota; `None` (and no memory held) when nothing limits the session.
     policy: Option<Box<crate::policy::SessionPolicy>>,
+    /// The session's id (as in its log lines), for hook events.
+    id: u64,
+    /// Hook events waiting for the replies before them to go out.
+    hook_events: Vec<crate::hooks::HookRecord>,
     /// Bytes read but not yet consumed by the session (usually empty).
     pending: Vec<u8>,
     /// Read buffer of a TLS control connection (empty for plain ones).
@@ -118,6 +125,7 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
         peer: SocketAddr,
         local: SocketAddr,
         shutdown: watch::Receiver<Phase>,
+        id: u64,
     ) -> Self {
         let now = shared.epoch.elapsed();
         let mut session = Session::new(shared.live.session(), now, local, peer);
@@ -130,6 +138,8 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
             account: None,
             upload: shared.config.uploads,
             policy: shared.policies.before_login(),
+            id,
+            hook_events: Vec::new(),
             shared,
             stream: Some(stream),
             session,
@@ -307,10 +317,13 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
         if self.account.is_some() && self.session.user().is_none() {
             // REIN or a new USER ended the login: free the account's session slot before the reply
             // goes out, so a client that reconnects on seeing it finds the slot free.
+            self.logout_hook();
             self.account = None;
             self.policy = self.shared.policies.before_login();
         }
-        self.write_replies().await
+        self.write_replies().await?;
+        self.flush_hooks();
+        Ok(())
     }
 
     /// Sends the queued replies: at once with a non-blocking write when the socket takes them (the usual
@@ -382,7 +395,20 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
         match action {
             Action::Authenticate { user, password } => self.login(&user, &password).await,
             Action::Fs(req) => {
-                let result = self.fs(req).await;
+                let hooked = matches!(
+                    req,
+                    FsRequest::CreateDir(_)
+                        | FsRequest::RemoveDir(_)
+                        | FsRequest::RemoveFile(_)
+                        | FsRequest::Rename { .. }
+                );
+                let result = if hooked {
+                    let result = self.fs(req.clone()).await;
+                    self.fs_hook(&req, &result);
+                    result
+                } else {
+                    self.fs(req).await
+                };
                 self.session
                     .handle_completion(now(), Completion::Fs(result));
             }
@@ -488,6 +514,10 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
             self.record_transfer(&t.info, &result);
         }
         let _ = self.flush().await;
+        if self.account.is_some() {
+            self.logout_hook();
+        }
+        self.flush_hooks();
         if let Some(stream) = self.stream.as_mut() {
             let _ =
                 tokio::time::timeout(std::time::Duration::from_secs(2), stream.shutdown()).await;

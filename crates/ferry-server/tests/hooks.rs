@@ -1,0 +1,383 @@
+//! Event hooks over loopback with real receivers: a Python `http.server` that gets the JSON
+//! documents, and a shell script that records its arguments and environment. Every field of every
+//! event is checked; a hook that hangs or fails must not disturb the session.
+//!
+//! Needs `python3` and `/bin/sh`: a missing one fails the test under CI (`CI=true`) and skips it
+//! loudly otherwise.
+
+#![allow(clippy::unwrap_used)] // Tests fail loudly on unexpected errors.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{DataMode, TestServer, USER};
+use ferry_server::hooks::HooksConfig;
+use ferry_server::metrics::Metrics;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
+}
+
+fn have_python() -> bool {
+    let ok = Command::new("python3")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(!in_ci(), "python3 is missing (required under CI)");
+        eprintln!("SKIPPED: python3 is missing");
+    }
+    ok
+}
+
+/// An HTTP receiver: `python3 -m http.server`'s handler, answering POSTs to `/ok` with 200 and
+/// printing each body as a line, `/fail` with 500. Killed on drop.
+struct Receiver {
+    child: Child,
+    port: u16,
+    bodies: mpsc::Receiver<String>,
+}
+
+const RECEIVER: &str = r#"
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        ok = self.path == "/ok" and self.headers.get("Content-Type") == "application/json"
+        self.send_response(200 if ok else 500)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        print(self.path + " " + body.decode(), flush=True)
+    def log_message(self, *a):
+        pass
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"#;
+
+impl Receiver {
+    fn start() -> Self {
+        let mut child = Command::new("python3")
+            .args(["-c", RECEIVER])
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let port = lines.next().unwrap().unwrap().trim().parse().unwrap();
+        let (tx, bodies) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            port,
+            bodies,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The next POST: (path, JSON body).
+    fn next(&self) -> (String, serde_json::Value) {
+        let line = self
+            .bodies
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|_| panic!("no hook POST within {WAIT:?}"));
+        let (path, body) = line.split_once(' ').unwrap();
+        (path.to_owned(), serde_json::from_str(body).unwrap())
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn server(hooks: HooksConfig, metrics: Option<Arc<Metrics>>) -> TestServer {
+    let mut config = common::test_config();
+    config.hooks = hooks;
+    config.metrics = metrics;
+    TestServer::with_config(config)
+}
+
+fn session_id(v: &serde_json::Value) -> u64 {
+    v["session_id"].as_u64().unwrap()
+}
+
+#[test]
+fn a_url_hook_receives_every_event_with_its_fields() {
+    if !have_python() {
+        return;
+    }
+    let receiver = Receiver::start();
+    let hooks = HooksConfig {
+        url: Some(receiver.url("/ok").parse().unwrap()),
+        ..HooksConfig::default()
+    };
+    let server = server(hooks, None);
+
+    let mut bad = server.raw();
+    bad.send(&format!("USER {USER}"));
+    bad.reply();
+    bad.expect("PASS wrong", 530);
+    let (_, e) = receiver.next();
+    assert_eq!(e["event"], "login-failed");
+    assert_eq!(e["user"], USER);
+    assert_eq!(e["result"], "failed");
+    assert_eq!(e["peer"], "127.0.0.1");
+    assert!(e["path"].is_null() && e["bytes"].is_null() && e["target_path"].is_null());
+    let failed_id = session_id(&e);
+
+    let mut c = server.raw_login();
+    let (path, e) = receiver.next();
+    assert_eq!(path, "/ok");
+    assert_eq!(
+        (e["event"].as_str(), e["user"].as_str()),
+        (Some("login"), Some(USER))
+    );
+    let id = session_id(&e);
+    assert_ne!(id, failed_id, "sessions have their own ids");
+    let now = ferry_now();
+    assert!((e["time"].as_i64().unwrap() - now).abs() < 600, "{e}");
+
+    c.expect("MKD d", 257);
+    c.expect("TYPE I", 200);
+    c.stor(DataMode::Pasv, "d/f", b"hello");
+    assert_eq!(c.retr(DataMode::Epsv, "d/f"), b"hello");
+    c.expect("RNFR d/f", 350);
+    c.expect("RNTO d/g", 250);
+    c.expect("DELE d/g", 250);
+    c.expect("DELE d/nothing", 550);
+    c.expect("RMD d", 250);
+    c.expect("QUIT", 221);
+    // (event, path, target path, bytes, result)
+    type Expected<'a> = (
+        &'a str,
+        Option<&'a str>,
+        Option<&'a str>,
+        Option<u64>,
+        &'a str,
+    );
+    let expected: &[Expected] = &[
+        ("mkdir", Some("/d"), None, None, "ok"),
+        ("upload", Some("/d/f"), None, Some(5), "ok"),
+        ("download", Some("/d/f"), None, Some(5), "ok"),
+        ("rename", Some("/d/f"), Some("/d/g"), None, "ok"),
+        ("delete", Some("/d/g"), None, None, "ok"),
+        ("delete", Some("/d/nothing"), None, None, "failed"),
+        ("rmdir", Some("/d"), None, None, "ok"),
+        ("logout", None, None, None, "ok"),
+    ];
+    // Hooks run concurrently: gather, then match by event and path.
+    let mut got: Vec<serde_json::Value> = (0..expected.len()).map(|_| receiver.next().1).collect();
+    for (event, path, target, bytes, result) in expected {
+        let i = got
+            .iter()
+            .position(|e| e["event"] == *event && e["path"].as_str() == *path)
+            .unwrap_or_else(|| panic!("no {event} {path:?} event in {got:?}"));
+        let e = got.remove(i);
+        assert_eq!(e["user"], USER, "{e}");
+        assert_eq!(e["target_path"].as_str(), *target, "{e}");
+        assert_eq!(e["bytes"].as_u64(), *bytes, "{e}");
+        assert_eq!(e["result"], *result, "{e}");
+        assert_eq!(e["peer"], "127.0.0.1", "{e}");
+        assert_eq!(session_id(&e), id, "{e}");
+    }
+}
+
+fn ferry_now() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap()
+}
+
+/// Writes an executable shell script.
+fn script(path: &Path, body: &str) {
+    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+/// Waits until `dir` holds `n` files; returns them by name.
+fn files_in(dir: &Path, n: usize) -> BTreeMap<String, String> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let files: BTreeMap<String, String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map_while(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".done"))
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read_to_string(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        if files.len() >= n {
+            return files;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} hook runs in {dir:?}",
+            files.len()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_command_hook_gets_the_event_as_argument_and_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let hook = dir.path().join("hook.sh");
+    // One file per run: the argument, then the whole environment; renamed when complete.
+    script(
+        &hook,
+        &format!(
+            "f={out}/$1-$$\n{{ echo \"arg=$1 args=$#\"; env | sort; }} > \"$f\"\nmv \"$f\" \"$f.done\"",
+            out = out.display()
+        ),
+    );
+    let hooks = HooksConfig {
+        command: Some(hook),
+        events: "upload,login".parse().unwrap(),
+        ..HooksConfig::default()
+    };
+    let server = server(hooks, None);
+    let mut c = server.raw_login();
+    c.expect("TYPE I", 200);
+    c.stor(DataMode::Pasv, "report.pdf", &[7u8; 1234]);
+    c.expect("MKD not-an-event-here", 257);
+    let runs = files_in(&out, 2);
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    let upload = runs
+        .iter()
+        .find(|(n, _)| n.starts_with("upload-"))
+        .unwrap()
+        .1;
+    let vars: BTreeMap<&str, &str> = upload
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once('='))
+        .collect();
+    assert!(upload.starts_with("arg=upload args=1\n"), "{upload}");
+    assert_eq!(vars["FERRY_EVENT"], "upload");
+    assert_eq!(vars["FERRY_USER"], USER);
+    assert_eq!(vars["FERRY_PATH"], "/report.pdf");
+    assert_eq!(vars["FERRY_BYTES"], "1234");
+    assert_eq!(vars["FERRY_PEER"], "127.0.0.1");
+    assert_eq!(vars["FERRY_RESULT"], "ok");
+    assert!(vars["FERRY_SESSION_ID"].parse::<u64>().is_ok());
+    assert!(vars["FERRY_TIME"].parse::<i64>().is_ok());
+    assert!(!vars.contains_key("FERRY_TARGET_PATH"));
+    // Nothing of the server's environment leaks (it may hold FERRY_USERS passwords): PATH, the
+    // FERRY_ variables, and what the shell itself sets.
+    for key in vars.keys() {
+        assert!(
+            key.starts_with("FERRY_") || ["PATH", "PWD", "SHLVL", "_", "OLDPWD"].contains(key),
+            "unexpected variable {key} in {upload}"
+        );
+    }
+    let login = runs
+        .iter()
+        .find(|(n, _)| n.starts_with("login-"))
+        .unwrap()
+        .1;
+    assert!(
+        login.contains("FERRY_EVENT=login\n") && !login.contains("FERRY_PATH"),
+        "{login}"
+    );
+}
+
+/// Reads the metrics text until `line` shows.
+fn wait_metric(metrics: &Metrics, prefix: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = metrics.encode();
+        if let Some(l) = text.lines().find(|l| l.starts_with(prefix)) {
+            return l.to_owned();
+        }
+        assert!(Instant::now() < deadline, "{prefix} never showed:\n{text}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn hanging_and_failing_hooks_do_not_disturb_the_session() {
+    if !have_python() {
+        return;
+    }
+    let receiver = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let hook = dir.path().join("hang.sh");
+    script(&hook, "exec sleep 600");
+    let metrics = Arc::new(Metrics::new());
+    let hooks = HooksConfig {
+        command: Some(hook),
+        url: Some(receiver.url("/fail").parse().unwrap()),
+        timeout: Duration::from_millis(300),
+        retries: 2,
+        backoff: Duration::from_millis(50),
+        workers: 1,
+        queue: 4,
+        ..HooksConfig::default()
+    };
+    let server = server(hooks, Some(Arc::clone(&metrics)));
+    let mut c = server.raw_login();
+    c.expect("TYPE I", 200);
+    // Far more events than the single worker gets through while the command hangs: the session goes
+    // on at its own pace, the queue overflows and drops.
+    for i in 0..40 {
+        c.expect(&format!("MKD d{i}"), 257);
+        c.expect("NOOP", 200);
+    }
+    c.stor(DataMode::Pasv, "f", b"still fine");
+    assert_eq!(server.read("f"), b"still fine");
+    // The URL got the first event three times (two retries), answered 500 each time.
+    for _ in 0..3 {
+        let (path, e) = receiver.next();
+        assert_eq!(path, "/fail");
+        assert_eq!(e["event"], "login");
+    }
+    wait_metric(
+        &metrics,
+        "ferry_hooks_total{kind=\"command\",outcome=\"timeout\"}",
+    );
+    wait_metric(
+        &metrics,
+        "ferry_hooks_total{kind=\"url\",outcome=\"failed\"}",
+    );
+    let dropped = wait_metric(&metrics, "ferry_hooks_dropped_total ");
+    assert_ne!(dropped, "ferry_hooks_dropped_total 0");
+    c.expect("QUIT", 221);
+}
