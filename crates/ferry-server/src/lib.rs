@@ -114,6 +114,8 @@ impl<S: Storage, A: Authenticator> Server<S, A> {
         session.tls.enabled = tls.is_some();
         // Commands are reported for debug logs of the control connections and for latency metrics;
         // otherwise the session does not spend an allocation per command on them.
+        // The server keeps quotas: SITE QUOTA reports them.
+        session.site_quota = true;
         session.report_commands = config.metrics.is_some()
             || tracing::enabled!(target: "ferry_server::control", tracing::Level::DEBUG);
         config.session = Arc::new(session);

@@ -89,9 +89,10 @@ fn site_help() {
     let r = c.expect("SITE HELP", 214);
     assert_eq!(
         r.lines,
-        vec!["214-SITE commands:", " HELP", "214 End of SITE help"]
+        vec!["214-SITE commands:", " HELP", " QUOTA", "214 End of SITE help"]
     );
-    c.expect("HELP SITE", 214);
+    let r = c.expect("HELP SITE", 214);
+    assert_eq!(r.text, "SITE commands: HELP QUOTA");
     c.expect("SITE CHMOD 777 x", 502);
     c.expect("NOOP", 200);
 }

@@ -84,6 +84,18 @@ fn uploads_fill_the_quota_to_the_exact_byte() {
     c.expect("DELE a", 250);
     assert_eq!(upload(&mut c, "c", &[b'c'; 600]), 226);
     assert_eq!(upload(&mut c, "d", b"d"), 552);
+    let r = c.expect("SITE QUOTA", 200);
+    assert_eq!(
+        r.lines,
+        [
+            format!("200-Quota of {}:", common::USER),
+            " Bytes: 1000 used of 1000 (100%)".to_owned(),
+            " Files and directories: 2 used, no limit".to_owned(),
+            "200 End".to_owned(),
+        ]
+    );
+    let help = c.expect("SITE HELP", 214);
+    assert!(help.lines.iter().any(|l| l.trim() == "QUOTA"), "{help:?}");
 }
 
 #[test]
@@ -208,6 +220,7 @@ fn two_sessions_of_one_account_share_its_quota() {
 fn accounts_without_a_quota_are_not_limited() {
     let server = TestServer::start();
     let mut c = server.raw_login();
+    c.expect("SITE QUOTA", 200);
     c.expect("TYPE I", 200);
     c.stor(DataMode::Pasv, "f", &vec![3u8; 3 << 20]);
     assert_eq!(server.read("f").len(), 3 << 20);

@@ -7,15 +7,15 @@ use core::ops::Deref;
 use core::time::Duration;
 
 use super::{
-    canonical, Action, Config, FsPending, FsRequest, Login, Output, Permissions, Session,
-    TransferKind, Wait,
+    canonical, Action, Config, FsPending, FsRequest, Login, Permissions, Session, TransferKind,
+    Wait,
 };
 use crate::addr::EpsvArg;
 use crate::command::{Command, TransferType};
 use crate::listing;
 use crate::listing::ListFormat;
 use crate::path::VirtualPath;
-use crate::reply::{quote_path, Reply, ReplyCode};
+use crate::reply::{quote_path, ReplyCode};
 use crate::storage::WriteMode;
 
 impl<C: Deref<Target = Config>> Session<C> {
@@ -275,19 +275,7 @@ impl<C: Deref<Target = Config>> Session<C> {
                 }
                 self.say(ReplyCode::DATA_OPEN, "No transfer to abort");
             }
-            Command::Site(sub) => {
-                let word = sub.split(' ').next().unwrap_or("");
-                if word.eq_ignore_ascii_case("HELP") {
-                    self.out.push_back(Output::Reply(Reply::multiline(
-                        ReplyCode::HELP,
-                        "SITE commands:",
-                        ["HELP"],
-                        "End of SITE help",
-                    )));
-                } else {
-                    self.say(ReplyCode::NOT_IMPLEMENTED, "Unknown SITE command");
-                }
-            }
+            Command::Site(sub) => self.site(sub),
             // Handled before the login check.
             _ => self.say(ReplyCode::SYNTAX_ERROR, "Command not understood"),
         }

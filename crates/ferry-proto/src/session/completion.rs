@@ -21,6 +21,10 @@ impl<C: Deref<Target = Config>> Session<C> {
         let wait = core::mem::replace(&mut self.wait, Wait::Idle);
         match (wait, completion) {
             (Wait::Auth { user }, Completion::Auth(result)) => self.auth_done(now, user, result),
+            (Wait::Quota, Completion::Quota(report)) => {
+                self.quota_done(report);
+                self.resume_deferred(now);
+            }
             (Wait::Tls, Completion::TlsStarted(ok)) => {
                 if ok {
                     self.control_tls = true;

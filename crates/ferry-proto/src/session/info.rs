@@ -80,7 +80,11 @@ impl<C: Deref<Target = Config>> Session<C> {
 
     pub(super) fn help(&mut self, topic: Option<&str>) {
         if topic.is_some_and(|t| t.eq_ignore_ascii_case("SITE")) {
-            return self.say(ReplyCode::HELP, "SITE commands: HELP");
+            return if self.config.site_quota {
+                self.say(ReplyCode::HELP, "SITE commands: HELP QUOTA")
+            } else {
+                self.say(ReplyCode::HELP, "SITE commands: HELP")
+            };
         }
         self.out.push_back(Output::Reply(Reply::multiline(
             ReplyCode::HELP,

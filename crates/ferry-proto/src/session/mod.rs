@@ -25,6 +25,7 @@ mod completion;
 mod data;
 mod info;
 mod login;
+mod site;
 mod tls;
 mod types;
 
@@ -67,6 +68,8 @@ enum Wait {
     Transfer(TransferState),
     /// The control connection's TLS handshake.
     Tls,
+    /// The account's quota report (SITE QUOTA).
+    Quota,
     /// A failed-login delay; at `until` the 530 (and maybe 421) goes out.
     LoginDelay { until: Duration, close: bool },
     /// The connection is closing; nothing more is read.

@@ -122,6 +122,9 @@ pub struct Config {
     /// Emit an [`Output::Command`] for each command the session handles, for debug logs and command
     /// latency metrics. Off by default; when off, nothing is allocated for it.
     pub report_commands: bool,
+    /// The driver answers [`Action::QueryQuota`]: `SITE QUOTA` is offered. Off by default (a driver
+    /// without quotas leaves it off, and `SITE QUOTA` is an unknown SITE command there).
+    pub site_quota: bool,
 }
 
 /// What the session offers and demands of TLS (RFC 4217).
@@ -151,6 +154,7 @@ impl Default for Config {
             allow_active: true,
             tls: TlsPolicy::default(),
             report_commands: false,
+            site_quota: false,
         }
     }
 }
@@ -322,6 +326,9 @@ pub enum Action {
     StartTls,
     /// Flush the replies queued before this action and close the control connection.
     Close,
+    /// Report the logged-in account's quota and usage (`SITE QUOTA`, only with
+    /// [`Config::site_quota`]); answer with [`Completion::Quota`].
+    QueryQuota,
 }
 
 /// The result of an [`Action`], fed back through [`Session::handle_completion`](super::Session::handle_completion).
@@ -346,6 +353,34 @@ pub enum Completion {
     /// Result of [`Action::StartTls`]: `true` once the control connection is protected. On `false`
     /// the session closes (nothing can be said in clear text after a failed handshake).
     TlsStarted(bool),
+    /// Result of [`Action::QueryQuota`]: `None` when the account has no quota.
+    Quota(Option<QuotaReport>),
+}
+
+/// An account's storage quota and what it uses, for `SITE QUOTA`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuotaReport {
+    /// Bytes stored.
+    pub bytes: u64,
+    /// The byte quota, if any.
+    pub bytes_limit: Option<u64>,
+    /// Files and directories stored.
+    pub files: u64,
+    /// The file quota, if any.
+    pub files_limit: Option<u64>,
+    /// How far the server's count can be trusted.
+    pub count: QuotaCount,
+}
+
+/// How far a [`QuotaReport`]'s usage can be trusted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuotaCount {
+    /// The home was counted in full.
+    Complete,
+    /// The first count of the home is still running.
+    Counting,
+    /// The first count stopped early: the usage is a lower bound.
+    Partial,
 }
 
 /// One item of session output, in the order it must be acted upon.

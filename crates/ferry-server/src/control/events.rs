@@ -1,6 +1,7 @@
-//! Hook events of a session: built when something happens, queued after the reply went out.
+//! Hook events of a session (built when something happens, queued after the reply went out), and
+//! its quota report.
 
-use ferry_proto::session::{FsRequest, FsResponse, TransferError};
+use ferry_proto::session::{FsRequest, FsResponse, QuotaCount, QuotaReport, TransferError};
 use ferry_proto::storage::StorageErrorKind;
 
 use super::ControlDriver;
@@ -8,6 +9,7 @@ use crate::activity::TransferInfo;
 use crate::auth::Authenticator;
 use crate::hooks::{HookEvent, HookRecord};
 use crate::metrics::Direction;
+use crate::quota::ScanState;
 use crate::storage::Storage;
 
 impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
@@ -33,6 +35,23 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
         for record in std::mem::take(&mut self.hook_events) {
             self.shared.hooks.emit(own, record);
         }
+    }
+
+    /// The logged-in account's quota and usage, for SITE QUOTA.
+    pub(super) fn quota_report(&self) -> Option<QuotaReport> {
+        let q = self.policy.as_ref()?.quota.as_ref()?;
+        let status = q.usage.status(q.quota);
+        Some(QuotaReport {
+            bytes: status.bytes,
+            bytes_limit: status.quota.bytes,
+            files: status.files,
+            files_limit: status.quota.files,
+            count: match status.scan {
+                ScanState::Complete => QuotaCount::Complete,
+                ScanState::Scanning => QuotaCount::Counting,
+                ScanState::Incomplete => QuotaCount::Partial,
+            },
+        })
     }
 
     /// The end of a login (logout, REIN, a new USER, the session's end).

@@ -441,6 +441,11 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
                     .handle_completion(now(), Completion::TlsStarted(ok));
             }
             Action::Close => self.closing = true,
+            Action::QueryQuota => {
+                let report = self.quota_report();
+                self.session
+                    .handle_completion(now(), Completion::Quota(report));
+            }
             _ => {}
         }
     }
