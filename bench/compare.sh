@@ -20,7 +20,19 @@
 #   BENCH_OUT=target/bench/DATE  result folder                BENCH_TMP=/dev/shm  where the root lives
 #   FERRY_BIN, FERRY_BENCH_BIN   prebuilt binaries instead of `cargo build --release`
 #   BENCH_FERRY_REV              what FERRY_BIN was built from (recorded in the results)
-#   BENCH_NICE=0                 nice level of servers and client alike (e.g. -10 on a busy machine)
+#   BENCH_NICE=0                 nice level of servers and client alike
+#
+# A quiet machine (other processes would measure themselves, not the servers):
+#   BENCH_MAX_OTHER_CPU=0.15     CPUs that other processes may use, before and during a measurement
+#   BENCH_QUIET_TIMEOUT=1800     seconds to wait for a quiet machine before refusing to measure
+#   BENCH_ATTEMPTS=3             tries of a measurement that other processes disturbed, then refuse
+#   BENCH_ALLOW_BUSY=0           1: measure anyway, results marked busy (for development only)
+# Before each measurement the script samples /proc/stat for 3 s with nothing of its own running, and waits
+# while other processes use more than BENCH_MAX_OTHER_CPU. During each measurement it counts the CPU
+# time of the whole machine minus that of its own processes (the servers, the client, this script;
+# interrupt time and the ksoftirqd threads, which do the loopback traffic's kernel work, aside): a
+# measurement during which other processes used more is thrown away and repeated. Every result records
+# the other processes' CPUs and the load average of its run; the summary prints them.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -81,6 +93,92 @@ if [[ -z ${FERRY_BIN:-} || -z ${FERRY_BENCH_BIN:-} ]]; then
 fi
 FERRY_BIN=${FERRY_BIN:-$REPO/target/release/ferry}
 FERRY_BENCH_BIN=${FERRY_BENCH_BIN:-$REPO/target/release/ferry-bench}
+
+# --- a quiet machine -----------------------------------------------------------------------------------
+MAX_OTHER=${BENCH_MAX_OTHER_CPU:-0.15}
+QUIET_TIMEOUT=${BENCH_QUIET_TIMEOUT:-1800}
+ATTEMPTS=${BENCH_ATTEMPTS:-3}
+ALLOW_BUSY=${BENCH_ALLOW_BUSY:-0}
+HZ=$(getconf CLK_TCK)
+
+# CPU time of the whole machine, in clock ticks: user, nice, system and steal (a neighbour VM's time is
+# load too); interrupt and softirq time aside, as the kernel's part of our own loopback traffic.
+machine_ticks() {
+    local busy k
+    busy=$(awk '/^cpu / {print $2 + $3 + $4 + $9; exit}' /proc/stat)
+    # ksoftirqd threads run softirq work deferred from interrupts: ours too.
+    for k in /proc/[0-9]*/stat; do
+        case $(cat "${k%/stat}/comm" 2>/dev/null) in
+            ksoftirqd/*) busy=$((busy - $(awk '{print $14 + $15}' "$k" 2>/dev/null || echo 0))) ;;
+        esac
+    done
+    echo "$busy"
+}
+
+# CPU seconds used by this script and its waited-for children (servers once stopped, the client,
+# helpers), from the shell's own `times` (it must run in this shell, not in a subshell).
+our_seconds() {
+    times >"$WORK/times"
+    awk '{ for (i = 1; i <= 2; i++) { split($i, a, "m"); sub("s", "", a[2]); s += a[1] * 60 + a[2] } }
+         END { printf "%.3f\n", s }' "$WORK/times"
+}
+
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+
+# The processes that used the most CPU lately, for the message of a busy machine.
+top_others() {
+    ps -eo pcpu=,comm= --sort=-pcpu 2>/dev/null | head -n 3 | awk '{printf "%s%s %s%%", sep, $2, $1; sep=", "}'
+}
+
+# Float comparison: $1 <= $2.
+at_most() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
+
+# Waits (up to BENCH_QUIET_TIMEOUT) until other processes use at most BENCH_MAX_OTHER_CPU over 3 s;
+# sets QUIET_BEFORE to the figure. Refuses to go on otherwise, unless BENCH_ALLOW_BUSY=1.
+QUIET_BEFORE=
+wait_quiet() {
+    local start=$SECONDS t0 t1
+    while :; do
+        t0=$(machine_ticks)
+        sleep 3
+        t1=$(machine_ticks)
+        QUIET_BEFORE=$(awk -v d=$((t1 - t0)) -v hz="$HZ" 'BEGIN { printf "%.2f", d / hz / 3 }')
+        at_most "$QUIET_BEFORE" "$MAX_OTHER" && return 0
+        echo "  machine busy: other processes use $QUIET_BEFORE CPUs (limit $MAX_OTHER), load average" \
+            "$(loadavg); busiest: $(top_others)" >&2
+        if ((SECONDS - start >= QUIET_TIMEOUT)); then
+            if [[ $ALLOW_BUSY == 1 ]]; then
+                echo "  BENCH_ALLOW_BUSY=1: measuring anyway; the result is marked busy" >&2
+                return 0
+            fi
+            die "refusing to measure: the machine was not quiet for $QUIET_TIMEOUT s (other processes" \
+                "used $QUIET_BEFORE CPUs); stop them, or BENCH_ALLOW_BUSY=1 for results marked busy"
+        fi
+        sleep 10
+    done
+}
+
+# Adds the conditions of a measurement to its JSON file.
+annotate() { # json other_cpus quiet_before load attempt busy
+    python3 - "$@" <<'PY'
+import json, sys
+path, other, before, load, attempt, busy = sys.argv[1:]
+try:
+    with open(path) as f:
+        doc = json.load(f)
+except (OSError, ValueError):
+    sys.exit(0)
+doc["conditions"] = {
+    "other_cpus": float(other),
+    "other_cpus_before": float(before),
+    "load_average": load,
+    "attempt": int(attempt),
+    "busy": busy == "1",
+}
+with open(path, "w") as f:
+    json.dump(doc, f, indent=1)
+PY
+}
 
 # --- the shared root, user and certificate ------------------------------------------------------------
 mkdir -p "$OUT"
@@ -259,18 +357,38 @@ bench() { # server plain|tls tag ferry-bench-args...
     local server=$1 mode=$2 tag=$3
     shift 3
     RUN=$((RUN + 1))
-    local json
+    local json attempt t0 c0 w0 t1 c1 w1 other busy
     json=$(printf '%s/%03d-%s-%s.json' "$OUT" "$RUN" "$server" "$tag")
-    start_server "$server" "$mode"
-    echo "  load average: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-    nice -n "$NICE" "$FERRY_BENCH_BIN" "127.0.0.1:$(port_of "$server")" "$BENCH_USER" "$PASS" --label "$server" \
-        --size "$SIZE_BYTES" --small-size "$SMALL_BYTES" --pid "$SERVER_PID" --json "$json" "$@" ||
-        echo "  (ferry-bench reported a failure; the JSON has the details)" >&2
-    stop_server
+    for ((attempt = 1; ; attempt++)); do
+        wait_quiet
+        t0=$(machine_ticks) c0=$(our_seconds) w0=$EPOCHREALTIME
+        start_server "$server" "$mode"
+        nice -n "$NICE" "$FERRY_BENCH_BIN" "127.0.0.1:$(port_of "$server")" "$BENCH_USER" "$PASS" \
+            --label "$server" --size "$SIZE_BYTES" --small-size "$SMALL_BYTES" --pid "$SERVER_PID" \
+            --json "$json" "$@" || echo "  (ferry-bench reported a failure; the JSON has the details)" >&2
+        stop_server
+        t1=$(machine_ticks) c1=$(our_seconds) w1=$EPOCHREALTIME
+        # Other processes' CPUs: the machine's CPU time minus ours, over the wall time of the run.
+        other=$(awk -v t=$((t1 - t0)) -v hz="$HZ" -v c0="$c0" -v c1="$c1" -v w0="$w0" -v w1="$w1" \
+            'BEGIN { o = (t / hz - (c1 - c0)) / (w1 - w0); if (o < 0) o = 0; printf "%.2f", o }')
+        busy=0
+        at_most "$other" "$MAX_OTHER" && at_most "$QUIET_BEFORE" "$MAX_OTHER" || busy=1
+        echo "  other processes: $other CPUs during the run, $QUIET_BEFORE before it (limit" \
+            "$MAX_OTHER); load average $(loadavg)" >&2
+        annotate "$json" "$other" "$QUIET_BEFORE" "$(loadavg)" "$attempt" "$busy"
+        [[ $busy == 0 || $ALLOW_BUSY == 1 ]] && break
+        # A disturbed result is kept for inspection under a name the summary does not read.
+        mv "$json" "$json.disturbed-$attempt" 2>/dev/null || true
+        ((attempt < ATTEMPTS)) ||
+            die "refusing: other processes kept the machine busy during $server $tag in $ATTEMPTS attempts" \
+                "(last: $other CPUs; busiest: $(top_others))"
+        echo "  disturbed by other processes: repeating ($attempt of $ATTEMPTS)" >&2
+    done
 }
 
 iperf() { # repetition
     log "raw loopback TCP: iperf3 -t $IPERF_SECS"
+    wait_quiet
     iperf3 -s -1 -B 127.0.0.1 -p "$IPERF_PORT" >/dev/null 2>&1 &
     local spid=$!
     # No connection probe here: iperf3 -1 would take the probe for its one client.
@@ -299,6 +417,10 @@ cat >"$OUT/meta.json" <<EOF
   "ferry_rev": "${BENCH_FERRY_REV:-$(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo -dirty)}",
   "load_start": "$(cut -d' ' -f1-3 /proc/loadavg)",
   "nice": $NICE,
+  "max_other_cpus": $MAX_OTHER,
+  "allow_busy": $ALLOW_BUSY,
+  "password_hash": "vsftpd: SHA-512 crypt at its minimum cost (1000 rounds); Ferry: FERRY_USERS, compared in memory",
+  "limits": "both servers' session limits lifted: vsftpd max_clients and max_per_ip 50000; Ferry --max-sessions and --max-sessions-per-ip 50000",
   "vsftpd": "$(vsftpd -v 0>&1 2>/dev/null | head -n1)",
   "iperf3": "$(iperf3 --version | head -n1)",
   "root_fs": "$(df --output=fstype "$ROOT" | tail -n1)",
@@ -317,6 +439,10 @@ EOF
 
 log "results in $OUT"
 started=$SECONDS
+IFS=, read -r -a client_counts <<<"$CLIENTS"
+IFS=, read -r -a idle_counts <<<"$IDLE"
+# Every workload is repeated BENCH_REPEAT times (the summary quotes medians and their spread); within a
+# repetition the servers alternate which goes first.
 for ((rep = 1; rep <= REPEAT; rep++)); do
     iperf "$rep"
     for s in $(order "$rep"); do
@@ -327,28 +453,26 @@ for ((rep = 1; rep <= REPEAT; rep++)); do
             bench "$s" tls "tls$rep" -w retr-tls,stor-tls
         fi
     done
-done
-IFS=, read -r -a client_counts <<<"$CLIENTS"
-i=0
-for c in "${client_counts[@]}"; do
-    i=$((i + 1))
-    for s in $(order "$i"); do
-        log "$s: sessions, $c clients, $DURATION s"
-        bench "$s" plain "sessions$c" -w sessions --clients "$c" --duration "$DURATION"
+    i=0
+    for c in "${client_counts[@]}"; do
+        i=$((i + 1))
+        for s in $(order $((rep + i))); do
+            log "$s: sessions, $c clients, $DURATION s (repetition $rep of $REPEAT)"
+            bench "$s" plain "sessions$c-$rep" -w sessions --clients "$c" --duration "$DURATION"
+        done
     done
-done
-for s in $(order 1); do
-    log "$s: NOOP, one connection and $NOOP_CONNECTIONS"
-    bench "$s" plain noop -w noop,noop-concurrent --noop-duration "$NOOP_DURATION" \
-        --noop-connections "$NOOP_CONNECTIONS"
-done
-IFS=, read -r -a idle_counts <<<"$IDLE"
-i=0
-for m in "${idle_counts[@]}"; do
-    i=$((i + 1))
-    for s in $(order "$i"); do
-        log "$s: $m idle sessions"
-        bench "$s" plain "idle$m" -w idle --idle "$m"
+    for s in $(order "$rep"); do
+        log "$s: NOOP, one connection and $NOOP_CONNECTIONS (repetition $rep of $REPEAT)"
+        bench "$s" plain "noop-$rep" -w noop,noop-concurrent --noop-duration "$NOOP_DURATION" \
+            --noop-connections "$NOOP_CONNECTIONS"
+    done
+    i=0
+    for m in "${idle_counts[@]}"; do
+        i=$((i + 1))
+        for s in $(order $((rep + i))); do
+            log "$s: $m idle sessions (repetition $rep of $REPEAT)"
+            bench "$s" plain "idle$m-$rep" -w idle --idle "$m"
+        done
     done
 done
 log "done in $((SECONDS - started)) s"

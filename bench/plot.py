@@ -21,13 +21,33 @@ END = "<!-- bench:results:end -->"
 SERVERS = ("ferry", "vsftpd")
 
 
+def repetition(path):
+    """The repetition a result file (NNN-SERVER-TAG.json) belongs to: the number after the tag's last
+    dash (sessions200-2, noop-2, idle1000-2), the number ending throughputN and tlsN, else 1."""
+    tag = os.path.basename(path)[: -len(".json")].split("-", 2)[-1]
+    if "-" in tag:
+        last = tag.rsplit("-", 1)[1]
+        return int(last) if last.isdigit() else 1
+    for prefix in ("throughput", "tls"):
+        if tag.startswith(prefix) and tag[len(prefix):].isdigit():
+            return int(tag[len(prefix):])
+    return 1
+
+
 def load(folder):
     """Reads every result of the run into one structure."""
     runs = {s: [] for s in SERVERS}
+    conditions = []
     for path in sorted(glob.glob(os.path.join(folder, "[0-9]*-*.json"))):
         with open(path) as f:
             doc = json.load(f)
-        runs.setdefault(doc["label"], []).extend(doc["results"])
+        rep = repetition(path)
+        cond = doc.get("conditions")
+        if cond:
+            conditions.append(dict(cond, label=doc["label"], file=os.path.basename(path)))
+        for r in doc["results"]:
+            r["_rep"] = rep
+            runs.setdefault(doc["label"], []).append(r)
     loopback = []
     for path in sorted(glob.glob(os.path.join(folder, "iperf3-*.json"))):
         with open(path) as f:
@@ -42,6 +62,7 @@ def load(folder):
     if os.path.exists(load_end):
         with open(load_end) as f:
             meta["load_end"] = f.read().strip()
+    meta["conditions"] = conditions
     return runs, loopback, meta
 
 
@@ -50,28 +71,99 @@ def median(values):
     return statistics.median(values) if values else None
 
 
+def representative(results, key):
+    """The result whose `key` is the median of the group (the lower middle for an even count)."""
+    if not results:
+        return None
+    ordered = sorted(results, key=key)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def by_rep(results, key):
+    """{repetition: value} of a group of results."""
+    return {r["_rep"]: key(r) for r in results}
+
+
 def collect(runs):
-    """Per server: throughput medians, and the sessions, noop and idle results keyed by size."""
+    """Per server: throughput medians, and for sessions, NOOPs and idle sessions the run with the median
+    figure (its latencies are quoted) plus every repetition's figure (for the spread)."""
     out = {}
     for server, results in runs.items():
         ok = [r for r in results if "error" not in r]
         tp = {}
         for w in ("retr", "stor", "retr-tls", "stor-tls"):
             tp[w] = median([r["mb_per_s"] for r in ok if r["workload"] == w])
+        sessions = {}
+        for r in ok:
+            if r["workload"] == "sessions":
+                sessions.setdefault(r["clients"], []).append(r)
+        idle = {}
+        for r in ok:
+            if r["workload"] == "idle":
+                idle.setdefault(r["sessions"], []).append(r)
+        noop = [r for r in ok if r["workload"] == "noop"]
+        noop_c = [r for r in ok if r["workload"] == "noop-concurrent"]
+        per_s = lambda r: r["noops_per_s"]  # noqa: E731
         out[server] = {
             "throughput": tp,
             "throughput_runs": {
                 w: [r["mb_per_s"] for r in ok if r["workload"] == w] for w in tp
             },
-            "sessions": {r["clients"]: r for r in ok if r["workload"] == "sessions"},
-            "noop": next((r for r in ok if r["workload"] == "noop"), None),
-            "noop_concurrent": next(
-                (r for r in ok if r["workload"] == "noop-concurrent"), None
-            ),
-            "idle": {r["sessions"]: r for r in ok if r["workload"] == "idle"},
+            "throughput_reps": {
+                w: by_rep([r for r in ok if r["workload"] == w], lambda r: r["mb_per_s"])
+                for w in tp
+            },
+            "sessions": {
+                c: representative(rs, lambda r: r["sessions_per_s"]) for c, rs in sessions.items()
+            },
+            "sessions_reps": {
+                c: by_rep(rs, lambda r: r["sessions_per_s"]) for c, rs in sessions.items()
+            },
+            "noop": representative(noop, per_s),
+            "noop_reps": by_rep(noop, per_s),
+            "noop_concurrent": representative(noop_c, per_s),
+            "noop_concurrent_reps": by_rep(noop_c, per_s),
+            "idle": {
+                m: representative(rs, lambda r: r.get("uss_per_session") or 0)
+                for m, rs in idle.items()
+            },
+            "idle_reps": {
+                m: by_rep(rs, lambda r: r.get("uss_per_session")) for m, rs in idle.items()
+            },
             "failures": [r for r in results if "error" in r],
         }
     return out
+
+
+def spread(reps, fmt_fn):
+    """`median (min–max)` of a {repetition: value} map, or the single value."""
+    values = [v for v in reps.values() if v is not None]
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return fmt_fn(values[0])
+    mid, lo, hi = fmt_fn(statistics.median(values)), fmt_fn(min(values)), fmt_fn(max(values))
+    # The unit once: "2,035 MB/s (1,507–2,521)".
+    unit = mid.lstrip("0123456789,.-")
+    if unit and lo.endswith(unit) and hi.endswith(unit):
+        lo, hi = lo[: -len(unit)], hi[: -len(unit)]
+    return f"{mid} ({lo}–{hi})"
+
+
+def ratio_spread(f_reps, v_reps):
+    """Ratio of the medians, with the range of the ratios of runs of the same repetition."""
+    fm = median(list(f_reps.values()))
+    vm = median(list(v_reps.values()))
+    r = ratio(fm, vm)
+    paired = [
+        ratio(f_reps[k], v_reps[k]) for k in sorted(set(f_reps) & set(v_reps))
+    ]
+    paired = [p for p in paired if p is not None]
+    if r is None:
+        return "–"
+    if len(paired) < 2:
+        return fmt_ratio(r)
+    return f"{fmt_ratio(r)} ({min(paired):.2f}–{max(paired):.2f}×)"
 
 
 def fmt(v, unit="", digits=0):
@@ -137,9 +229,17 @@ def summary(data, loopback, meta):
             ]
         )
 
+    def with_spread(f_reps, v_reps, fmt_fn):
+        """Puts `median (min–max)` and the ratio's spread into the row just added."""
+        rows[-1][1] = spread(f_reps or {}, fmt_fn)
+        rows[-1][2] = spread(v_reps or {}, fmt_fn)
+        rows[-1][3] = ratio_spread(f_reps or {}, v_reps or {})
+
     ft, vt = f.get("throughput", {}), v.get("throughput", {})
+    ftr, vtr = f.get("throughput_reps", {}), v.get("throughput_reps", {})
+    mbs = lambda x: fmt(x, " MB/s")  # noqa: E731
     rows.append(["Loopback TCP (iperf3, 1 stream)", "", "", "", "", "", ""])
-    rows[-1][1] = fmt(lo, " MB/s")
+    rows[-1][1] = spread(dict(enumerate(loopback)), mbs)
     r_vs = ratio(ft.get("retr"), vt.get("retr"))
     r_lo = ratio(ft.get("retr"), lo)
     row(
@@ -151,6 +251,7 @@ def summary(data, loopback, meta):
         target="≥ 1.1× vsftpd, ≥ 0.9× loopback",
         met=f"{verdict(r_vs, 1.1)} / {verdict(r_lo, 0.9)}",
     )
+    with_spread(ftr.get("retr"), vtr.get("retr"), mbs)
     s_vs = ratio(ft.get("stor"), vt.get("stor"))
     row(
         "STOR, large file",
@@ -161,6 +262,7 @@ def summary(data, loopback, meta):
         target="≥ 1.1× vsftpd",
         met=verdict(s_vs, 1.1),
     )
+    with_spread(ftr.get("stor"), vtr.get("stor"), mbs)
     tls_ratio = ratio(ft.get("retr-tls"), ft.get("retr"))
     row(
         "FTPS RETR, large file",
@@ -171,6 +273,7 @@ def summary(data, loopback, meta):
         target="≥ 0.6× Ferry plain RETR",
         met=f"{fmt_ratio(tls_ratio)} of plain: {verdict(tls_ratio, 0.6)}",
     )
+    with_spread(ftr.get("retr-tls"), vtr.get("retr-tls"), mbs)
     row(
         "FTPS STOR, large file",
         ft.get("stor-tls"),
@@ -178,6 +281,7 @@ def summary(data, loopback, meta):
         lambda x: fmt(x, " MB/s"),
         lb=True,
     )
+    with_spread(ftr.get("stor-tls"), vtr.get("stor-tls"), mbs)
     clients = sorted(set(f.get("sessions", {})) | set(v.get("sessions", {})))
     for c in clients:
         fs, vs = f["sessions"].get(c), v.get("sessions", {}).get(c)
@@ -191,6 +295,9 @@ def summary(data, loopback, meta):
             lambda x: fmt(x),
             target="≥ 3× vsftpd" if c == 200 else "",
             met=verdict(sr, 3.0) if c == 200 else "",
+        )
+        with_spread(
+            f.get("sessions_reps", {}).get(c), v.get("sessions_reps", {}).get(c), lambda x: fmt(x)
         )
         p99r = ratio(lat(fs, "p99_ms"), lat(vs, "p99_ms"))
         row(
@@ -217,6 +324,7 @@ def summary(data, loopback, meta):
         vn and vn["noops_per_s"],
         lambda x: fmt(x),
     )
+    with_spread(f.get("noop_reps"), v.get("noop_reps"), lambda x: fmt(x))
     row(
         "NOOP p50 / p99, one connection",
         fn and (fn["latency"]["p50_ms"], fn["latency"]["p99_ms"]),
@@ -232,6 +340,7 @@ def summary(data, loopback, meta):
         vc and vc["noops_per_s"],
         lambda x: fmt(x),
     )
+    with_spread(f.get("noop_concurrent_reps"), v.get("noop_concurrent_reps"), lambda x: fmt(x))
     row(
         f"NOOP p50 / p99, {n} connections",
         fc and (fc["latency"]["p50_ms"], fc["latency"]["p99_ms"]),
@@ -258,6 +367,10 @@ def summary(data, loopback, meta):
                     else ""
                 ),
             )
+            if key == "uss_per_session":
+                with_spread(
+                    f.get("idle_reps", {}).get(m), v.get("idle_reps", {}).get(m), fmt_bytes
+                )
         fl = fi and (fi["noop_latency"]["p50_ms"], fi["noop_latency"]["p99_ms"])
         row(
             f"NOOP p50 / p99 across {m} idle sessions",
@@ -294,6 +407,33 @@ def summary(data, loopback, meta):
             f"{meta.get('load_start', '?')} at the start, {meta.get('load_end', '?')} at the end"
             + (f"; servers and client at nice {meta['nice']}" if meta.get("nice") else "")
             + "."
+        )
+    if meta:
+        notes.append(
+            "Figures are medians of the repetitions with their range (min–max); a ratio is the ratio of "
+            "the medians, with the range of the ratios of runs of the same repetition. Conditions: "
+            f"{meta.get('password_hash', 'password hashes not recorded')}; "
+            f"{meta.get('limits', 'session limits not recorded')}."
+        )
+    conds = meta.get("conditions", []) if meta else []
+    if conds:
+        others = sorted(c["other_cpus"] for c in conds)
+        busy = [c for c in conds if c.get("busy")]
+        retried = [c for c in conds if c.get("attempt", 1) > 1]
+        loads = [float(c["load_average"].split()[0]) for c in conds if c.get("load_average")]
+        notes.append(
+            f"Quiet machine: other processes used {statistics.median(others):.2f} CPUs (median), at "
+            f"most {others[-1]:.2f}, during the {len(conds)} measurements (limit "
+            f"{meta.get('max_other_cpus', '?')}); 1-minute load average "
+            + (f"{min(loads):.2f}–{max(loads):.2f}" if loads else "?")
+            + f"; {len(retried)} measurement(s) repeated after a disturbance"
+            + (f"; **{len(busy)} marked busy** (BENCH_ALLOW_BUSY=1: not valid)" if busy else "")
+            + "."
+        )
+    elif meta:
+        notes.append(
+            "**No quiet-machine record**: this run predates the checks of bench/compare.sh (other "
+            "processes' CPU per measurement); its ratios are not comparable."
         )
     for server in SERVERS:
         for r in data.get(server, {}).get("failures", []):
