@@ -12,9 +12,9 @@
 
 use alloc::boxed::Box;
 use alloc::string::String;
-use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::future::{pending, Future};
+use core::ops::Deref;
 use core::pin::pin;
 use core::time::Duration;
 
@@ -24,8 +24,8 @@ use ferry_proto::listing::{self, FileInfo, ListFormat};
 use ferry_proto::path::VirtualPath;
 use ferry_proto::reply::Reply;
 use ferry_proto::session::{
-    Action, Completion, DataEndpoint, FsRequest, FsResponse, Output, Session, TransferError,
-    TransferKind, TransferRequest,
+    Action, Completion, Config, DataEndpoint, FsRequest, FsResponse, Output, Session,
+    TransferError, TransferKind, TransferRequest,
 };
 use ferry_proto::storage::{StorageErrorKind, WriteMode};
 
@@ -76,13 +76,14 @@ impl<S, K> Copy for Context<'_, S, K> {}
 
 /// Runs `session` until it closes or its control connection is lost. `chunk` is the transfer buffer
 /// (its size is the largest storage read or write).
-pub async fn run_session<C, D, S, K>(
-    session: &mut Session<Arc<ferry_proto::session::Config>>,
+pub async fn run_session<E, C, D, S, K>(
+    session: &mut Session<E>,
     control: &mut C,
     data: &mut D,
     cx: Context<'_, S, K>,
     chunk: &mut [u8],
 ) where
+    E: Deref<Target = Config>,
     C: Control,
     D: DataChannel,
     S: Storage,
@@ -157,8 +158,8 @@ struct Flags {
 }
 
 /// The control side of a session: its engine, connection and reply buffer.
-struct Ctl<'a, C, K> {
-    session: &'a mut Session<Arc<ferry_proto::session::Config>>,
+struct Ctl<'a, E, C, K> {
+    session: &'a mut Session<E>,
     control: &'a mut C,
     clock: &'a K,
     /// Reply encoding buffer, reused.
@@ -176,7 +177,7 @@ enum Raced<T> {
     TimedOut,
 }
 
-impl<C: Control, K: Clock> Ctl<'_, C, K> {
+impl<E: Deref<Target = Config>, C: Control, K: Clock> Ctl<'_, E, C, K> {
     /// Sends one reply; a failure marks the control connection lost.
     async fn send(&mut self, reply: &Reply) {
         if self.flags.lost {
@@ -256,13 +257,14 @@ impl<C: Control, K: Clock> Ctl<'_, C, K> {
 }
 
 /// Acts on every queued output; false once the connection is to be closed.
-async fn drain<C, D, S, K>(
-    ctl: &mut Ctl<'_, C, K>,
+async fn drain<E, C, D, S, K>(
+    ctl: &mut Ctl<'_, E, C, K>,
     data: &mut D,
     cx: Context<'_, S, K>,
     chunk: &mut [u8],
 ) -> bool
 where
+    E: Deref<Target = Config>,
     C: Control,
     D: DataChannel,
     S: Storage,
@@ -423,13 +425,14 @@ fn push_decimal(out: &mut String, n: u32) {
 }
 
 /// Runs one transfer from the storage side's opening to its completion.
-async fn transfer<C, D, S, K>(
-    ctl: &mut Ctl<'_, C, K>,
+async fn transfer<E, C, D, S, K>(
+    ctl: &mut Ctl<'_, E, C, K>,
     data: &mut D,
     cx: Context<'_, S, K>,
     chunk: &mut [u8],
     request: TransferRequest,
 ) where
+    E: Deref<Target = Config>,
     C: Control,
     D: DataChannel,
     S: Storage,
@@ -480,8 +483,8 @@ async fn transfer<C, D, S, K>(
 }
 
 /// Copies between the storage side and the open data connection, then closes it.
-async fn copy<C, D, S, K>(
-    ctl: &mut Ctl<'_, C, K>,
+async fn copy<E, C, D, S, K>(
+    ctl: &mut Ctl<'_, E, C, K>,
     data: &mut D,
     cx: Context<'_, S, K>,
     chunk: &mut [u8],
@@ -489,6 +492,7 @@ async fn copy<C, D, S, K>(
     ascii: bool,
 ) -> Result<u64, TransferError>
 where
+    E: Deref<Target = Config>,
     C: Control,
     D: DataChannel,
     S: Storage,
@@ -586,8 +590,8 @@ where
 }
 
 /// Writes all of `bytes` to the data connection, answering control input meanwhile.
-async fn send_all<C: Control, D: DataChannel, K: Clock>(
-    ctl: &mut Ctl<'_, C, K>,
+async fn send_all<E: Deref<Target = Config>, C: Control, D: DataChannel, K: Clock>(
+    ctl: &mut Ctl<'_, E, C, K>,
     data: &mut D,
     mut bytes: &[u8],
     timeout: Duration,
@@ -604,8 +608,8 @@ async fn send_all<C: Control, D: DataChannel, K: Clock>(
 }
 
 /// Closes the data connection after a complete transfer (every byte acknowledged).
-async fn finish<C: Control, D: DataChannel, K: Clock>(
-    ctl: &mut Ctl<'_, C, K>,
+async fn finish<E: Deref<Target = Config>, C: Control, D: DataChannel, K: Clock>(
+    ctl: &mut Ctl<'_, E, C, K>,
     data: &mut D,
     timeout: Duration,
 ) -> Result<(), TransferError> {

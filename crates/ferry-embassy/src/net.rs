@@ -12,7 +12,6 @@
 //! pool sized at build time: the number of sessions is the number of [`SlotBuffers`] given.
 
 use alloc::boxed::Box;
-use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::Cell;
 use core::future::pending;
@@ -41,8 +40,9 @@ pub struct ServerConfig {
     pub passive_ports: RangeInclusive<u16>,
     /// Data timeouts and bounds of the driver.
     pub driver: DriverConfig,
-    /// The engine's settings (banner, line length, login and idle timeouts, failed logins).
-    pub session: Arc<Config>,
+    /// The engine's settings (banner, line length, login and idle timeouts, failed logins). Every
+    /// session borrows them (`Session<&Config>`): no reference counting, so no atomics are needed.
+    pub session: Config,
     /// How long closing a control connection may wait for the peer before it is reset.
     pub close_timeout: Duration,
 }
@@ -53,7 +53,7 @@ impl Default for ServerConfig {
             port: 21,
             passive_ports: 50000..=50099,
             driver: DriverConfig::default(),
-            session: Arc::new(Config::default()),
+            session: Config::default(),
             close_timeout: Duration::from_secs(2),
         }
     }
@@ -147,7 +147,7 @@ impl<'a, S: Storage, K: Clock> Server<'a, S, K> {
             };
             control.set_nagle_enabled(false);
             let mut session = Session::new(
-                self.config.session.clone(),
+                &self.config.session,
                 self.cx.clock.now(),
                 socket_addr(local),
                 socket_addr(peer),

@@ -12,7 +12,6 @@ mod fakes;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::pin;
-use std::sync::Arc;
 use std::task::{Context as TaskContext, Waker};
 use std::time::Duration;
 
@@ -90,7 +89,7 @@ fn ram_per_session() {
     let users = Users::new(&users_list);
     let clock = FakeClock::default();
     let driver = DriverConfig::default();
-    let engine = Arc::new(Config::default());
+    let engine = Config::default();
 
     // 1. The slot futures of a server with 4 sessions (real embassy-net sockets, no buffers counted).
     const SESSIONS: usize = 4;
@@ -145,7 +144,7 @@ fn ram_per_session() {
     let mut chunk = [0u8; 512];
     let chunk_len = chunk.len();
     let before = dhat::HeapStats::get().curr_bytes;
-    let mut session = Session::new(engine.clone(), Duration::ZERO, local, peer);
+    let mut session = Session::new(&engine, Duration::ZERO, local, peer);
     let fut = run_session(&mut session, &mut control, &mut data, cx, &mut chunk);
     let driver_future = std::mem::size_of_val(&fut);
     let mut fut = pin!(fut);
@@ -157,8 +156,7 @@ fn ram_per_session() {
     *pipe.input.borrow_mut() = Vec::new();
     let session_heap = dhat::HeapStats::get().curr_bytes - before;
 
-    let session_struct =
-        std::mem::size_of::<Session<std::sync::Arc<ferry_proto::session::Config>>>();
+    let session_struct = std::mem::size_of::<Session<&ferry_proto::session::Config>>();
     println!(
         "slot future (heap, per session, includes Session and the driver future): {per_slot} B"
     );

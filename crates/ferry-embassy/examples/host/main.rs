@@ -15,7 +15,6 @@ use std::io::Write as _;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
@@ -155,7 +154,7 @@ fn setup(args: Args) -> Result<Setup, String> {
         config: ServerConfig {
             port: args.port,
             passive_ports: min..=max,
-            session: Arc::new(session),
+            session,
             ..ServerConfig::default()
         },
     })

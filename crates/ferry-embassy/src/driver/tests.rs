@@ -3,7 +3,6 @@
 extern crate std;
 
 use alloc::string::String;
-use alloc::sync::Arc;
 use core::future::Future;
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use core::pin::pin;
@@ -39,15 +38,15 @@ fn session(steps: &[Step<'_>]) -> (String, bool) {
         data_timeout: Duration::from_secs(10),
         ..DriverConfig::default()
     };
-    let engine = Arc::new(Config {
+    let engine = Config {
         login_timeout: Duration::from_secs(60),
         idle_timeout: Duration::from_secs(300),
         failed_login_delay: Duration::from_secs(1),
         ..Config::default()
-    });
+    };
     let local = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 21);
     let peer = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 40000);
-    let mut s = Session::new(engine, clock.now(), local, peer);
+    let mut s = Session::new(&engine, clock.now(), local, peer);
     let mut control = pipe.clone();
     let mut data = NoClient;
     let mut chunk = [0u8; 64];

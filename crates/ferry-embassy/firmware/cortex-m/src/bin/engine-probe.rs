@@ -8,7 +8,6 @@
 extern crate alloc;
 
 use alloc::string::String;
-use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::hint::black_box;
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -68,11 +67,12 @@ fn main() -> ! {
     init_heap::<{ 16 * 1024 }>();
     let local = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 21);
     let peer = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 40000);
-    let config = Arc::new(black_box(Config::default()));
+    // A board's configuration lives for the whole run: sessions borrow it (`Session<&Config>`).
+    let config: &'static Config = alloc::boxed::Box::leak(alloc::boxed::Box::new(black_box(Config::default())));
     let mut out = Vec::new();
     loop {
         let now = Duration::from_millis(black_box(1));
-        let mut s = Session::new(config.clone(), now, local, peer);
+        let mut s = Session::new(config, now, local, peer);
         s.set_wall_clock(black_box(0));
         s.handle_input(now, black_box(&INPUT[..]));
         while let Some(o) = s.poll_output() {
