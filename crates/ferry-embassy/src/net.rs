@@ -342,7 +342,7 @@ impl DataChannel for EmbassyData<'_, '_> {
                 _ => {}
             }
             let from = self.socket.remote_endpoint().map(|e| ip_addr(e.addr));
-            if from.is_some_and(|ip| ip.to_canonical() == peer.to_canonical()) {
+            if from.is_some_and(|ip| ferry_proto::addr::is_data_peer(peer, ip)) {
                 self.socket.set_nagle_enabled(false);
                 return Ok(());
             }

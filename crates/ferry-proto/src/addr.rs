@@ -1,8 +1,8 @@
 //! Data-connection addresses: PORT and PASV (RFC 959 §4.1.2), EPRT and EPSV (RFC 2428).
 //!
 //! Parsers turn a command's argument into a [`SocketAddr`]; formatters produce the text of the 227 and
-//! 229 replies (without the code). Whether an address is acceptable (for example, that a PORT address
-//! is the control connection's peer) is the session's decision, not this module's.
+//! 229 replies (without the code). [`is_data_peer`] is the one rule for which hosts a data connection may
+//! involve; the session applies it to PORT/EPRT addresses, drivers to passive connections.
 
 use alloc::string::String;
 use core::fmt;
@@ -38,6 +38,15 @@ pub enum EpsvArg {
     All,
     /// A network protocol number: `1` (IPv4) or `2` (IPv6).
     Family(u8),
+}
+
+/// True when a data connection with `data` (the address a PORT/EPRT names, or the source of a
+/// connection to a passive port) may serve a session whose control connection comes from `control`:
+/// both are the same host, an IPv4-mapped IPv6 address counting as its IPv4 address. Anything else is
+/// refused: an active connection elsewhere would be an FTP bounce, a passive one from elsewhere a
+/// stolen transfer.
+pub fn is_data_peer(control: IpAddr, data: IpAddr) -> bool {
+    control.to_canonical() == data.to_canonical()
 }
 
 /// Parses a PORT argument, `h1,h2,h3,h4,p1,p2`: an IPv4 address and a port (`p1 * 256 + p2`), each
@@ -170,6 +179,17 @@ mod tests {
 
     fn v4(a: [u8; 4], port: u16) -> SocketAddrV4 {
         SocketAddrV4::new(Ipv4Addr::from(a), port)
+    }
+
+    #[test]
+    fn data_peer_is_the_control_host() {
+        let v4 = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+        let mapped = IpAddr::V6(Ipv4Addr::new(10, 0, 0, 1).to_ipv6_mapped());
+        assert!(is_data_peer(v4, v4));
+        assert!(is_data_peer(v4, mapped));
+        assert!(is_data_peer(mapped, v4));
+        assert!(!is_data_peer(v4, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))));
+        assert!(!is_data_peer(v4, IpAddr::V6(Ipv6Addr::LOCALHOST)));
     }
 
     #[test]

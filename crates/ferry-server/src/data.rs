@@ -108,7 +108,7 @@ impl PassiveListener {
         tokio::time::timeout(timeout, async {
             loop {
                 let (stream, addr) = self.listener.accept().await?;
-                if addr.ip().to_canonical() == peer_ip.to_canonical() {
+                if ferry_proto::addr::is_data_peer(peer_ip, addr.ip()) {
                     tune_data_socket(&stream);
                     return Ok(stream);
                 }

@@ -4,8 +4,8 @@ use core::net::SocketAddr;
 use core::ops::Deref;
 
 use super::{
-    canonical, Action, Config, DataEndpoint, Output, Permissions, Session, TransferKind,
-    TransferRequest, TransferState, Wait,
+    Action, Config, DataEndpoint, Output, Permissions, Session, TransferKind, TransferRequest,
+    TransferState, Wait,
 };
 use crate::addr;
 use crate::listing::ListFormat;
@@ -25,7 +25,7 @@ impl<C: Deref<Target = Config>> Session<C> {
                 "Active mode is disabled, use PASV or EPSV",
             );
         }
-        if canonical(addr.ip()) != canonical(self.peer.ip()) {
+        if !addr::is_data_peer(self.peer.ip(), addr.ip()) {
             return self.say(
                 ReplyCode::BAD_ARGUMENTS,
                 "Refused: data address must be the client's own address",
