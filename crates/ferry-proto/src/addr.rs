@@ -50,13 +50,13 @@ pub fn is_data_peer(control: IpAddr, data: IpAddr) -> bool {
 }
 
 /// Parses a PORT argument, `h1,h2,h3,h4,p1,p2`: an IPv4 address and a port (`p1 * 256 + p2`), each
-/// field a decimal number in `0..=255`. Whitespace around the whole argument is ignored.
+/// field a decimal number in `0..=255`. ASCII whitespace around the whole argument is ignored.
 ///
 /// # Errors
 /// [`AddrError::Syntax`] for anything else, including a missing, extra, empty or signed field.
 pub fn parse_port(arg: &str) -> Result<SocketAddrV4, AddrError> {
     let mut fields = [0u8; 6];
-    let mut parts = arg.trim().split(',');
+    let mut parts = arg.trim_ascii().split(',');
     for field in &mut fields {
         let value = parts
             .next()
@@ -79,13 +79,13 @@ pub fn parse_port(arg: &str) -> Result<SocketAddrV4, AddrError> {
 ///
 /// The delimiter `d` is the first character, any printable ASCII character other than space; protocol
 /// `1` takes a dotted-quad IPv4 address and `2` an IPv6 address in text form; the port is decimal in
-/// `1..=65535`. Whitespace around the whole argument is ignored.
+/// `1..=65535`. ASCII whitespace around the whole argument is ignored.
 ///
 /// # Errors
 /// [`AddrError::UnsupportedFamily`] if the protocol is a number other than 1 or 2;
 /// [`AddrError::Syntax`] for any other malformation.
 pub fn parse_eprt(arg: &str) -> Result<SocketAddr, AddrError> {
-    let arg = arg.trim();
+    let arg = arg.trim_ascii();
     let delim = arg.chars().next().ok_or(AddrError::Syntax)?;
     if !matches!(delim, '!'..='~') {
         return Err(AddrError::Syntax);
@@ -123,14 +123,14 @@ pub fn format_epsv(port: u16) -> String {
     alloc::format!("Entering Extended Passive Mode (|||{port}|)")
 }
 
-/// Parses an EPSV argument: empty, `ALL` (any case), or a network protocol number. Whitespace around
+/// Parses an EPSV argument: empty, `ALL` (any case), or a network protocol number. ASCII whitespace around
 /// the argument is ignored.
 ///
 /// # Errors
 /// [`AddrError::UnsupportedFamily`] for a number other than 1 or 2; [`AddrError::Syntax`] for anything
 /// that is not a decimal number or `ALL`.
 pub fn parse_epsv_arg(arg: &str) -> Result<EpsvArg, AddrError> {
-    let arg = arg.trim();
+    let arg = arg.trim_ascii();
     if arg.is_empty() {
         return Ok(EpsvArg::Any);
     }

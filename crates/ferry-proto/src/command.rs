@@ -8,6 +8,7 @@ use core::fmt;
 use core::net::{SocketAddr, SocketAddrV4};
 
 use crate::addr::{self, AddrError, EpsvArg};
+use crate::text::parse_u64;
 
 /// The representation type set by TYPE (RFC 959 §3.1.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,6 +147,124 @@ impl fmt::Display for ParseError {
     }
 }
 
+/// A verb Ferry knows, found in [`VERBS`]; the parser turns it and the argument into a [`Command`].
+#[derive(Clone, Copy)]
+enum Verb {
+    User,
+    Pass,
+    Acct,
+    Syst,
+    Feat,
+    Opts,
+    Help,
+    Noop,
+    Stat,
+    Quit,
+    Rein,
+    Pwd,
+    Cwd,
+    Cdup,
+    Mkd,
+    Rmd,
+    Dele,
+    Rnfr,
+    Rnto,
+    Size,
+    Mdtm,
+    Mfmt,
+    Type,
+    Mode,
+    Stru,
+    Allo,
+    Rest,
+    Retr,
+    Stor,
+    Stou,
+    Appe,
+    List,
+    Nlst,
+    Mlsd,
+    Mlst,
+    Pasv,
+    Epsv,
+    Port,
+    Eprt,
+    Abor,
+    Site,
+    Auth,
+    Pbsz,
+    Prot,
+    Ccc,
+    Smnt,
+    Lprt,
+    Lpsv,
+    Security,
+}
+
+/// Every verb (upper case, padded with NUL to four bytes), what it is, and whether it needs an
+/// argument (one that is missing or empty gets 501). One table rather than a `match` on strings: a
+/// linear search of four-byte keys is a fraction of the code (the engine's flash matters on a
+/// microcontroller, docs/embedded.md).
+const VERBS: [([u8; 4], Verb, bool); 57] = [
+    (*b"USER", Verb::User, true),
+    (*b"PASS", Verb::Pass, false),
+    (*b"ACCT", Verb::Acct, true),
+    (*b"SYST", Verb::Syst, false),
+    (*b"FEAT", Verb::Feat, false),
+    (*b"OPTS", Verb::Opts, true),
+    (*b"HELP", Verb::Help, false),
+    (*b"NOOP", Verb::Noop, false),
+    (*b"STAT", Verb::Stat, false),
+    (*b"QUIT", Verb::Quit, false),
+    (*b"REIN", Verb::Rein, false),
+    (*b"PWD\0", Verb::Pwd, false),
+    (*b"XPWD", Verb::Pwd, false),
+    (*b"CWD\0", Verb::Cwd, true),
+    (*b"XCWD", Verb::Cwd, true),
+    (*b"CDUP", Verb::Cdup, false),
+    (*b"XCUP", Verb::Cdup, false),
+    (*b"MKD\0", Verb::Mkd, true),
+    (*b"XMKD", Verb::Mkd, true),
+    (*b"RMD\0", Verb::Rmd, true),
+    (*b"XRMD", Verb::Rmd, true),
+    (*b"DELE", Verb::Dele, true),
+    (*b"RNFR", Verb::Rnfr, true),
+    (*b"RNTO", Verb::Rnto, true),
+    (*b"SIZE", Verb::Size, true),
+    (*b"MDTM", Verb::Mdtm, true),
+    (*b"MFMT", Verb::Mfmt, true),
+    (*b"TYPE", Verb::Type, true),
+    (*b"MODE", Verb::Mode, true),
+    (*b"STRU", Verb::Stru, true),
+    (*b"ALLO", Verb::Allo, false),
+    (*b"REST", Verb::Rest, true),
+    (*b"RETR", Verb::Retr, true),
+    (*b"STOR", Verb::Stor, true),
+    (*b"STOU", Verb::Stou, false),
+    (*b"APPE", Verb::Appe, true),
+    (*b"LIST", Verb::List, false),
+    (*b"NLST", Verb::Nlst, false),
+    (*b"MLSD", Verb::Mlsd, false),
+    (*b"MLST", Verb::Mlst, false),
+    (*b"PASV", Verb::Pasv, false),
+    (*b"EPSV", Verb::Epsv, false),
+    (*b"PORT", Verb::Port, true),
+    (*b"EPRT", Verb::Eprt, true),
+    (*b"ABOR", Verb::Abor, false),
+    (*b"SITE", Verb::Site, true),
+    (*b"AUTH", Verb::Auth, true),
+    (*b"PBSZ", Verb::Pbsz, true),
+    (*b"PROT", Verb::Prot, true),
+    (*b"CCC\0", Verb::Ccc, false),
+    (*b"SMNT", Verb::Smnt, false),
+    (*b"LPRT", Verb::Lprt, false),
+    (*b"LPSV", Verb::Lpsv, false),
+    (*b"MIC\0", Verb::Security, false),
+    (*b"CONF", Verb::Security, false),
+    (*b"ENC\0", Verb::Security, false),
+    (*b"ADAT", Verb::Security, false),
+];
+
 impl<'a> Command<'a> {
     /// Parses one line (without its CRLF).
     ///
@@ -159,91 +278,81 @@ impl<'a> Command<'a> {
         if verb.is_empty() || verb.len() > 4 || !verb.iter().all(u8::is_ascii_alphabetic) {
             return Err(ParseError::Unknown);
         }
-        let mut upper = [0u8; 4];
-        for (d, s) in upper.iter_mut().zip(verb) {
+        let mut key = [0u8; 4];
+        for (d, s) in key.iter_mut().zip(verb) {
             *d = s.to_ascii_uppercase();
         }
-        let verb = &upper[..verb.len()];
+        let &(_, verb, needs_arg) = VERBS
+            .iter()
+            .find(|(name, _, _)| *name == key)
+            .ok_or(ParseError::Unknown)?;
         let arg = match arg {
             Some(a) => Some(core::str::from_utf8(a).map_err(|_| ParseError::BadArguments)?),
             None => None,
         };
         // An argument that is present but empty counts as absent.
         let arg = arg.filter(|a| !a.is_empty());
-        let need = || arg.ok_or(ParseError::BadArguments);
-        let opt_path = || arg.and_then(strip_list_flags);
+        if needs_arg && arg.is_none() {
+            return Err(ParseError::BadArguments);
+        }
+        // Checked above for the verbs that need one.
+        let a = arg.unwrap_or("");
         Ok(match verb {
-            b"USER" => Command::User(need()?),
-            b"PASS" => Command::Pass(arg.unwrap_or("")),
-            b"ACCT" => Command::Acct(need()?),
-            b"SYST" => Command::Syst,
-            b"FEAT" => Command::Feat,
-            b"OPTS" => Command::Opts(need()?),
-            b"HELP" => Command::Help(arg),
-            b"NOOP" => Command::Noop,
-            b"STAT" => Command::Stat(opt_path()),
-            b"QUIT" => Command::Quit,
-            b"REIN" => Command::Rein,
-            b"PWD" | b"XPWD" => Command::Pwd,
-            b"CWD" | b"XCWD" => Command::Cwd(need()?),
-            b"CDUP" | b"XCUP" => Command::Cdup,
-            b"MKD" | b"XMKD" => Command::Mkd(need()?),
-            b"RMD" | b"XRMD" => Command::Rmd(need()?),
-            b"DELE" => Command::Dele(need()?),
-            b"RNFR" => Command::Rnfr(need()?),
-            b"RNTO" => Command::Rnto(need()?),
-            b"SIZE" => Command::Size(need()?),
-            b"MDTM" => Command::Mdtm(need()?),
-            b"MFMT" => {
-                let a = need()?;
-                let (time, path) = a.split_once(' ').ok_or(ParseError::BadArguments)?;
-                if path.is_empty() {
-                    return Err(ParseError::BadArguments);
+            Verb::User => Command::User(a),
+            Verb::Pass => Command::Pass(a),
+            Verb::Acct => Command::Acct(a),
+            Verb::Syst => Command::Syst,
+            Verb::Feat => Command::Feat,
+            Verb::Opts => Command::Opts(a),
+            Verb::Help => Command::Help(arg),
+            Verb::Noop => Command::Noop,
+            Verb::Stat => Command::Stat(arg.and_then(strip_list_flags)),
+            Verb::Quit => Command::Quit,
+            Verb::Rein => Command::Rein,
+            Verb::Pwd => Command::Pwd,
+            Verb::Cwd => Command::Cwd(a),
+            Verb::Cdup => Command::Cdup,
+            Verb::Mkd => Command::Mkd(a),
+            Verb::Rmd => Command::Rmd(a),
+            Verb::Dele => Command::Dele(a),
+            Verb::Rnfr => Command::Rnfr(a),
+            Verb::Rnto => Command::Rnto(a),
+            Verb::Size => Command::Size(a),
+            Verb::Mdtm => Command::Mdtm(a),
+            Verb::Mfmt => {
+                let i = a.bytes().position(|b| b == b' ');
+                match i.map(|i| (&a[..i], &a[i + 1..])) {
+                    Some((time, path)) if !path.is_empty() => Command::Mfmt { time, path },
+                    _ => return Err(ParseError::BadArguments),
                 }
-                Command::Mfmt { time, path }
             }
-            b"TYPE" => Command::Type(parse_type(need()?)?),
-            b"MODE" => match need()?.trim() {
-                m if m.eq_ignore_ascii_case("S") => Command::Mode,
-                m if m.eq_ignore_ascii_case("B") || m.eq_ignore_ascii_case("C") => {
-                    return Err(ParseError::UnsupportedParameter)
-                }
-                _ => return Err(ParseError::BadArguments),
-            },
-            b"STRU" => match need()?.trim() {
-                s if s.eq_ignore_ascii_case("F") => Command::Stru,
-                s if s.eq_ignore_ascii_case("R") || s.eq_ignore_ascii_case("P") => {
-                    return Err(ParseError::UnsupportedParameter)
-                }
-                _ => return Err(ParseError::BadArguments),
-            },
-            b"ALLO" => Command::Allo,
-            b"REST" => Command::Rest(parse_u64(need()?.trim()).ok_or(ParseError::BadArguments)?),
-            b"RETR" => Command::Retr(need()?),
-            b"STOR" => Command::Stor(need()?),
-            b"STOU" => Command::Stou(arg),
-            b"APPE" => Command::Appe(need()?),
-            b"LIST" => Command::List(opt_path()),
-            b"NLST" => Command::Nlst(opt_path()),
-            b"MLSD" => Command::Mlsd(arg),
-            b"MLST" => Command::Mlst(arg),
-            b"PASV" => Command::Pasv,
-            b"EPSV" => {
-                Command::Epsv(addr::parse_epsv_arg(arg.unwrap_or("").trim()).map_err(addr_error)?)
-            }
-            b"PORT" => Command::Port(addr::parse_port(need()?).map_err(addr_error)?),
-            b"EPRT" => Command::Eprt(addr::parse_eprt(need()?.trim()).map_err(addr_error)?),
-            b"ABOR" => Command::Abor,
-            b"SITE" => Command::Site(need()?),
-            b"AUTH" => Command::Auth(need()?),
-            b"PBSZ" => Command::Pbsz(need()?),
-            b"PROT" => Command::Prot(need()?),
-            b"CCC" => Command::Ccc,
-            b"SMNT" => Command::NotImplemented("SMNT"),
-            b"LPRT" => Command::NotImplemented("LPRT"),
-            b"LPSV" => Command::NotImplemented("LPSV"),
-            b"MIC" | b"CONF" | b"ENC" | b"ADAT" => Command::NotImplemented("security extension"),
-            _ => return Err(ParseError::Unknown),
+            Verb::Type => Command::Type(parse_type(a)?),
+            Verb::Mode => one_of(a, b'S', b"BC").map(|()| Command::Mode)?,
+            Verb::Stru => one_of(a, b'F', b"RP").map(|()| Command::Stru)?,
+            Verb::Allo => Command::Allo,
+            Verb::Rest => Command::Rest(parse_u64(a.trim_ascii()).ok_or(ParseError::BadArguments)?),
+            Verb::Retr => Command::Retr(a),
+            Verb::Stor => Command::Stor(a),
+            Verb::Stou => Command::Stou(arg),
+            Verb::Appe => Command::Appe(a),
+            Verb::List => Command::List(arg.and_then(strip_list_flags)),
+            Verb::Nlst => Command::Nlst(arg.and_then(strip_list_flags)),
+            Verb::Mlsd => Command::Mlsd(arg),
+            Verb::Mlst => Command::Mlst(arg),
+            Verb::Pasv => Command::Pasv,
+            Verb::Epsv => Command::Epsv(addr::parse_epsv_arg(a).map_err(addr_error)?),
+            Verb::Port => Command::Port(addr::parse_port(a).map_err(addr_error)?),
+            Verb::Eprt => Command::Eprt(addr::parse_eprt(a).map_err(addr_error)?),
+            Verb::Abor => Command::Abor,
+            Verb::Site => Command::Site(a),
+            Verb::Auth => Command::Auth(a),
+            Verb::Pbsz => Command::Pbsz(a),
+            Verb::Prot => Command::Prot(a),
+            Verb::Ccc => Command::Ccc,
+            Verb::Smnt => Command::NotImplemented("SMNT"),
+            Verb::Lprt => Command::NotImplemented("LPRT"),
+            Verb::Lpsv => Command::NotImplemented("LPSV"),
+            Verb::Security => Command::NotImplemented("security extension"),
         })
     }
 
@@ -308,56 +417,84 @@ fn addr_error(e: AddrError) -> ParseError {
 }
 
 fn parse_type(arg: &str) -> Result<TransferType, ParseError> {
-    let mut parts = arg.split(' ').filter(|p| !p.is_empty());
-    let first = parts.next().ok_or(ParseError::BadArguments)?;
-    let second = parts.next();
-    if parts.next().is_some() {
+    let mut parts = arg
+        .as_bytes()
+        .split(|&b| b == b' ')
+        .filter(|p| !p.is_empty());
+    let (Some(first), second, None) = (parts.next(), parts.next(), parts.next()) else {
         return Err(ParseError::BadArguments);
-    }
-    match (first.to_ascii_uppercase().as_str(), second) {
-        ("A", None) => Ok(TransferType::Ascii),
-        ("A", Some(f)) if f.eq_ignore_ascii_case("N") => Ok(TransferType::Ascii),
-        ("A", Some(f)) if f.eq_ignore_ascii_case("T") || f.eq_ignore_ascii_case("C") => {
+    };
+    match (letter(first), second) {
+        (b'A', None) => Ok(TransferType::Ascii),
+        (b'A', Some(f)) if letter(f) == b'N' => Ok(TransferType::Ascii),
+        (b'A', Some(f)) if matches!(letter(f), b'T' | b'C') => {
             Err(ParseError::UnsupportedParameter)
         }
-        ("I", None) => Ok(TransferType::Image),
-        ("L", Some("8")) => Ok(TransferType::Image),
-        ("L", Some(_)) | ("E", _) => Err(ParseError::UnsupportedParameter),
+        (b'I', None) => Ok(TransferType::Image),
+        (b'L', Some(b"8")) => Ok(TransferType::Image),
+        (b'L', Some(_)) | (b'E', _) => Err(ParseError::UnsupportedParameter),
         _ => Err(ParseError::BadArguments),
     }
 }
 
-fn parse_u64(s: &str) -> Option<u64> {
-    if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+/// The upper-case letter a one-byte word is, or 0.
+fn letter(word: &[u8]) -> u8 {
+    match word {
+        [b] => b.to_ascii_uppercase(),
+        _ => 0,
     }
-    s.parse().ok()
+}
+
+/// Checks a one-letter argument (MODE, STRU): `ok` is accepted, a letter in `unsupported` is 504,
+/// anything else 501. Surrounding ASCII whitespace is ignored.
+fn one_of(arg: &str, ok: u8, unsupported: &[u8]) -> Result<(), ParseError> {
+    match letter(arg.trim_ascii().as_bytes()) {
+        l if l == ok => Ok(()),
+        l if l != 0 && unsupported.contains(&l) => Err(ParseError::UnsupportedParameter),
+        _ => Err(ParseError::BadArguments),
+    }
 }
 
 /// Removes leading `ls`-style flags (`-a`, `-l`, `-la`, ...) from a LIST/NLST/STAT argument, as common
 /// servers do. Returns the remaining path, or `None` when only flags were given.
 fn strip_list_flags(arg: &str) -> Option<&str> {
-    let mut rest = arg;
-    loop {
-        let trimmed = rest.trim_start_matches(' ');
-        if let Some(flags) = trimmed.strip_prefix('-') {
-            let end = flags.find(' ').unwrap_or(flags.len());
-            let word = &flags[..end];
-            if !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphabetic()) {
-                rest = &flags[end..];
-                continue;
-            }
+    let b = arg.as_bytes();
+    let skip_spaces = |mut i: usize| {
+        while b.get(i) == Some(&b' ') {
+            i += 1;
         }
-        break;
+        i
+    };
+    // `rest` starts after the last flag word (at the space that ended it), or is the whole argument.
+    let mut rest = 0;
+    loop {
+        let word = skip_spaces(rest);
+        if b.get(word) != Some(&b'-') {
+            break;
+        }
+        let end = b[word..]
+            .iter()
+            .position(|&c| c == b' ')
+            .map_or(b.len(), |n| word + n);
+        let flags = &b[word + 1..end];
+        if flags.is_empty() || !flags.iter().all(u8::is_ascii_alphabetic) {
+            break;
+        }
+        rest = end;
     }
-    let rest = rest.strip_prefix(' ').unwrap_or(rest);
-    if rest.trim().is_empty() {
-        None
-    } else if rest.len() != arg.len() {
-        // Flags were removed: spaces between flags and the path are separators.
-        Some(rest.trim_start_matches(' '))
+    let start = if b.get(rest) == Some(&b' ') {
+        rest + 1
     } else {
-        Some(rest)
+        rest
+    };
+    let tail = &arg[start..];
+    if tail.trim_ascii().is_empty() {
+        None
+    } else if rest > 0 {
+        // Flags were removed: spaces between flags and the path are separators.
+        Some(&arg[skip_spaces(start)..])
+    } else {
+        Some(tail)
     }
 }
 
@@ -430,6 +567,50 @@ mod tests {
                 path: "a b"
             })
         );
+    }
+
+    #[test]
+    fn every_verb_in_the_table_parses() {
+        for (name, _, needs_arg) in VERBS {
+            let verb = core::str::from_utf8(&name)
+                .unwrap_or("")
+                .trim_end_matches('\0');
+            let lower = verb.to_ascii_lowercase();
+            let arg = match verb {
+                "TYPE" => " I",
+                "MODE" => " S",
+                "STRU" => " F",
+                "REST" => " 1",
+                "PORT" => " 10,0,0,1,4,1",
+                "EPRT" => " |1|10.0.0.1|1025|",
+                "MFMT" => " 20200101000000 f",
+                "EPSV" => " 2",
+                _ => " x y",
+            };
+            let line = alloc::format!("{lower}{arg}");
+            let parsed = p(&line);
+            assert!(parsed.is_ok(), "{verb}: {parsed:?}");
+            if needs_arg {
+                assert_eq!(p(verb), Err(ParseError::BadArguments), "{verb}");
+            } else {
+                assert!(p(verb).is_ok(), "{verb}");
+            }
+            let verb_of = parsed.map(|c| c.verb()).unwrap_or("");
+            assert!(
+                verb_of == verb
+                    || verb_of == &verb[1..]
+                    || (verb, verb_of) == ("XCUP", "CDUP")
+                    || verb_of == "security extension",
+                "{verb} reports {verb_of}"
+            );
+        }
+        assert_eq!(p("MODE  s "), Ok(Command::Mode));
+        assert_eq!(p("MODE SS"), Err(ParseError::BadArguments));
+        assert_eq!(p("STRU p"), Err(ParseError::UnsupportedParameter));
+        assert_eq!(p("TYPE A T"), Err(ParseError::UnsupportedParameter));
+        assert_eq!(p("TYPE A X"), Err(ParseError::BadArguments));
+        assert_eq!(p("TYPE A N X"), Err(ParseError::BadArguments));
+        assert_eq!(p("TYPE L 7"), Err(ParseError::UnsupportedParameter));
     }
 
     #[test]

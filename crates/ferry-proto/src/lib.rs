@@ -28,3 +28,4 @@ pub mod path;
 pub mod reply;
 pub mod session;
 pub mod storage;
+mod text;

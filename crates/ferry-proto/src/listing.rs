@@ -6,6 +6,7 @@ use alloc::string::String;
 use core::fmt::{self, Write};
 
 use crate::session::Permissions;
+use crate::text::{div_rem, floor_div_rem, write_right, Num};
 
 /// What kind of file system object an entry is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,9 +76,9 @@ pub struct DateTime {
 impl DateTime {
     /// The UTC civil time of `secs` seconds since the Unix epoch; total over all of `i64`.
     pub fn from_unix(secs: i64) -> Self {
-        let days = secs.div_euclid(SECS_PER_DAY);
+        let (days, sod) = floor_div_rem(secs, SECS_PER_DAY.unsigned_abs());
         // In 0..86_400, so each field below fits in a u8.
-        let sod = secs.rem_euclid(SECS_PER_DAY);
+        let sod = sod as u32;
         let (year, month, day) = civil_from_days(days);
         Self {
             year,
@@ -101,19 +102,28 @@ impl DateTime {
         {
             return None;
         }
-        // i128 cannot overflow for any i64 year, and keeps `i64::MIN` itself reachable.
-        let days = days_from_civil(i128::from(self.year), self.month, self.day);
-        let secs = days * i128::from(SECS_PER_DAY)
-            + i128::from(self.hour) * 3600
-            + i128::from(self.minute) * 60
-            + i128::from(self.second);
-        i64::try_from(secs).ok()
+        // Past these days the seconds do not fit in an i64; within them nothing below overflows.
+        const MIN_DAYS: i64 = i64::MIN / SECS_PER_DAY - 1;
+        const MAX_DAYS: i64 = i64::MAX / SECS_PER_DAY;
+        let days = days_from_civil(self.year, self.month, self.day)?;
+        if !(MIN_DAYS..=MAX_DAYS).contains(&days) {
+            return None;
+        }
+        let sod =
+            i64::from(self.hour) * 3600 + i64::from(self.minute) * 60 + i64::from(self.second);
+        if days >= 0 {
+            (days * SECS_PER_DAY).checked_add(sod)
+        } else {
+            // The first second of the earliest day lies before i64::MIN: count from the next day.
+            ((days + 1) * SECS_PER_DAY).checked_add(sod - SECS_PER_DAY)
+        }
     }
 }
 
 /// True if `year` is a leap year in the proleptic Gregorian calendar.
 fn is_leap(year: i64) -> bool {
-    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+    let y = year.unsigned_abs();
+    y.is_multiple_of(4) && (div_rem(y, 100).1 != 0 || div_rem(y, 400).1 == 0)
 }
 
 /// The number of days in `month` (`1..=12`) of `year`; 0 for an invalid month.
@@ -133,28 +143,32 @@ fn days_in_month(year: i64, month: u8) -> u8 {
 /// the last day of its year: era, then day of era, year of era, day of year, month.
 fn civil_from_days(days: i64) -> (i64, u8, u8) {
     // 719 468 days from 0000-03-01 to 1970-01-01; |days| <= i64::MAX / 86 400, so no overflow.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // [0, 146_096]
+    let (era, doe) = floor_div_rem(days + 719_468, 146_097);
+    let doe = doe as u32; // [0, 146_096]
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365], from 1 March
     let mp = (5 * doy + 2) / 153; // [0, 11], 0 = March
                                   // Both in range by the bounds above.
     let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
     let month = (if mp < 10 { mp + 3 } else { mp - 9 }) as u8;
-    let year = era * 400 + yoe + i64::from(month <= 2);
+    let year = era * 400 + i64::from(yoe) + i64::from(month <= 2);
     (year, month, day)
 }
 
-/// Days from 1970-01-01 to the valid date `year-month-day`; the inverse of [`civil_from_days`].
-fn days_from_civil(year: i128, month: u8, day: u8) -> i128 {
+/// Days from 1970-01-01 to the valid date `year-month-day`; the inverse of [`civil_from_days`]. `None`
+/// for years so far away that their seconds could not fit in an `i64` anyway.
+fn days_from_civil(year: i64, month: u8, day: u8) -> Option<i64> {
+    // Years of i64 seconds lie within ±2^39; with |year| <= 2^40 nothing below overflows.
+    if year.unsigned_abs() > 1 << 40 {
+        return None;
+    }
     let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let yoe = year.rem_euclid(400); // [0, 399]
-    let mp = i128::from((month + 9) % 12); // 0 = March
-    let doy = (153 * mp + 2) / 5 + i128::from(day) - 1; // [0, 365]
+    let (era, yoe) = floor_div_rem(year, 400);
+    let yoe = yoe as u32; // [0, 399]
+    let mp = u32::from((month + 9) % 12); // 0 = March
+    let doy = (153 * mp + 2) / 5 + u32::from(day) - 1; // [0, 365]
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy; // [0, 146_096]
-    era * 146_097 + doe - 719_468
+    Some(era * 146_097 + i64::from(doe) - 719_468)
 }
 
 /// Formats `secs` as an RFC 3659 time-val, `YYYYMMDDHHMMSS` in UTC, for MDTM and the `modify` fact.
@@ -170,11 +184,12 @@ pub fn format_mdtm(secs: i64) -> String {
 /// Appends the time-val of `secs` to `out`; see [`format_mdtm`].
 fn write_mdtm<W: Write + ?Sized>(out: &mut W, secs: i64) -> fmt::Result {
     let t = DateTime::from_unix(secs.clamp(MDTM_MIN, MDTM_MAX));
-    write!(
-        out,
-        "{:04}{:02}{:02}{:02}{:02}{:02}",
-        t.year, t.month, t.day, t.hour, t.minute, t.second
-    )
+    // The year is in 0..=9999 after the clamp.
+    out.write_str(Num::dec(t.year.unsigned_abs()).zeros(4).as_str())?;
+    for two in [t.month, t.day, t.hour, t.minute, t.second] {
+        out.write_str(Num::dec(u64::from(two)).zeros(2).as_str())?;
+    }
+    Ok(())
 }
 
 /// Parses an RFC 3659 time-val (MFMT, MDTM with a time): `YYYYMMDDHHMMSS` in UTC, optionally followed
@@ -184,8 +199,8 @@ fn write_mdtm<W: Write + ?Sized>(out: &mut W, secs: i64) -> fmt::Result {
 /// years included), hour 0-23, minute 0-59, second 0-60 (a leap second 60 is read as 59). No sign,
 /// space or other character is accepted.
 pub fn parse_mdtm(s: &str) -> Option<i64> {
-    let (digits, fraction) = match s.split_once('.') {
-        Some((digits, fraction)) => (digits, Some(fraction)),
+    let (digits, fraction) = match s.bytes().position(|b| b == b'.') {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
         None => (s, None),
     };
     if let Some(f) = fraction {
@@ -405,16 +420,26 @@ pub fn write_list_line<W: Write + ?Sized>(out: &mut W, info: &FileInfo, now: i64
         .get(usize::from(t.month).wrapping_sub(1))
         .copied()
         .unwrap_or("???");
-    write!(
-        out,
-        " {:>4} {:<8} {:<8} {:>13} {month} {:>2} ",
-        info.nlink, "ftp", "ftp", info.size, t.day
-    )?;
-    let age = i128::from(now) - i128::from(modified);
-    if (-i128::from(RECENT_FUTURE)..=i128::from(RECENT_PAST)).contains(&age) {
-        write!(out, "{:02}:{:02}", t.hour, t.minute)?;
+    out.write_char(' ')?;
+    write_right(out, Num::dec(info.nlink).as_str(), 4)?;
+    out.write_str(" ftp      ftp      ")?;
+    write_right(out, Num::dec(info.size).as_str(), 13)?;
+    out.write_char(' ')?;
+    out.write_str(month)?;
+    out.write_char(' ')?;
+    write_right(out, Num::dec(u64::from(t.day)).as_str(), 2)?;
+    out.write_char(' ')?;
+    // now - modified without overflow: the age lies in the window only if both are on one side of it.
+    let recent = match now.checked_sub(modified) {
+        Some(age) => (-RECENT_FUTURE..=RECENT_PAST).contains(&age),
+        None => false,
+    };
+    if recent {
+        out.write_str(Num::dec(u64::from(t.hour)).zeros(2).as_str())?;
+        out.write_char(':')?;
+        out.write_str(Num::dec(u64::from(t.minute)).zeros(2).as_str())?;
     } else {
-        write!(out, "{:>5}", t.year)?;
+        write_right(out, Num::signed(t.year).as_str(), 5)?;
     }
     out.write_char(' ')?;
     out.write_str(&info.name)
@@ -461,7 +486,9 @@ pub fn write_facts<W: Write + ?Sized>(
         })?;
     }
     if facts.contains(Facts::SIZE) && info.kind == FileKind::File {
-        write!(out, "size={};", info.size)?;
+        out.write_str("size=")?;
+        out.write_str(Num::dec(info.size).as_str())?;
+        out.write_char(';')?;
     }
     if let (true, Some(t)) = (facts.contains(Facts::MODIFY), info.modified) {
         out.write_str("modify=")?;
@@ -477,10 +504,16 @@ pub fn write_facts<W: Write + ?Sized>(
         out.write_char(';')?;
     }
     if let (true, Some((dev, ino))) = (facts.contains(Facts::UNIQUE), info.unique) {
-        write!(out, "unique={dev:x}g{ino:x};")?;
+        out.write_str("unique=")?;
+        out.write_str(Num::hex(dev).as_str())?;
+        out.write_char('g')?;
+        out.write_str(Num::hex(ino).as_str())?;
+        out.write_char(';')?;
     }
     if facts.contains(Facts::UNIX_MODE) {
-        write!(out, "UNIX.mode={:04o};", info.mode & 0o7777)?;
+        out.write_str("UNIX.mode=")?;
+        out.write_str(Num::oct(u64::from(info.mode & 0o7777)).zeros(4).as_str())?;
+        out.write_char(';')?;
     }
     Ok(())
 }
