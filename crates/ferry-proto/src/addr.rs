@@ -6,7 +6,9 @@
 
 use alloc::string::String;
 use core::fmt;
-use core::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
+
+use crate::text::Num;
 
 /// Why a PORT, EPRT or EPSV argument was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,7 +62,7 @@ pub fn parse_port(arg: &str) -> Result<SocketAddrV4, AddrError> {
     for field in &mut fields {
         let value = parts
             .next()
-            .and_then(|p| decimal(p, 255))
+            .and_then(|p| decimal(p.as_bytes(), 255))
             .ok_or(AddrError::Syntax)?;
         *field = u8::try_from(value).map_err(|_| AddrError::Syntax)?;
     }
@@ -100,11 +102,11 @@ pub fn parse_eprt(arg: &str) -> Result<SocketAddr, AddrError> {
     // The family is checked first, so that an unknown family gets its own reply (522) whatever follows.
     let v4 = protocol(proto)? == 1;
     let ip = if v4 {
-        IpAddr::V4(host.parse().map_err(|_| AddrError::Syntax)?)
+        IpAddr::V4(parse_ipv4(host.as_bytes()).ok_or(AddrError::Syntax)?)
     } else {
-        IpAddr::V6(host.parse().map_err(|_| AddrError::Syntax)?)
+        IpAddr::V6(parse_ipv6(host.as_bytes()).ok_or(AddrError::Syntax)?)
     };
-    let port = decimal(port, u32::from(u16::MAX))
+    let port = decimal(port.as_bytes(), u32::from(u16::MAX))
         .and_then(|p| u16::try_from(p).ok())
         .filter(|&p| p != 0)
         .ok_or(AddrError::Syntax)?;
@@ -113,14 +115,140 @@ pub fn parse_eprt(arg: &str) -> Result<SocketAddr, AddrError> {
 
 /// The text of a 227 reply for a passive listener at `addr`: `Entering Passive Mode (h1,h2,h3,h4,p1,p2).`
 pub fn format_pasv(addr: SocketAddrV4) -> String {
-    let [h1, h2, h3, h4] = addr.ip().octets();
+    let mut text = String::with_capacity(48);
+    text.push_str("Entering Passive Mode (");
     let [p1, p2] = addr.port().to_be_bytes();
-    alloc::format!("Entering Passive Mode ({h1},{h2},{h3},{h4},{p1},{p2}).")
+    for (i, n) in addr.ip().octets().into_iter().chain([p1, p2]).enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(Num::dec(u64::from(n)).as_str());
+    }
+    text.push_str(").");
+    text
 }
 
 /// The text of a 229 reply for a passive listener on `port`: `Entering Extended Passive Mode (|||port|)`.
 pub fn format_epsv(port: u16) -> String {
-    alloc::format!("Entering Extended Passive Mode (|||{port}|)")
+    let mut text = String::with_capacity(44);
+    text.push_str("Entering Extended Passive Mode (|||");
+    text.push_str(Num::dec(u64::from(port)).as_str());
+    text.push_str("|)");
+    text
+}
+
+/// Appends the text form of `ip`: dotted decimal for IPv4; for IPv6 the RFC 5952 form (lower-case
+/// hexadecimal without leading zeros, the longest run of two or more zero groups as `::`, an
+/// IPv4-mapped address as `::ffff:a.b.c.d`), as `core::net`'s `Display` writes it.
+pub(crate) fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => push_ipv4(out, v4),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                out.push_str("::ffff:");
+                return push_ipv4(out, v4);
+            }
+            let groups = v6.segments();
+            // The longest run of zero groups (the first of equal runs), if two or more long.
+            let (mut best, mut best_len, mut run) = (0, 0, 0);
+            for (i, &g) in groups.iter().enumerate() {
+                run = if g == 0 { run + 1 } else { 0 };
+                if run > best_len {
+                    (best, best_len) = (i + 1 - run, run);
+                }
+            }
+            let mut i = 0;
+            while i < 8 {
+                if best_len > 1 && i == best {
+                    out.push_str("::");
+                    i += best_len;
+                    continue;
+                }
+                if i > 0 && !(best_len > 1 && i == best + best_len) {
+                    out.push(':');
+                }
+                out.push_str(Num::hex(u64::from(groups[i])).as_str());
+                i += 1;
+            }
+        }
+    }
+}
+
+fn push_ipv4(out: &mut String, ip: Ipv4Addr) {
+    for (i, n) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        out.push_str(Num::dec(u64::from(n)).as_str());
+    }
+}
+
+/// Parses a dotted-quad IPv4 address: four decimal fields in `0..=255`, no leading zeros (an octal
+/// reading would differ), nothing else; what `core::net` accepts.
+fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut fields = s.split(|&b| b == b'.');
+    for octet in &mut octets {
+        let field = fields.next()?;
+        if field.len() > 1 && field[0] == b'0' {
+            return None;
+        }
+        *octet = u8::try_from(decimal(field, 255)?).ok()?;
+    }
+    fields.next().is_none().then_some(Ipv4Addr::from(octets))
+}
+
+/// Parses an IPv6 address in text form (RFC 4291 §2.2): eight groups of one to four hexadecimal
+/// digits, or fewer with one `::` standing for at least one zero group, the last two groups possibly
+/// written as a dotted-quad IPv4 address; no zone. What `core::net` accepts.
+fn parse_ipv6(s: &[u8]) -> Option<Ipv6Addr> {
+    let mut groups = [0u16; 8];
+    let (head, tail) = match s.windows(2).position(|w| w == b"::") {
+        Some(i) => (&s[..i], Some(&s[i + 2..])),
+        None => (s, None),
+    };
+    let n = parse_groups(head, &mut groups, tail.is_none())?;
+    let Some(tail) = tail else {
+        return (n == 8).then_some(Ipv6Addr::from(groups));
+    };
+    let mut rest = [0u16; 8];
+    let m = parse_groups(tail, &mut rest, true)?;
+    // `::` stands for at least one group.
+    if n + m > 7 {
+        return None;
+    }
+    groups[8 - m..].copy_from_slice(&rest[..m]);
+    Some(Ipv6Addr::from(groups))
+}
+
+/// Parses `:`-separated groups (none for empty text) into `out`; when `last` is set, the final two
+/// groups may be a dotted-quad IPv4 address. Returns how many groups were written.
+fn parse_groups(s: &[u8], out: &mut [u16; 8], last: bool) -> Option<usize> {
+    if s.is_empty() {
+        return Some(0);
+    }
+    let mut n = 0;
+    let mut parts = s.split(|&b| b == b':').peekable();
+    while let Some(part) = parts.next() {
+        if last && parts.peek().is_none() && part.contains(&b'.') {
+            let [a, b, c, d] = parse_ipv4(part)?.octets();
+            *out.get_mut(n)? = u16::from_be_bytes([a, b]);
+            *out.get_mut(n + 1)? = u16::from_be_bytes([c, d]);
+            return Some(n + 2);
+        }
+        if part.is_empty() || part.len() > 4 {
+            return None;
+        }
+        let mut group = 0u16;
+        for &b in part {
+            let digit = char::from(b).to_digit(16)?;
+            // Four hexadecimal digits fit in a u16.
+            group = group << 4 | digit as u16;
+        }
+        *out.get_mut(n)? = group;
+        n += 1;
+    }
+    Some(n)
 }
 
 /// Parses an EPSV argument: empty, `ALL` (any case), or a network protocol number. ASCII whitespace around
@@ -156,11 +284,11 @@ fn protocol(s: &str) -> Result<u8, AddrError> {
 }
 
 /// Parses a non-empty string of ASCII digits (no sign, no spaces) with a value of at most `max`.
-fn decimal(s: &str, max: u32) -> Option<u32> {
+fn decimal(s: &[u8], max: u32) -> Option<u32> {
     if s.is_empty() {
         return None;
     }
-    s.bytes().try_fold(0u32, |acc, b| {
+    s.iter().try_fold(0u32, |acc, &b| {
         if !b.is_ascii_digit() {
             return None;
         }
@@ -174,7 +302,8 @@ fn decimal(s: &str, max: u32) -> Option<u32> {
 mod tests {
     use super::*;
     use alloc::format;
-    use core::net::{Ipv6Addr, SocketAddrV6};
+    use alloc::string::ToString;
+    use core::net::SocketAddrV6;
     use proptest::prelude::*;
 
     fn v4(a: [u8; 4], port: u16) -> SocketAddrV4 {
@@ -341,6 +470,56 @@ mod tests {
     }
 
     #[test]
+    fn address_edge_cases_parse_like_core() {
+        for s in [
+            "::",
+            "::1",
+            "1::",
+            ":::",
+            "1:::2",
+            ":1::",
+            "::1:",
+            "1:2:3:4:5:6:7::",
+            "::2:3:4:5:6:7:8",
+            "1:2:3:4:5:6:7:8::",
+            "::1:2:3:4:5:6:7:8",
+            "1:2:3:4:5:6:7:8",
+            "1:2:3:4:5:6:7",
+            "1:2:3:4:5:6:7:8:9",
+            "::ffff:1.2.3.4",
+            "::1.2.3.4",
+            "1.2.3.4::",
+            "1:2:3:4:5:6:1.2.3.4",
+            "1:2:3:4:5:6:7:1.2.3.4",
+            "::1.2.3.4:5",
+            "12345::",
+            "0000:0:0:0:0:0:0:0",
+            "::00001",
+            "fe80::1%1",
+            "1.2.3.4",
+            "1.2.3",
+            "01.2.3.4",
+            "1.2.3.04",
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.1.1.1",
+            "1..2.3",
+            "1.2.3.4.",
+            "",
+            ".",
+            ":",
+            "::1.2.3.04",
+            "1::2::3",
+            "a:b:c:d:e:f:0:1",
+            "A:B:C:D:E:F:0:1",
+            "::0.0.0.0",
+        ] {
+            assert_eq!(parse_ipv6(s.as_bytes()), s.parse::<Ipv6Addr>().ok(), "{s}");
+            assert_eq!(parse_ipv4(s.as_bytes()), s.parse::<Ipv4Addr>().ok(), "{s}");
+        }
+    }
+
+    #[test]
     fn error_display() {
         assert_eq!(
             format!("{}", AddrError::Syntax),
@@ -390,6 +569,34 @@ mod tests {
                 parse_eprt(&format!("{d}2{d}{ip}{d}{port}{d}")),
                 Ok(SocketAddr::V6(SocketAddrV6::new(ip, port, 0, 0)))
             );
+        }
+
+        #[test]
+        fn addresses_parse_and_print_like_core(s in "[0-9a-fA-F:.]{0,45}", ip in any::<[u8; 16]>(), v4 in any::<[u8; 4]>()) {
+            prop_assert_eq!(parse_ipv6(s.as_bytes()), s.parse::<Ipv6Addr>().ok(), "{}", s);
+            prop_assert_eq!(parse_ipv4(s.as_bytes()), s.parse::<Ipv4Addr>().ok(), "{}", s);
+            for ip in [IpAddr::from(ip), IpAddr::from(v4), IpAddr::V6(Ipv4Addr::from(v4).to_ipv6_mapped())] {
+                let mut text = String::new();
+                push_ip(&mut text, ip);
+                prop_assert_eq!(&text, &ip.to_string());
+                let back = match ip {
+                    IpAddr::V4(_) => parse_ipv4(text.as_bytes()).map(IpAddr::V4),
+                    IpAddr::V6(_) => parse_ipv6(text.as_bytes()).map(IpAddr::V6),
+                };
+                prop_assert_eq!(back, Some(ip));
+            }
+        }
+
+        #[test]
+        fn sparse_addresses_print_like_core(groups in proptest::collection::vec(prop_oneof![Just(0u16), Just(1u16), any::<u16>()], 8)) {
+            let mut g = [0u16; 8];
+            g.copy_from_slice(&groups);
+            let ip = Ipv6Addr::from(g);
+            let mut text = String::new();
+            push_ip(&mut text, IpAddr::V6(ip));
+            prop_assert_eq!(&text, &ip.to_string());
+            prop_assert_eq!(parse_ipv6(text.as_bytes()), Some(ip));
+            prop_assert_eq!(parse_ipv6(text.to_uppercase().as_bytes()), Some(ip));
         }
 
         #[test]

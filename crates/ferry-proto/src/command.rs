@@ -136,14 +136,21 @@ pub enum ParseError {
     UnsupportedFamily,
 }
 
-impl fmt::Display for ParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl ParseError {
+    /// The text of the reply, as [`Display`](fmt::Display) writes it.
+    pub fn text(self) -> &'static str {
+        match self {
             Self::Unknown => "Syntax error, command unrecognized",
             Self::BadArguments => "Syntax error in parameters or arguments",
             Self::UnsupportedParameter => "Command not implemented for that parameter",
             Self::UnsupportedFamily => "Network protocol not supported, use (1,2)",
-        })
+        }
+    }
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.text())
     }
 }
 

@@ -288,7 +288,7 @@ impl Facts {
     /// ignored, so an empty list selects no facts.
     pub fn parse_opts(list: &str) -> Self {
         list.split(';')
-            .map(str::trim)
+            .map(str::trim_ascii)
             .filter_map(|name| {
                 Self::NAMES
                     .iter()
@@ -299,15 +299,30 @@ impl Facts {
 
     /// Appends the FEAT line for MLST (RFC 3659 §7.8), listing every supported fact with a `*` after
     /// those enabled: `MLST type*;size*;modify*;perm*;unique*;UNIX.mode;` for [`Facts::DEFAULT`].
-    pub fn write_feat(self, out: &mut String) {
-        out.push_str("MLST ");
+    ///
+    /// # Errors
+    /// Whatever `out` fails with (never for a `String`).
+    pub fn write_feat<W: Write + ?Sized>(self, out: &mut W) -> fmt::Result {
+        out.write_str("MLST ")?;
         for (fact, name) in Self::NAMES {
-            out.push_str(name);
+            out.write_str(name)?;
             if self.contains(fact) {
-                out.push('*');
+                out.write_char('*')?;
             }
-            out.push(';');
+            out.write_char(';')?;
         }
+        Ok(())
+    }
+
+    /// Appends the names of the enabled facts, each followed by `;` (the `OPTS MLST` reply).
+    pub(crate) fn write_enabled<W: Write + ?Sized>(self, out: &mut W) -> fmt::Result {
+        for (fact, name) in Self::NAMES {
+            if self.contains(fact) {
+                out.write_str(name)?;
+                out.write_char(';')?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -1019,7 +1034,7 @@ mod tests {
     fn facts_feat() {
         let feat = |f: Facts| {
             let mut s = String::new();
-            f.write_feat(&mut s);
+            f.write_feat(&mut s).expect("a String takes any text");
             s
         };
         assert_eq!(

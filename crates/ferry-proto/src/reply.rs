@@ -168,23 +168,28 @@ impl Reply {
         }
     }
 
+    /// A single-line reply whose text is `parts` one after the other (built at run time).
+    pub fn join(code: ReplyCode, parts: &[&str]) -> Self {
+        let mut text = ReplyText::new(code);
+        for part in parts {
+            text.push(part);
+        }
+        text.finish()
+    }
+
     /// A multi-line reply: `first` and `last` carry the code, `middle` lines are indented.
     pub fn multiline<I, S>(code: ReplyCode, first: &str, middle: I, last: &str) -> Self
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let mut text = sanitize(first);
+        let mut text = ReplyText::new(code);
+        text.push(first);
         for line in middle {
-            text.push('\n');
-            push_sanitized(&mut text, line.as_ref());
+            text.next_line().push(line.as_ref());
         }
-        text.push('\n');
-        push_sanitized(&mut text, last);
-        Self {
-            code,
-            text: Text::Owned(text),
-        }
+        text.next_line().push(last);
+        text.finish()
     }
 
     /// The reply code.
@@ -198,7 +203,17 @@ impl Reply {
             Text::Fixed(s) => (*s, false),
             Text::Owned(s) => (s.as_str(), true),
         };
-        text.split(move |c| multi && c == '\n')
+        let mut rest = Some(text);
+        core::iter::from_fn(move || {
+            let text = rest?;
+            match text.bytes().position(|b| multi && b == b'\n') {
+                Some(i) => {
+                    rest = Some(&text[i + 1..]);
+                    Some(&text[..i])
+                }
+                None => rest.take(),
+            }
+        })
     }
 
     /// The first text line.
@@ -254,18 +269,78 @@ impl PartialEq for Reply {
 
 impl Eq for Reply {}
 
+/// The text of a [`Reply`] built piece by piece and line by line, sanitised as [`Reply::new`] does,
+/// in one string: the engine builds its replies with it rather than with `format!` (see `text`).
+pub(crate) struct ReplyText {
+    code: ReplyCode,
+    text: String,
+}
+
+impl ReplyText {
+    /// An empty first line.
+    pub(crate) fn new(code: ReplyCode) -> Self {
+        Self {
+            code,
+            text: String::new(),
+        }
+    }
+
+    /// Appends `s` to the current line.
+    pub(crate) fn push(&mut self, s: &str) -> &mut Self {
+        push_sanitized(&mut self.text, s);
+        self
+    }
+
+    /// Appends `path` to the current line in quotes, for a 257 reply ([`quote_path`]).
+    pub(crate) fn push_quoted(&mut self, path: &str) -> &mut Self {
+        push_quoted(&mut self.text, path, sanitize_char);
+        self
+    }
+
+    /// Appends the text form of `ip` to the current line.
+    pub(crate) fn push_ip(&mut self, ip: core::net::IpAddr) -> &mut Self {
+        crate::addr::push_ip(&mut self.text, ip);
+        self
+    }
+
+    /// Starts a new line: the previous one is the first or a middle line of a multi-line reply.
+    pub(crate) fn next_line(&mut self) -> &mut Self {
+        self.text.push('\n');
+        self
+    }
+
+    /// The reply.
+    pub(crate) fn finish(self) -> Reply {
+        Reply {
+            code: self.code,
+            text: Text::Owned(self.text),
+        }
+    }
+}
+
+impl fmt::Write for ReplyText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.push(s);
+        Ok(())
+    }
+}
+
 /// Quotes a path for a 257 reply (RFC 959 Appendix II): wraps it in `"` and doubles inner quotes.
 pub fn quote_path(path: &str) -> String {
     let mut s = String::with_capacity(path.len() + 2);
-    s.push('"');
+    push_quoted(&mut s, path, |c| c);
+    s
+}
+
+fn push_quoted(out: &mut String, path: &str, map: impl Fn(char) -> char) {
+    out.push('"');
     for c in path.chars() {
         if c == '"' {
-            s.push('"');
+            out.push('"');
         }
-        s.push(c);
+        out.push(map(c));
     }
-    s.push('"');
-    s
+    out.push('"');
 }
 
 fn sanitize(text: &str) -> String {
@@ -275,13 +350,15 @@ fn sanitize(text: &str) -> String {
 }
 
 fn push_sanitized(out: &mut String, text: &str) {
-    out.extend(text.chars().map(|c| {
-        if c == '\r' || c == '\n' || c == '\0' {
-            ' '
-        } else {
-            c
-        }
-    }));
+    out.extend(text.chars().map(sanitize_char));
+}
+
+fn sanitize_char(c: char) -> char {
+    if c == '\r' || c == '\n' || c == '\0' {
+        ' '
+    } else {
+        c
+    }
 }
 
 fn sanitize_byte(b: u8) -> u8 {

@@ -1,22 +1,22 @@
 //! Dispatch of each command to its handler, with the login and permission checks.
 
-use alloc::format;
 use alloc::string::String;
 use core::net::SocketAddr;
 use core::ops::Deref;
 use core::time::Duration;
 
 use super::{
-    canonical, Action, Config, FsPending, FsRequest, Login, Permissions, Session, TransferKind,
-    Wait,
+    canonical, Action, Config, FsPending, FsRequest, Login, Output, Permissions, Session,
+    TransferKind, Wait,
 };
 use crate::addr::EpsvArg;
 use crate::command::{Command, TransferType};
 use crate::listing;
 use crate::listing::ListFormat;
 use crate::path::VirtualPath;
-use crate::reply::{quote_path, ReplyCode};
+use crate::reply::{ReplyCode, ReplyText};
 use crate::storage::WriteMode;
+use crate::text::Num;
 
 impl<C: Deref<Target = Config>> Session<C> {
     pub(super) fn handle_command(&mut self, now: Duration, cmd: Command<'_>) {
@@ -67,8 +67,7 @@ impl<C: Deref<Target = Config>> Session<C> {
                 );
             }
             Command::NotImplemented(v) => {
-                let text = format!("{v} not implemented");
-                return self.reply(ReplyCode::NOT_IMPLEMENTED, &text);
+                return self.reply_join(ReplyCode::NOT_IMPLEMENTED, &[v, " not implemented"]);
             }
             Command::Stat(None) => return self.status(),
             _ => {}
@@ -79,8 +78,10 @@ impl<C: Deref<Target = Config>> Session<C> {
         let perms = grant.permissions;
         match cmd {
             Command::Pwd => {
-                let text = format!("{} is the current directory", quote_path(self.cwd.as_str()));
-                self.reply(ReplyCode::PATH_CREATED, &text);
+                let mut text = ReplyText::new(ReplyCode::PATH_CREATED);
+                text.push_quoted(self.cwd.as_str())
+                    .push(" is the current directory");
+                self.out.push_back(Output::Reply(text.finish()));
             }
             Command::Cwd(arg) => self.with_path(arg, |s, p| {
                 s.fs(FsRequest::Metadata(p.clone()), FsPending::Cwd(p))
@@ -185,8 +186,11 @@ impl<C: Deref<Target = Config>> Session<C> {
             Command::Allo => self.say(ReplyCode::SUPERFLUOUS, "No storage allocation necessary"),
             Command::Rest(offset) => {
                 self.rest = offset;
-                let text = format!("Restarting at {offset}; send STOR or RETR");
-                self.reply(ReplyCode::PENDING, &text);
+                let offset = Num::dec(offset);
+                self.reply_join(
+                    ReplyCode::PENDING,
+                    &["Restarting at ", offset.as_str(), "; send STOR or RETR"],
+                );
             }
             Command::Pasv => {
                 if self.epsv_all {

@@ -1,6 +1,5 @@
 //! Results of the driver's work: authentication, TLS, file-system requests, passive ports, transfers.
 
-use alloc::format;
 use alloc::string::String;
 use core::ops::Deref;
 use core::time::Duration;
@@ -11,8 +10,9 @@ use super::{
 };
 use crate::listing::{self, FileInfo, FileKind};
 use crate::path::VirtualPath;
-use crate::reply::{quote_path, Reply, ReplyCode};
+use crate::reply::{ReplyCode, ReplyText};
 use crate::storage::StorageErrorKind;
+use crate::text::Num;
 
 impl<C: Deref<Target = Config>> Session<C> {
     /// Handles the result of the last [`Action`] that expects one.
@@ -44,12 +44,27 @@ impl<C: Deref<Target = Config>> Session<C> {
                     return;
                 }
                 let what = if self.ascii { "ASCII" } else { "BINARY" };
-                let text = match (&created, size) {
-                    (Some(p), _) => format!("FILE: {}", p.file_name().unwrap_or("")),
-                    (None, Some(n)) => format!("Opening {what} mode data connection ({n} bytes)"),
-                    (None, None) => format!("Opening {what} mode data connection"),
-                };
-                self.reply(ReplyCode::FILE_STATUS_OK, &text);
+                let n = size.map(Num::dec);
+                match (&created, &n) {
+                    (Some(p), _) => self.reply_join(
+                        ReplyCode::FILE_STATUS_OK,
+                        &["FILE: ", p.file_name().unwrap_or("")],
+                    ),
+                    (None, Some(n)) => self.reply_join(
+                        ReplyCode::FILE_STATUS_OK,
+                        &[
+                            "Opening ",
+                            what,
+                            " mode data connection (",
+                            n.as_str(),
+                            " bytes)",
+                        ],
+                    ),
+                    (None, None) => self.reply_join(
+                        ReplyCode::FILE_STATUS_OK,
+                        &["Opening ", what, " mode data connection"],
+                    ),
+                }
                 self.wait = Wait::Transfer(TransferState {
                     started: true,
                     aborting: false,
@@ -60,16 +75,16 @@ impl<C: Deref<Target = Config>> Session<C> {
             (Wait::Transfer(t), Completion::TransferDone(result)) => {
                 let created = t.created.as_ref();
                 match result {
-                    Ok(n) => {
-                        let text = match created {
-                            Some(p) => format!(
-                                "Transfer complete; stored as {}",
-                                p.file_name().unwrap_or("")
-                            ),
-                            None => format!("Transfer complete ({n} bytes)"),
-                        };
-                        self.reply(ReplyCode::TRANSFER_COMPLETE, &text);
-                    }
+                    Ok(n) => match created {
+                        Some(p) => self.reply_join(
+                            ReplyCode::TRANSFER_COMPLETE,
+                            &["Transfer complete; stored as ", p.file_name().unwrap_or("")],
+                        ),
+                        None => self.reply_join(
+                            ReplyCode::TRANSFER_COMPLETE,
+                            &["Transfer complete (", Num::dec(n).as_str(), " bytes)"],
+                        ),
+                    },
                     Err(TransferError::TlsHandshake) => self.say(
                         ReplyCode::CANT_OPEN_DATA,
                         "TLS handshake on the data connection failed",
@@ -129,25 +144,27 @@ impl<C: Deref<Target = Config>> Session<C> {
         match (pending, response) {
             (FsPending::Cwd(path), FsResponse::Metadata(info)) => {
                 if info.kind == FileKind::Dir {
+                    self.reply_join(
+                        ReplyCode::FILE_ACTION_OK,
+                        &["Directory changed to ", path.as_str()],
+                    );
                     self.cwd = path;
-                    let text = format!("Directory changed to {}", self.cwd);
-                    self.reply(ReplyCode::FILE_ACTION_OK, &text);
                 } else {
                     self.out
                         .push_back(Output::Reply(StorageErrorKind::NotADirectory.reply()));
                 }
             }
             (FsPending::Mkd(path), _) => {
-                let text = format!("{} created", quote_path(path.as_str()));
-                self.reply(ReplyCode::PATH_CREATED, &text);
+                let mut text = ReplyText::new(ReplyCode::PATH_CREATED);
+                text.push_quoted(path.as_str()).push(" created");
+                self.out.push_back(Output::Reply(text.finish()));
             }
             (FsPending::Done(text), _) => self.say(ReplyCode::FILE_ACTION_OK, text),
             (FsPending::Size, FsResponse::Metadata(info)) => {
                 if info.kind == FileKind::Dir {
                     self.say(ReplyCode::FILE_UNAVAILABLE, "Not a plain file");
                 } else {
-                    let text = format!("{}", info.size);
-                    self.reply(ReplyCode::FILE_STATUS, &text);
+                    self.reply_join(ReplyCode::FILE_STATUS, &[Num::dec(info.size).as_str()]);
                 }
             }
             (FsPending::Mdtm, FsResponse::Metadata(info)) => match info.modified {
@@ -158,8 +175,11 @@ impl<C: Deref<Target = Config>> Session<C> {
                 None => self.say(ReplyCode::FILE_UNAVAILABLE, "Modification time unknown"),
             },
             (FsPending::Mfmt(path, secs), _) => {
-                let text = format!("Modify={}; {}", listing::format_mdtm(secs), path);
-                self.reply(ReplyCode::FILE_STATUS, &text);
+                let time = listing::format_mdtm(secs);
+                self.reply_join(
+                    ReplyCode::FILE_STATUS,
+                    &["Modify=", &time, "; ", path.as_str()],
+                );
             }
             (FsPending::Rnfr(path), FsResponse::Metadata(_)) => {
                 self.rename_from = Some(path);
@@ -175,33 +195,29 @@ impl<C: Deref<Target = Config>> Session<C> {
                 let _ = listing::write_facts(&mut line, &info, self.facts, perms);
                 line.push(' ');
                 line.push_str(path.as_str());
-                let first = format!("Listing {path}");
-                self.out.push_back(Output::Reply(Reply::multiline(
-                    ReplyCode::FILE_ACTION_OK,
-                    &first,
-                    [line],
-                    "End",
-                )));
+                let mut text = ReplyText::new(ReplyCode::FILE_ACTION_OK);
+                text.push("Listing ")
+                    .push(path.as_str())
+                    .next_line()
+                    .push(&line)
+                    .next_line()
+                    .push("End");
+                self.out.push_back(Output::Reply(text.finish()));
             }
             (FsPending::StatPath(path), FsResponse::Entries(entries)) => {
                 let now = self.wall_clock_hint(&entries);
+                let mut text = ReplyText::new(ReplyCode::FILE_STATUS);
+                text.push("Status of ").push(path.as_str()).push(":");
+                let mut line = String::new();
                 // Names a listing cannot carry are left out here as in data-connection listings.
-                let lines = entries
-                    .iter()
-                    .filter(|e| listing::is_listable(&e.name))
-                    .map(|e| {
-                        let mut s = String::new();
-                        // Writing to a String cannot fail.
-                        let _ = listing::write_list_line(&mut s, e, now);
-                        s
-                    });
-                let first = format!("Status of {path}:");
-                self.out.push_back(Output::Reply(Reply::multiline(
-                    ReplyCode::FILE_STATUS,
-                    &first,
-                    lines,
-                    "End of status",
-                )));
+                for e in entries.iter().filter(|e| listing::is_listable(&e.name)) {
+                    line.clear();
+                    // Writing to a String cannot fail.
+                    let _ = listing::write_list_line(&mut line, e, now);
+                    text.next_line().push(&line);
+                }
+                text.next_line().push("End of status");
+                self.out.push_back(Output::Reply(text.finish()));
             }
             _ => self.say(ReplyCode::LOCAL_ERROR, "Unexpected storage response"),
         }

@@ -1,13 +1,10 @@
 //! Information commands: FEAT, OPTS, HELP and STAT without a path.
 
-use alloc::format;
-use alloc::string::String;
-use alloc::vec::Vec;
 use core::ops::Deref;
 
 use super::{Config, Login, Output, Session};
 use crate::listing::Facts;
-use crate::reply::{Reply, ReplyCode};
+use crate::reply::{ReplyCode, ReplyText};
 
 /// Commands listed by HELP.
 const HELP_LINES: &[&str] = &[
@@ -17,42 +14,54 @@ const HELP_LINES: &[&str] = &[
     "XCWD XMKD XPWD XRMD",
 ];
 
-/// Features listed by FEAT (RFC 2389), besides the MLST line.
-const FEATURES: &[&str] = &[
-    "EPRT",
-    "EPSV",
-    "MDTM",
-    "MFMT",
-    "PASV",
-    "REST STREAM",
-    "SIZE",
-    "TVFS",
-    "UTF8",
+/// Features listed by FEAT (RFC 2389), in alphabetical order: `None` stands for the MLST line (which
+/// depends on the session's facts), the `bool` marks the TLS features (listed only when TLS is
+/// enabled). A fixed table rather than a list sorted at run time: a sort is over 1 KiB of flash.
+const FEATURES: &[(Option<&str>, bool)] = &[
+    (Some("AUTH TLS"), true),
+    (Some("EPRT"), false),
+    (Some("EPSV"), false),
+    (Some("MDTM"), false),
+    (Some("MFMT"), false),
+    (None, false),
+    (Some("PASV"), false),
+    (Some("PBSZ"), true),
+    (Some("PROT"), true),
+    (Some("REST STREAM"), false),
+    (Some("SIZE"), false),
+    (Some("TVFS"), false),
+    (Some("UTF8"), false),
 ];
 
 impl<C: Deref<Target = Config>> Session<C> {
     pub(super) fn feat(&mut self) {
-        let mut mlst = String::new();
-        self.facts.write_feat(&mut mlst);
-        let mut lines: Vec<&str> = Vec::with_capacity(FEATURES.len() + 4);
-        lines.extend_from_slice(FEATURES);
-        if self.config.tls.enabled {
-            lines.extend_from_slice(&["AUTH TLS", "PBSZ", "PROT"]);
+        let mut text = ReplyText::new(ReplyCode::SYSTEM_STATUS);
+        text.push("Features:");
+        for &(feature, tls) in FEATURES {
+            if tls && !self.config.tls.enabled {
+                continue;
+            }
+            text.next_line();
+            match feature {
+                Some(f) => text.push(f),
+                // Writing to the reply's text cannot fail.
+                None => {
+                    let _ = self.facts.write_feat(&mut text);
+                    &mut text
+                }
+            };
         }
-        lines.push(&mlst);
-        lines.sort_unstable();
-        self.out.push_back(Output::Reply(Reply::multiline(
-            ReplyCode::SYSTEM_STATUS,
-            "Features:",
-            lines,
-            "End",
-        )));
+        text.next_line().push("End");
+        self.out.push_back(Output::Reply(text.finish()));
     }
 
     pub(super) fn opts(&mut self, arg: &str) {
-        let (name, value) = arg.split_once(' ').unwrap_or((arg, ""));
+        let (name, value) = match arg.bytes().position(|b| b == b' ') {
+            Some(i) => (&arg[..i], arg[i + 1..].trim_ascii()),
+            None => (arg, ""),
+        };
         if name.eq_ignore_ascii_case("UTF8") {
-            if value.trim().eq_ignore_ascii_case("ON") || value.trim().is_empty() {
+            if value.eq_ignore_ascii_case("ON") || value.is_empty() {
                 self.say(ReplyCode::OK, "UTF8 mode is always on")
             } else {
                 self.say(
@@ -61,18 +70,13 @@ impl<C: Deref<Target = Config>> Session<C> {
                 )
             }
         } else if name.eq_ignore_ascii_case("MLST") {
-            self.facts = Facts::parse_opts(value.trim());
-            let mut text = String::from("MLST OPTS ");
-            let mut feat = String::new();
-            self.facts.write_feat(&mut feat);
-            // FEAT form is "MLST a*;b;": report only the enabled names.
-            for fact in feat.trim_start_matches("MLST ").split(';') {
-                if let Some(name) = fact.strip_suffix('*') {
-                    text.push_str(name);
-                    text.push(';');
-                }
-            }
-            self.reply(ReplyCode::OK, &text)
+            self.facts = Facts::parse_opts(value);
+            let mut text = ReplyText::new(ReplyCode::OK);
+            text.push("MLST OPTS ");
+            // Only the enabled names, each followed by ';'.
+            // Writing to the reply's text cannot fail.
+            let _ = self.facts.write_enabled(&mut text);
+            self.out.push_back(Output::Reply(text.finish()));
         } else {
             self.say(ReplyCode::BAD_ARGUMENTS, "Option not understood")
         }
@@ -86,35 +90,37 @@ impl<C: Deref<Target = Config>> Session<C> {
                 self.say(ReplyCode::HELP, "SITE commands: HELP")
             };
         }
-        self.out.push_back(Output::Reply(Reply::multiline(
-            ReplyCode::HELP,
-            "The following commands are recognized:",
-            HELP_LINES.iter(),
-            "Help OK",
-        )));
+        let mut text = ReplyText::new(ReplyCode::HELP);
+        text.push("The following commands are recognized:");
+        for line in HELP_LINES {
+            text.next_line().push(line);
+        }
+        text.next_line().push("Help OK");
+        self.out.push_back(Output::Reply(text.finish()));
     }
 
     pub(super) fn status(&mut self) {
-        let mut lines: Vec<String> = Vec::new();
-        lines.push(format!("Connected from {}", self.peer.ip()));
+        let mut text = ReplyText::new(ReplyCode::SYSTEM_STATUS);
+        text.push("Ferry FTP server status:").next_line();
+        text.push("Connected from ");
+        text.push_ip(self.peer.ip());
+        text.next_line();
         match &self.login {
-            Login::LoggedIn { user, .. } => lines.push(format!("Logged in as {user}")),
-            _ => lines.push(String::from("Not logged in")),
-        }
-        lines.push(format!(
-            "TYPE: {}; STRUcture: File; transfer MODE: Stream",
-            if self.ascii { "ASCII" } else { "BINARY" }
-        ));
-        lines.push(String::from(if self.is_transferring() {
-            "A data transfer is in progress"
-        } else {
-            "No data connection"
-        }));
-        self.out.push_back(Output::Reply(Reply::multiline(
-            ReplyCode::SYSTEM_STATUS,
-            "Ferry FTP server status:",
-            lines,
-            "End of status",
-        )));
+            Login::LoggedIn { user, .. } => text.push("Logged in as ").push(user),
+            _ => text.push("Not logged in"),
+        };
+        text.next_line()
+            .push("TYPE: ")
+            .push(if self.ascii { "ASCII" } else { "BINARY" })
+            .push("; STRUcture: File; transfer MODE: Stream")
+            .next_line()
+            .push(if self.is_transferring() {
+                "A data transfer is in progress"
+            } else {
+                "No data connection"
+            })
+            .next_line()
+            .push("End of status");
+        self.out.push_back(Output::Reply(text.finish()));
     }
 }

@@ -1,6 +1,5 @@
 //! Login: USER, PASS and the result of authentication (RFC 959 §4.1.1).
 
-use alloc::format;
 use alloc::string::String;
 use core::ops::Deref;
 use core::time::Duration;
@@ -63,9 +62,8 @@ impl<C: Deref<Target = Config>> Session<C> {
             Ok(grant) => {
                 self.failed_logins = 0;
                 self.cwd = VirtualPath::root();
-                let text = format!("User {user} logged in");
+                self.reply_join(ReplyCode::LOGGED_IN, &["User ", &user, " logged in"]);
                 self.login = Login::LoggedIn { user, grant };
-                self.reply(ReplyCode::LOGGED_IN, &text);
                 self.resume_deferred(now);
             }
             Err(AuthError::ServiceDown) => {
@@ -84,12 +82,13 @@ impl<C: Deref<Target = Config>> Session<C> {
             }
             Err(_) => {
                 self.failed_logins = self.failed_logins.saturating_add(1);
-                let exp = self.failed_logins.saturating_sub(1).min(16);
-                let delay = self
-                    .config
-                    .failed_login_delay
-                    .saturating_mul(1u32 << exp)
-                    .min(self.config.max_failed_login_delay);
+                // The delay doubles with each failure: doubled by additions, since
+                // `Duration::saturating_mul` divides by 64 bits (a 1 KiB routine on 32-bit cores).
+                let mut delay = self.config.failed_login_delay;
+                for _ in 1..self.failed_logins.min(17) {
+                    delay = delay.saturating_add(delay);
+                }
+                let delay = delay.min(self.config.max_failed_login_delay);
                 let close = self.failed_logins >= self.config.max_failed_logins;
                 self.wait = Wait::LoginDelay {
                     until: now.saturating_add(delay),

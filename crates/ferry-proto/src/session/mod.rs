@@ -33,7 +33,6 @@ pub use login::is_anonymous;
 pub use types::*;
 
 use alloc::collections::VecDeque;
-use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::net::{IpAddr, SocketAddr};
@@ -45,6 +44,7 @@ use crate::line::{LineBuffer, LineEvent};
 use crate::listing::Facts;
 use crate::path::VirtualPath;
 use crate::reply::{Reply, ReplyCode};
+use crate::text::Num;
 
 #[derive(Debug)]
 enum Login {
@@ -318,11 +318,11 @@ impl<C: Deref<Target = Config>> Session<C> {
                 self.handle_line(now, &[]);
             } else {
                 self.report_command("(too long)", &[]);
-                let max = self.config.max_line;
-                self.out.push_back(Output::Reply(Reply::new(
+                let max = Num::dec(self.config.max_line as u64);
+                self.reply_join(
                     ReplyCode::SYNTAX_ERROR,
-                    &format!("Command line too long (maximum {max} bytes)"),
-                )));
+                    &["Command line too long (maximum ", max.as_str(), " bytes)"],
+                );
             }
         }
         total - input.len()
@@ -379,8 +379,7 @@ impl<C: Deref<Target = Config>> Session<C> {
                     ParseError::UnsupportedParameter => ReplyCode::NOT_IMPLEMENTED_FOR_PARAMETER,
                     ParseError::UnsupportedFamily => ReplyCode::PROTOCOL_NOT_SUPPORTED,
                 };
-                let text = format!("{e}");
-                self.reply(code, &text);
+                self.say(code, e.text());
                 // RNFR must be followed at once by RNTO.
                 self.rename_from = None;
             }
@@ -398,8 +397,8 @@ impl<C: Deref<Target = Config>> Session<C> {
         let first = words.next().unwrap_or(&[]);
         let arg = match verb {
             "PASS" => String::from("<redacted>"),
-            "?" => String::from_utf8_lossy(&first[..first.len().min(64)]).into_owned(),
-            _ => String::from_utf8_lossy(words.next().unwrap_or(&[])).into_owned(),
+            "?" => lossy(&first[..first.len().min(64)]),
+            _ => lossy(words.next().unwrap_or(&[])),
         };
         self.out.push_back(Output::Command { verb, arg });
     }
@@ -468,6 +467,11 @@ impl<C: Deref<Target = Config>> Session<C> {
         self.out.push_back(Output::Reply(Reply::new(code, text)));
     }
 
+    /// Queues a reply whose text is `parts` one after the other.
+    fn reply_join(&mut self, code: ReplyCode, parts: &[&str]) {
+        self.out.push_back(Output::Reply(Reply::join(code, parts)));
+    }
+
     /// Queues a reply with fixed text (no allocation).
     fn say(&mut self, code: ReplyCode, text: &'static str) {
         self.out.push_back(Output::Reply(Reply::fixed(code, text)));
@@ -490,6 +494,28 @@ pub fn refuse(text: &str) -> [Output; 2] {
         Output::Reply(Reply::new(ReplyCode::NOT_AVAILABLE, text)),
         Output::Action(Action::Close),
     ]
+}
+
+/// `String::from_utf8_lossy(bytes).into_owned()`: invalid sequences become U+FFFD. Written on
+/// `from_utf8`, which the engine links anyway, rather than with the lossy decoder (650 bytes of flash).
+fn lossy(mut bytes: &[u8]) -> String {
+    let mut out = String::new();
+    loop {
+        match core::str::from_utf8(bytes) {
+            Ok(s) => {
+                out.push_str(s);
+                return out;
+            }
+            Err(e) => {
+                let (valid, rest) = bytes.split_at(e.valid_up_to());
+                out.push_str(core::str::from_utf8(valid).unwrap_or_default());
+                out.push(char::REPLACEMENT_CHARACTER);
+                bytes = rest
+                    .get(e.error_len().unwrap_or(rest.len())..)
+                    .unwrap_or_default();
+            }
+        }
+    }
 }
 
 fn canonical(ip: IpAddr) -> IpAddr {

@@ -134,3 +134,11 @@ fn during_a_transfer_immediate_commands_are_reported_at_once_and_queued_ones_whe
         vec![Tok::Code(226), cmd("PWD", ""), Tok::Code(257)]
     );
 }
+
+proptest::proptest! {
+    /// The session's own lossy conversion is the standard one.
+    #[test]
+    fn lossy_is_from_utf8_lossy(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40)) {
+        proptest::prop_assert_eq!(super::lossy(&bytes), String::from_utf8_lossy(&bytes).into_owned());
+    }
+}

@@ -7,6 +7,7 @@
 use super::*;
 use crate::listing::{FileInfo, FileKind, ListFormat};
 use crate::storage::{StorageErrorKind, WriteMode};
+use alloc::format;
 use alloc::sync::Arc;
 
 use alloc::string::ToString;

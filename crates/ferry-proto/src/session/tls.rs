@@ -13,7 +13,7 @@ impl<C: Deref<Target = Config>> Session<C> {
                 "TLS is not configured on this server",
             );
         }
-        let mech = mech.trim();
+        let mech = mech.trim_ascii();
         let known = ["TLS", "SSL", "TLS-C", "TLS-P"]
             .iter()
             .any(|m| mech.eq_ignore_ascii_case(m));
@@ -46,7 +46,8 @@ impl<C: Deref<Target = Config>> Session<C> {
                 "PBSZ needs a protected control connection (AUTH TLS)",
             );
         }
-        if !size.trim().bytes().all(|b| b.is_ascii_digit()) || size.trim().is_empty() {
+        let size = size.trim_ascii();
+        if !size.bytes().all(|b| b.is_ascii_digit()) || size.is_empty() {
             return self.say(ReplyCode::BAD_ARGUMENTS, "PBSZ wants a number");
         }
         self.pbsz = true;
@@ -60,12 +61,16 @@ impl<C: Deref<Target = Config>> Session<C> {
                 "PROT needs AUTH TLS and PBSZ first",
             );
         }
-        match level.trim().to_ascii_uppercase().as_str() {
-            "P" => {
+        let level = match level.trim_ascii().as_bytes() {
+            [l] => l.to_ascii_uppercase(),
+            _ => 0,
+        };
+        match level {
+            b'P' => {
                 self.prot_private = true;
                 self.say(ReplyCode::OK, "Protection level set to Private");
             }
-            "C" => {
+            b'C' => {
                 if self.config.tls.require_data && !self.anonymous_exempt() {
                     return self.say(
                         ReplyCode::DENIED_FOR_POLICY,
@@ -75,7 +80,7 @@ impl<C: Deref<Target = Config>> Session<C> {
                 self.prot_private = false;
                 self.say(ReplyCode::OK, "Protection level set to Clear");
             }
-            "S" | "E" => self.say(
+            b'S' | b'E' => self.say(
                 ReplyCode::PROT_NOT_SUPPORTED,
                 "Only PROT C and PROT P are supported",
             ),

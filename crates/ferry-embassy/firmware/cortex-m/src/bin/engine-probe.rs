@@ -71,7 +71,7 @@ fn main() -> ! {
     let config: &'static Config = alloc::boxed::Box::leak(alloc::boxed::Box::new(black_box(Config::default())));
     let mut out = Vec::new();
     loop {
-        let now = Duration::from_millis(black_box(1));
+        let now = Duration::from_secs(black_box(1));
         let mut s = Session::new(config, now, local, peer);
         s.set_wall_clock(black_box(0));
         s.handle_input(now, black_box(&INPUT[..]));
