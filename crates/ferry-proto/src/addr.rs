@@ -276,9 +276,14 @@ fn protocol(s: &str) -> Result<u8, AddrError> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return Err(AddrError::Syntax);
     }
-    match s.trim_start_matches('0') {
-        "1" => Ok(1),
-        "2" => Ok(2),
+    match s
+        .as_bytes()
+        .iter()
+        .position(|&b| b != b'0')
+        .map(|i| &s[i..])
+    {
+        Some("1") => Ok(1),
+        Some("2") => Ok(2),
         _ => Err(AddrError::UnsupportedFamily),
     }
 }

@@ -349,8 +349,14 @@ fn sanitize(text: &str) -> String {
     s
 }
 
-fn push_sanitized(out: &mut String, text: &str) {
-    out.extend(text.chars().map(sanitize_char));
+fn push_sanitized(out: &mut String, mut text: &str) {
+    // CR, LF and NUL are single bytes in UTF-8: cutting around them keeps every piece whole.
+    while let Some(i) = text.bytes().position(|b| sanitize_byte(b) != b) {
+        out.push_str(&text[..i]);
+        out.push(' ');
+        text = &text[i + 1..];
+    }
+    out.push_str(text);
 }
 
 fn sanitize_char(c: char) -> char {
