@@ -1,5 +1,7 @@
 #![no_std]
 #![warn(clippy::std_instead_of_core, clippy::alloc_instead_of_core)]
+// clippy.toml keeps format!/write! (core::fmt) out of the engine's code; tests may use them.
+#![cfg_attr(test, allow(clippy::disallowed_macros))]
 //! Sans-IO FTP protocol engine.
 //!
 //! `ferry-proto` turns the bytes of an FTP control connection into replies and *actions* (authenticate,

@@ -122,7 +122,7 @@ impl ReplyCode {
 
 impl fmt::Display for ReplyCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
+        f.write_str(crate::text::Num::dec(u64::from(self.0)).as_str())
     }
 }
 

@@ -89,7 +89,12 @@ fn site_help() {
     let r = c.expect("SITE HELP", 214);
     assert_eq!(
         r.lines,
-        vec!["214-SITE commands:", " HELP", " QUOTA", "214 End of SITE help"]
+        vec![
+            "214-SITE commands:",
+            " HELP",
+            " QUOTA",
+            "214 End of SITE help"
+        ]
     );
     let r = c.expect("HELP SITE", 214);
     assert_eq!(r.text, "SITE commands: HELP QUOTA");

@@ -1,28 +1,23 @@
 //! SITE commands (RFC 959 §4.1.3: services specific to this server): HELP and QUOTA.
 
-use alloc::format;
-use alloc::string::String;
-use alloc::vec::Vec;
 use core::ops::Deref;
 
 use super::{Action, Config, Output, QuotaCount, QuotaReport, Session, Wait};
-use crate::reply::{Reply, ReplyCode};
+use crate::reply::{ReplyCode, ReplyText};
+use crate::text::{div_rem, Num};
 
 impl<C: Deref<Target = Config>> Session<C> {
     /// `SITE word ...` (logged in).
     pub(super) fn site(&mut self, sub: &str) {
         let word = sub.split(' ').next().unwrap_or("");
         if word.eq_ignore_ascii_case("HELP") {
-            let mut lines = Vec::from(["HELP"]);
+            let mut text = ReplyText::new(ReplyCode::HELP);
+            text.push("SITE commands:").next_line().push("HELP");
             if self.config.site_quota {
-                lines.push("QUOTA");
+                text.next_line().push("QUOTA");
             }
-            self.out.push_back(Output::Reply(Reply::multiline(
-                ReplyCode::HELP,
-                "SITE commands:",
-                lines,
-                "End of SITE help",
-            )));
+            text.next_line().push("End of SITE help");
+            self.out.push_back(Output::Reply(text.finish()));
         } else if word.eq_ignore_ascii_case("QUOTA") && self.config.site_quota {
             self.wait = Wait::Quota;
             self.action(Action::QueryQuota);
@@ -36,34 +31,98 @@ impl<C: Deref<Target = Config>> Session<C> {
         let Some(r) = report else {
             return self.say(ReplyCode::OK, "No quota for this account");
         };
-        let line = |what: &str, used: u64, limit: Option<u64>| match limit {
-            Some(l) if l > 0 => format!(
-                "{what}: {used} used of {l} ({}%)",
-                u128::from(used) * 100 / u128::from(l)
-            ),
-            Some(l) => format!("{what}: {used} used of {l}"),
-            None => format!("{what}: {used} used, no limit"),
+        let mut text = ReplyText::new(ReplyCode::OK);
+        match self.user() {
+            Some(u) => text.push("Quota of ").push(u).push(":"),
+            None => text.push("Quota:"),
         };
-        let lines: [String; 2] = [
-            line("Bytes", r.bytes, r.bytes_limit),
-            line("Files and directories", r.files, r.files_limit),
-        ];
-        let last = match r.count {
+        quota_line(&mut text, "Bytes", r.bytes, r.bytes_limit);
+        quota_line(&mut text, "Files and directories", r.files, r.files_limit);
+        text.next_line().push(match r.count {
             QuotaCount::Complete => "End",
             QuotaCount::Counting => "End (the home is still being counted)",
             QuotaCount::Partial => {
                 "End (the count of the home stopped early: usage is a lower bound)"
             }
-        };
-        let first = match self.user() {
-            Some(u) => format!("Quota of {u}:"),
-            None => String::from("Quota:"),
-        };
-        self.out.push_back(Output::Reply(Reply::multiline(
-            ReplyCode::OK,
-            &first,
-            lines,
-            last,
-        )));
+        });
+        self.out.push_back(Output::Reply(text.finish()));
+    }
+}
+
+/// One line of the SITE QUOTA reply: `what: used used of limit (percent%)`, `what: used used of 0`,
+/// or `what: used used, no limit`.
+fn quota_line(text: &mut ReplyText, what: &str, used: u64, limit: Option<u64>) {
+    text.next_line()
+        .push(what)
+        .push(": ")
+        .push(Num::dec(used).as_str())
+        .push(" used");
+    let Some(l) = limit else {
+        text.push(", no limit");
+        return;
+    };
+    text.push(" of ").push(Num::dec(l).as_str());
+    if l > 0 {
+        text.push(" (")
+            .push(Num::dec(percent(used, l)).as_str())
+            .push("%)");
+    }
+}
+
+/// `used * 100 / limit` (`limit > 0`), rounded down, exactly (saturating at `u64::MAX`), without
+/// 128-bit arithmetic: the whole hundreds, then two decimal digits of the remainder's fraction.
+fn percent(used: u64, limit: u64) -> u64 {
+    let (whole, mut rest) = div_rem(used, limit);
+    let mut share = 0;
+    for _ in 0..2 {
+        // rest * 10 = digit * limit + rest', by ten additions modulo limit (rest < limit).
+        let (mut digit, mut acc) = (0, 0u64);
+        for _ in 0..10 {
+            let (sum, overflow) = acc.overflowing_add(rest);
+            if overflow || sum >= limit {
+                acc = sum.wrapping_sub(limit);
+                digit += 1;
+            } else {
+                acc = sum;
+            }
+        }
+        share = share * 10 + digit;
+        rest = acc;
+    }
+    whole.saturating_mul(100).saturating_add(share)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn percent_is_exact(used in any::<u64>(), limit in 1..=u64::MAX) {
+            let exact = u128::from(used) * 100 / u128::from(limit);
+            prop_assert_eq!(u128::from(percent(used, limit)), exact.min(u128::from(u64::MAX)));
+        }
+    }
+
+    #[test]
+    fn percent_rounds_down_like_128_bit_arithmetic() {
+        for (used, limit) in [
+            (0, 1),
+            (1, 3),
+            (2, 3),
+            (50, 100),
+            (150, 100),
+            (u64::MAX, u64::MAX),
+            (u64::MAX - 1, u64::MAX),
+            (u64::MAX / 2, u64::MAX),
+            (1 << 62, (1 << 62) + 1),
+            (u64::MAX / 100 + 7, u64::MAX / 100 + 9),
+            (u64::MAX / 3, u64::MAX / 3 + 1),
+            (12_345_678_901, 98_765_432_109),
+        ] {
+            let exact = u128::from(used) * 100 / u128::from(limit);
+            assert_eq!(u128::from(percent(used, limit)), exact, "{used} of {limit}");
+        }
     }
 }

@@ -17,7 +17,8 @@ use ferry_firmware_cortex_m::init_heap;
 use ferry_proto::listing::{FileInfo, FileKind};
 use ferry_proto::path::VirtualPath;
 use ferry_proto::session::{
-    AuthError, Completion, Config, FsResponse, Grant, Output, Permissions, Session, TransferError,
+    AuthError, Completion, Config, FsResponse, Grant, Output, Permissions, QuotaCount, QuotaReport,
+    Session, TransferError,
 };
 use ferry_proto::storage::StorageErrorKind;
 use panic_halt as _;
@@ -38,7 +39,7 @@ fn completion(kind: u8) -> Completion {
         nlink: 1,
         unique: None,
     };
-    match kind % 12 {
+    match kind % 13 {
         0 => Completion::Auth(Ok(Grant {
             permissions: Permissions::from_bits(u16::from(kind)),
         })),
@@ -58,7 +59,14 @@ fn completion(kind: u8) -> Completion {
         8 => Completion::TransferDone(Ok(u64::from(kind))),
         9 => Completion::TransferDone(Err(TransferError::Storage(StorageErrorKind::NotFound))),
         10 => Completion::TransferDone(Err(TransferError::Aborted)),
-        _ => Completion::TlsStarted(kind & 2 == 0),
+        11 => Completion::TlsStarted(kind & 2 == 0),
+        _ => Completion::Quota(Some(QuotaReport {
+            bytes: u64::from(kind),
+            bytes_limit: Some(u64::from(kind) * 3),
+            files: u64::from(kind),
+            files_limit: None,
+            count: QuotaCount::Complete,
+        })),
     }
 }
 
@@ -68,7 +76,11 @@ fn main() -> ! {
     let local = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 21);
     let peer = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 40000);
     // A board's configuration lives for the whole run: sessions borrow it (`Session<&Config>`).
-    let config: &'static Config = alloc::boxed::Box::leak(alloc::boxed::Box::new(black_box(Config::default())));
+    let config: &'static Config = alloc::boxed::Box::leak(alloc::boxed::Box::new(black_box(Config {
+        // Every command reachable: SITE QUOTA is offered only when the driver says it answers it.
+        site_quota: true,
+        ..Config::default()
+    })));
     let mut out = Vec::new();
     loop {
         let now = Duration::from_secs(black_box(1));
