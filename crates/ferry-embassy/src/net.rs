@@ -75,6 +75,28 @@ pub struct SlotBuffers<'b> {
     pub chunk: &'b mut [u8],
 }
 
+impl<'b> SlotBuffers<'b> {
+    /// Cuts one region of memory into a slot's buffers: four socket buffers of `socket` bytes
+    /// (control receive and send, data receive and send), the rest as the transfer chunk. `None`
+    /// when nothing would be left for the chunk.
+    pub fn split(region: &'b mut [u8], socket: usize) -> Option<Self> {
+        if region.len() <= socket.checked_mul(4)? {
+            return None;
+        }
+        let (control_rx, rest) = region.split_at_mut(socket);
+        let (control_tx, rest) = rest.split_at_mut(socket);
+        let (data_rx, rest) = rest.split_at_mut(socket);
+        let (data_tx, chunk) = rest.split_at_mut(socket);
+        Some(Self {
+            control_rx,
+            control_tx,
+            data_rx,
+            data_tx,
+            chunk,
+        })
+    }
+}
+
 /// The buffers of the socket that refuses connections beyond the pool (a few dozen bytes suffice).
 #[derive(Debug)]
 pub struct RefusalBuffers<'b> {
@@ -410,6 +432,24 @@ fn ip_address(ip: IpAddr) -> IpAddress {
 #[cfg(test)]
 mod tests {
     use super::PortPool;
+
+    #[test]
+    fn one_region_makes_a_slot() {
+        let mut region = [0u8; 4 * 8 + 3];
+        let slot = super::SlotBuffers::split(&mut region, 8);
+        let lens = slot.map(|s| {
+            [
+                s.control_rx.len(),
+                s.control_tx.len(),
+                s.data_rx.len(),
+                s.data_tx.len(),
+                s.chunk.len(),
+            ]
+        });
+        assert_eq!(lens, Some([8, 8, 8, 8, 3]));
+        assert!(super::SlotBuffers::split(&mut [0u8; 32], 8).is_none());
+        assert!(super::SlotBuffers::split(&mut [0u8; 32], usize::MAX).is_none());
+    }
 
     #[test]
     fn ports_are_not_shared_and_are_released() {

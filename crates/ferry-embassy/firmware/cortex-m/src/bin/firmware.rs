@@ -108,20 +108,10 @@ async fn main_task(spawner: Spawner) {
 
     static BUFFERS: StaticCell<[[u8; 4 * SOCKET_BUFFER + CHUNK]; SESSIONS]> = StaticCell::new();
     let buffers = BUFFERS.init([[0; 4 * SOCKET_BUFFER + CHUNK]; SESSIONS]);
-    let mut slots = alloc::vec::Vec::with_capacity(SESSIONS);
-    for b in buffers.iter_mut() {
-        let (control_rx, rest) = b.split_at_mut(SOCKET_BUFFER);
-        let (control_tx, rest) = rest.split_at_mut(SOCKET_BUFFER);
-        let (data_rx, rest) = rest.split_at_mut(SOCKET_BUFFER);
-        let (data_tx, chunk) = rest.split_at_mut(SOCKET_BUFFER);
-        slots.push(SlotBuffers {
-            control_rx,
-            control_tx,
-            data_rx,
-            data_tx,
-            chunk,
-        });
-    }
+    let mut slots: alloc::vec::Vec<_> = buffers
+        .iter_mut()
+        .filter_map(|b| SlotBuffers::split(b, SOCKET_BUFFER))
+        .collect();
     static REFUSAL: StaticCell<[u8; 128]> = StaticCell::new();
     let refusal = REFUSAL.init([0; 128]);
     let (rx, tx) = refusal.split_at_mut(64);
