@@ -44,7 +44,7 @@ fn info(kind: FileKind) -> FileInfo {
 
 fn check_path_actions(a: &Action) {
     let paths: Vec<&str> = match a {
-        Action::Fs(FsRequest::Metadata(p) | FsRequest::List(p) | FsRequest::CreateDir(p) | FsRequest::RemoveDir(p) | FsRequest::RemoveFile(p)) => vec![p.as_str()],
+        Action::Fs(FsRequest::Metadata(p) | FsRequest::List { path: p, .. } | FsRequest::CreateDir(p) | FsRequest::RemoveDir(p) | FsRequest::RemoveFile(p)) => vec![p.as_str()],
         Action::Fs(FsRequest::Rename { from, to }) => vec![from.as_str(), to.as_str()],
         Action::Transfer(t) => match &t.kind {
             TransferKind::Retr { path, .. } | TransferKind::Stor { path, .. } | TransferKind::List { path, .. } => vec![path.as_str()],
@@ -98,7 +98,7 @@ fuzz_target!(|data: &[u8]| {
                             0 => Ok(FsResponse::Done),
                             1 => Ok(FsResponse::Metadata(info(FileKind::Dir))),
                             2 => Ok(FsResponse::Metadata(info(FileKind::File))),
-                            3 => Ok(FsResponse::Entries(vec![info(FileKind::File), info(FileKind::Symlink)])),
+                            3 => Ok(FsResponse::Entries { entries: vec![info(FileKind::File), info(FileKind::Symlink)], truncated: c & 8 != 0 }),
                             _ => Err(StorageErrorKind::NotFound),
                         })),
                         Action::OpenPassive => Some(Completion::Passive(if c % 3 == 0 { None } else { Some("127.0.0.1:40000".parse().unwrap()) })),

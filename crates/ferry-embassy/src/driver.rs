@@ -40,15 +40,12 @@ pub struct DriverConfig {
     /// How long to wait for a data connection to open, and during a transfer for any progress; past
     /// it the transfer fails with 425 (not opened) or 426 (stalled).
     pub data_timeout: Duration,
-    /// Most entries a `STAT path` reply lists (it is built in memory); the rest are left out.
-    pub max_stat_entries: usize,
 }
 
 impl Default for DriverConfig {
     fn default() -> Self {
         Self {
             data_timeout: Duration::from_secs(30),
-            max_stat_entries: 64,
         }
     }
 }
@@ -288,7 +285,7 @@ where
                 Action::Fs(request) => {
                     // Boxed: the state of a storage call is held only while it runs, not by every
                     // idle session.
-                    let result = Box::pin(fs_request(cx.storage, request, cx.config)).await;
+                    let result = Box::pin(fs_request(cx.storage, request)).await;
                     ctl.complete(Completion::Fs(result));
                 }
                 Action::OpenPassive => {
@@ -317,17 +314,18 @@ where
 async fn fs_request<S: Storage>(
     storage: &S,
     request: FsRequest,
-    config: &DriverConfig,
 ) -> Result<FsResponse, StorageErrorKind> {
     let done = |r: Result<(), StorageErrorKind>| r.map(|()| FsResponse::Done);
     match request {
         FsRequest::Metadata(path) => storage.metadata(&path).await.map(FsResponse::Metadata),
-        FsRequest::List(path) => {
+        FsRequest::List { path, max } => {
             let mut entries = Vec::new();
+            let mut truncated = false;
             match storage.read_dir(&path).await {
                 Ok(mut dir) => {
                     while let Some(entry) = dir.next().await {
-                        if entries.len() >= config.max_stat_entries {
+                        if entries.len() >= max {
+                            truncated = true;
                             break;
                         }
                         entries.push(entry?);
@@ -338,7 +336,7 @@ async fn fs_request<S: Storage>(
                 }
                 Err(e) => return Err(e),
             }
-            Ok(FsResponse::Entries(entries))
+            Ok(FsResponse::Entries { entries, truncated })
         }
         FsRequest::CreateDir(path) => done(storage.create_dir(&path).await),
         FsRequest::RemoveDir(path) => done(storage.remove_dir(&path).await),

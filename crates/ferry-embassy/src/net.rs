@@ -53,7 +53,11 @@ impl Default for ServerConfig {
             port: 21,
             passive_ports: 50000..=50099,
             driver: DriverConfig::default(),
-            session: Config::default(),
+            // STAT with a path builds its reply in memory: few entries on a microcontroller.
+            session: Config {
+                max_stat_entries: 64,
+                ..Config::default()
+            },
             close_timeout: Duration::from_secs(2),
         }
     }

@@ -20,6 +20,7 @@ mod control;
 mod counts;
 pub mod data;
 pub mod hooks;
+mod listing;
 pub mod metrics;
 mod policy;
 pub mod proxy;

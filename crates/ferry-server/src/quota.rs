@@ -34,7 +34,7 @@ use ferry_proto::session::{FsRequest, FsResponse};
 use prometheus_client::metrics::gauge::Gauge;
 use tracing::{info, warn};
 
-use crate::storage::{Storage, StorageError, StorageErrorKind};
+use crate::storage::{Lister, Storage, StorageError, StorageErrorKind};
 
 /// Limits on what an account stores, each `None` for no limit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -247,27 +247,29 @@ struct Counted {
 async fn walk<S: Storage>(storage: &S, counted: &mut Counted) -> Result<(), StorageError> {
     let mut queue = std::collections::VecDeque::from([VirtualPath::root()]);
     while let Some(dir) = queue.pop_front() {
-        let entries = match storage.list(&dir).await {
-            Ok(e) => e,
+        let mut lister = match storage.list(&dir).await {
+            Ok(l) => l,
             // A folder removed or made unreadable meanwhile: count the rest.
             Err(e) if dir.is_root() => return Err(e),
             Err(_) => continue,
         };
-        for e in entries {
-            if crate::upload::is_temp_name(&e.name) {
-                continue;
-            }
-            counted.files += 1;
-            if e.kind == FileKind::Dir {
-                if let Ok(sub) = dir.join(&e.name) {
-                    queue.push_back(sub);
+        // Page by page: a huge flat folder is never held whole, nor holds a worker for long.
+        while let Ok(Some(page)) = lister.next_page().await {
+            for e in page {
+                if crate::upload::is_temp_name(&e.name) {
+                    continue;
                 }
-            } else {
-                counted.bytes = counted.bytes.saturating_add(e.size);
+                counted.files += 1;
+                if e.kind == FileKind::Dir {
+                    if let Ok(sub) = dir.join(&e.name) {
+                        queue.push_back(sub);
+                    }
+                } else {
+                    counted.bytes = counted.bytes.saturating_add(e.size);
+                }
             }
+            tokio::task::yield_now().await;
         }
-        // A huge flat folder must not hold a worker for long.
-        tokio::task::yield_now().await;
     }
     Ok(())
 }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ferry_proto::ascii::{FromNetwork, ToNetwork};
-use ferry_proto::listing::{self, FileInfo, ListFormat};
 use ferry_proto::path::VirtualPath;
 use ferry_proto::session::{TransferError, TransferKind, TransferRequest};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -158,16 +157,17 @@ async fn copy<S: Storage>(
             if upload::touches_temp(&path) {
                 return Err(TransferError::Storage(StorageErrorKind::NotFound));
             }
-            let mut entries = storage.list(&path).await.map_err(storage_err)?;
-            upload::hide_temps(&mut entries);
-            let body = format_listing(&entries, format, unix_now());
+            // Opened before the 150: a missing directory is a 550 instead (see Storage::list).
+            let lister = storage.list(&path).await.map_err(storage_err)?;
             let tcp = open_data(source, connect_timeout).await?;
             start(ready, go, None, None).await?;
             let mut stream = protect(tcp, false).await?;
-            let n = send(
-                Source::Reader(&body[..]),
+            let now = unix_now();
+            let n = crate::listing::send(
+                lister,
                 &mut stream,
-                false,
+                format,
+                now,
                 idle_timeout,
                 &progress,
                 &throttle,
@@ -532,14 +532,4 @@ pub(crate) fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-/// Formats a whole listing, CRLF-terminated lines.
-pub(crate) fn format_listing(entries: &[FileInfo], format: ListFormat, now: i64) -> Vec<u8> {
-    let mut out = String::with_capacity(entries.len() * 64);
-    for e in entries {
-        // Writing to a String cannot fail.
-        let _ = listing::write_entry(&mut out, e, format, now);
-    }
-    out.into_bytes()
 }

@@ -135,7 +135,7 @@ pub(crate) fn check_request(req: &FsRequest) -> Result<(), StorageErrorKind> {
     };
     match req {
         FsRequest::Metadata(p)
-        | FsRequest::List(p)
+        | FsRequest::List { path: p, .. }
         | FsRequest::RemoveDir(p)
         | FsRequest::RemoveFile(p) => missing(p),
         FsRequest::SetModified { path, .. } => missing(path),
@@ -154,11 +154,6 @@ fn check_new(path: &VirtualPath) -> Result<(), StorageErrorKind> {
     } else {
         Ok(())
     }
-}
-
-/// Leaves temporary files out of a listing.
-pub(crate) fn hide_temps(entries: &mut Vec<FileInfo>) {
-    entries.retain(|e| !is_temp_name(&e.name));
 }
 
 fn reserved_name() -> StorageError {

@@ -36,7 +36,6 @@ fn session(steps: &[Step<'_>]) -> (String, bool) {
     let users = Users::new(&users_list);
     let config = DriverConfig {
         data_timeout: Duration::from_secs(10),
-        ..DriverConfig::default()
     };
     let engine = Config {
         login_timeout: Duration::from_secs(60),

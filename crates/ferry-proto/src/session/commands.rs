@@ -165,7 +165,14 @@ impl<C: Deref<Target = Config>> Session<C> {
                 })
             }
             Command::Stat(Some(arg)) => self.with_perm(perms, Permissions::LIST, arg, |s, p| {
-                s.fs(FsRequest::List(p.clone()), FsPending::StatPath(p))
+                let max = s.config.max_stat_entries;
+                s.fs(
+                    FsRequest::List {
+                        path: p.clone(),
+                        max,
+                    },
+                    FsPending::StatPath(p),
+                )
             }),
             Command::Mlst(arg) => {
                 self.with_perm(perms, Permissions::LIST, arg.unwrap_or(""), |s, p| {

@@ -204,7 +204,7 @@ impl<C: Deref<Target = Config>> Session<C> {
                     .push("End");
                 self.out.push_back(Output::Reply(text.finish()));
             }
-            (FsPending::StatPath(path), FsResponse::Entries(entries)) => {
+            (FsPending::StatPath(path), FsResponse::Entries { entries, truncated }) => {
                 let now = self.wall_clock_hint(&entries);
                 let mut text = ReplyText::new(ReplyCode::FILE_STATUS);
                 text.push("Status of ").push(path.as_str()).push(":");
@@ -215,6 +215,13 @@ impl<C: Deref<Target = Config>> Session<C> {
                     // Writing to a String cannot fail.
                     let _ = listing::write_list_line(&mut line, e, now);
                     text.next_line().push(&line);
+                }
+                if truncated {
+                    let count = Num::dec(entries.len() as u64);
+                    text.next_line()
+                        .push("... cut after ")
+                        .push(count.as_str())
+                        .push(" entries: use LIST or MLSD for the whole directory");
                 }
                 text.next_line().push("End of status");
                 self.out.push_back(Output::Reply(text.finish()));

@@ -1179,12 +1179,17 @@ fn opts_mlst_selects_the_facts() {
 fn stat_with_a_path_is_a_213_listing() {
     let mut h = H::logged_in(Permissions::ALL);
     h.s.set_wall_clock(NOV21 + 3600);
-    assert_eq!(h.fs("STAT /pub"), FsRequest::List(vp("/pub")));
-    h.complete(Completion::Fs(Ok(FsResponse::Entries(vec![
-        file("a.txt", 10),
-        dir("sub"),
-        file("230 evil\r\n", 1),
-    ]))));
+    assert_eq!(
+        h.fs("STAT /pub"),
+        FsRequest::List {
+            path: vp("/pub"),
+            max: 1000
+        }
+    );
+    h.complete(Completion::Fs(Ok(FsResponse::Entries {
+        entries: vec![file("a.txt", 10), dir("sub"), file("230 evil\r\n", 1)],
+        truncated: false,
+    })));
     let out = h.out();
     let [Output::Reply(r)] = out.as_slice() else {
         panic!("{out:?}")
@@ -1205,10 +1210,46 @@ fn stat_with_a_path_is_a_213_listing() {
     assert!(wire.ends_with(b"\r\n213 End of status\r\n"));
     // An empty directory.
     h.fs("STAT -l /empty");
-    h.complete(Completion::Fs(Ok(FsResponse::Entries(Vec::new()))));
+    h.complete(Completion::Fs(Ok(FsResponse::Entries {
+        entries: Vec::new(),
+        truncated: false,
+    })));
     let r = h.replies();
     assert_eq!(r[0].0, 213);
     assert_eq!(r[0].1, ["Status of /empty:", "End of status"]);
+}
+
+/// STAT with a path asks for at most `max_stat_entries` entries and says when the directory has more.
+#[test]
+fn stat_with_a_path_is_bounded_and_says_when_it_was_cut() {
+    let mut h = H::with(
+        Config {
+            max_stat_entries: 2,
+            ..config()
+        },
+        LOCAL,
+        PEER,
+    );
+    h.login(Permissions::ALL);
+    assert_eq!(
+        h.fs("STAT big"),
+        FsRequest::List {
+            path: vp("/big"),
+            max: 2
+        }
+    );
+    h.complete(Completion::Fs(Ok(FsResponse::Entries {
+        entries: vec![file("a", 1), file("b", 2)],
+        truncated: true,
+    })));
+    let r = h.replies();
+    assert_eq!(r[0].0, 213);
+    assert_eq!(r[0].1.len(), 5, "{r:?}");
+    assert_eq!(
+        r[0].1[3],
+        "... cut after 2 entries: use LIST or MLSD for the whole directory"
+    );
+    assert_eq!(r[0].1[4], "End of status");
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -2570,10 +2611,10 @@ impl Fuzz {
                     unique: None,
                     ..dir("")
                 })),
-                3 => Ok(FsResponse::Entries(vec![
-                    file(&odd_name(p / 6), 1),
-                    dir("sub"),
-                ])),
+                3 => Ok(FsResponse::Entries {
+                    entries: vec![file(&odd_name(p / 6), 1), dir("sub")],
+                    truncated: p % 12 == 3,
+                }),
                 _ => Err(err),
             }),
             Action::OpenPassive => Completion::Passive(match p % 4 {

@@ -125,6 +125,10 @@ pub struct Config {
     /// The driver answers [`Action::QueryQuota`]: `SITE QUOTA` is offered. Off by default (a driver
     /// without quotas leaves it off, and `SITE QUOTA` is an unknown SITE command there).
     pub site_quota: bool,
+    /// Entries STAT with a path lists over the control connection, where a reply is built whole;
+    /// a larger directory's listing is cut there, with a last line saying so (LIST, NLST and MLSD stream
+    /// any number of entries over the data connection). Default 1,000 (about 100 KiB of reply).
+    pub max_stat_entries: usize,
 }
 
 /// What the session offers and demands of TLS (RFC 4217).
@@ -155,6 +159,7 @@ impl Default for Config {
             tls: TlsPolicy::default(),
             report_commands: false,
             site_quota: false,
+            max_stat_entries: 1000,
         }
     }
 }
@@ -219,8 +224,14 @@ pub struct TransferRequest {
 pub enum FsRequest {
     /// Metadata of a path (follows symlinks inside the root).
     Metadata(VirtualPath),
-    /// Entries of a directory, or the file itself (STAT with a path).
-    List(VirtualPath),
+    /// Entries of a directory, or the file itself (STAT with a path): at most `max` of them, so that
+    /// the driver never holds a whole directory for it. Answered with [`FsResponse::Entries`].
+    List {
+        /// The directory or file.
+        path: VirtualPath,
+        /// The most entries to return ([`Config::max_stat_entries`]).
+        max: usize,
+    },
     /// MKD.
     CreateDir(VirtualPath),
     /// RMD.
@@ -251,7 +262,12 @@ pub enum FsResponse {
     /// For [`FsRequest::Metadata`].
     Metadata(FileInfo),
     /// For [`FsRequest::List`].
-    Entries(Vec<FileInfo>),
+    Entries {
+        /// The first entries, at most the request's `max`.
+        entries: Vec<FileInfo>,
+        /// True when the directory holds more entries than were returned.
+        truncated: bool,
+    },
 }
 
 /// Why a transfer did not complete.

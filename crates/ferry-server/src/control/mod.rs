@@ -484,10 +484,12 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
     ) -> Result<FsResponse, crate::storage::StorageError> {
         match req {
             FsRequest::Metadata(p) => st.metadata(&p).await.map(FsResponse::Metadata),
-            FsRequest::List(p) => st.list(&p).await.map(|mut entries| {
-                upload::hide_temps(&mut entries);
-                FsResponse::Entries(entries)
-            }),
+            FsRequest::List { path, max } => match st.list(&path).await {
+                Ok(lister) => crate::listing::first(lister, max)
+                    .await
+                    .map(|(entries, truncated)| FsResponse::Entries { entries, truncated }),
+                Err(e) => Err(e),
+            },
             FsRequest::CreateDir(p) => st.create_dir(&p).await.map(|()| FsResponse::Done),
             FsRequest::RemoveDir(p) => st.remove_dir(&p).await.map(|()| FsResponse::Done),
             FsRequest::RemoveFile(p) => st.remove_file(&p).await.map(|()| FsResponse::Done),

@@ -13,7 +13,7 @@ use ferry_proto::listing::FileInfo;
 use ferry_proto::path::VirtualPath;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::{LocalStorage, S3Storage, Storage, StorageError, WriteMode};
+use super::{Lister, LocalStorage, S3Storage, Storage, StorageError, WriteMode};
 
 /// A storage backend chosen at run time: a local folder or an S3 bucket.
 #[derive(Debug, Clone)]
@@ -40,6 +40,24 @@ pub enum AnyWriter {
     Local(<LocalStorage as Storage>::Writer),
     /// To an object.
     S3(<S3Storage as Storage>::Writer),
+}
+
+/// The lister of an [`AnyStorage`].
+#[derive(Debug)]
+pub enum AnyLister {
+    /// Of a local directory.
+    Local(<LocalStorage as Storage>::Lister),
+    /// Of a key prefix.
+    S3(<S3Storage as Storage>::Lister),
+}
+
+impl Lister for AnyLister {
+    async fn next_page(&mut self) -> Result<Option<Vec<FileInfo>>, StorageError> {
+        match self {
+            Self::Local(l) => l.next_page().await,
+            Self::S3(l) => l.next_page().await,
+        }
+    }
 }
 
 impl AsyncRead for AnyReader {
@@ -104,6 +122,7 @@ fn mismatch() -> StorageError {
 impl Storage for AnyStorage {
     type Reader = AnyReader;
     type Writer = AnyWriter;
+    type Lister = AnyLister;
 
     #[cfg(unix)]
     fn reader_fd(reader: &Self::Reader) -> Option<std::os::fd::BorrowedFd<'_>> {
@@ -125,8 +144,11 @@ impl Storage for AnyStorage {
         each!(self, s => s.metadata(path).await)
     }
 
-    async fn list(&self, path: &VirtualPath) -> Result<Vec<FileInfo>, StorageError> {
-        each!(self, s => s.list(path).await)
+    async fn list(&self, path: &VirtualPath) -> Result<AnyLister, StorageError> {
+        match self {
+            Self::Local(s) => s.list(path).await.map(AnyLister::Local),
+            Self::S3(s) => s.list(path).await.map(AnyLister::S3),
+        }
     }
 
     async fn open_read(

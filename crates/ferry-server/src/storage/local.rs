@@ -10,7 +10,9 @@ use cap_std::fs::{Dir, Metadata, OpenOptions};
 use ferry_proto::listing::{FileInfo, FileKind};
 use ferry_proto::path::VirtualPath;
 
-use super::{Storage, StorageError, StorageErrorKind, WriteMode};
+use super::{
+    Lister, Storage, StorageError, StorageErrorKind, WriteMode, LIST_PAGE, SORTED_LISTING_MAX,
+};
 
 /// A directory of the local file system serving as a storage root.
 ///
@@ -69,6 +71,7 @@ impl LocalStorage {
 impl Storage for LocalStorage {
     type Reader = tokio::fs::File;
     type Writer = tokio::fs::File;
+    type Lister = LocalLister;
 
     // Files come out of `open_read`/`open_write` freshly opened and positioned, with no operation
     // pending in tokio's wrapper, so their descriptors may be used directly.
@@ -89,30 +92,28 @@ impl Storage for LocalStorage {
             .await
     }
 
-    async fn list(&self, path: &VirtualPath) -> Result<Vec<FileInfo>, StorageError> {
+    async fn list(&self, path: &VirtualPath) -> Result<LocalLister, StorageError> {
         let rel = rel_path(path);
         let name = path.file_name().unwrap_or("").to_owned();
         self.blocking(move |root| {
             let dir = match root.open_dir(&rel) {
                 Ok(dir) => dir,
                 Err(err) if err.kind() == io::ErrorKind::NotADirectory => {
-                    return Ok(vec![file_info(name, &root.metadata(&rel)?)]);
+                    let one = vec![file_info(name, &root.metadata(&rel)?)];
+                    return Ok(LocalLister::new(one, None));
                 }
                 Err(err) => return Err(err.into()),
             };
-            let mut out = Vec::new();
-            for entry in dir.entries()? {
-                let Ok(entry) = entry else { continue };
-                let Ok(name) = entry.file_name().into_string() else {
-                    tracing::debug!("skipping a directory entry whose name is not UTF-8");
-                    continue;
-                };
-                // `DirEntry::metadata` does not follow symlinks.
-                let Ok(md) = entry.metadata() else { continue };
-                out.push(file_info(name, &md));
+            // Read ahead one entry more than is sorted: a directory that ends within that is sorted
+            // by name, a larger one goes out in the file system's order as it is read.
+            let mut rest = dir.entries()?;
+            let (mut first, ended) = read_entries(&mut rest, SORTED_LISTING_MAX + 1);
+            if ended {
+                first.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+                Ok(LocalLister::new(first, None))
+            } else {
+                Ok(LocalLister::new(first, Some(rest)))
             }
-            out.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-            Ok(out)
         })
         .await
     }
@@ -345,6 +346,79 @@ fn root_is_fixed() -> StorageError {
     )
 }
 
+/// The [`Lister`] of [`LocalStorage`]: the entries read ahead by [`Storage::list`] (the whole directory,
+/// sorted, when it holds at most [`SORTED_LISTING_MAX`] entries), then the rest of a larger directory
+/// as it is read, one page per trip to the blocking pool. It holds at most the read-ahead and one page.
+pub struct LocalLister {
+    /// Entries read and not yet given.
+    ready: std::vec::IntoIter<FileInfo>,
+    /// The rest of a directory too large to sort; `None` once read to its end.
+    rest: Option<cap_std::fs::ReadDir>,
+}
+
+impl LocalLister {
+    fn new(ready: Vec<FileInfo>, rest: Option<cap_std::fs::ReadDir>) -> Self {
+        Self {
+            ready: ready.into_iter(),
+            rest,
+        }
+    }
+}
+
+impl std::fmt::Debug for LocalLister {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalLister")
+            .field("ready", &self.ready.len())
+            .field("more", &self.rest.is_some())
+            .finish()
+    }
+}
+
+impl Lister for LocalLister {
+    async fn next_page(&mut self) -> Result<Option<Vec<FileInfo>>, StorageError> {
+        loop {
+            let page: Vec<FileInfo> = self.ready.by_ref().take(LIST_PAGE).collect();
+            if !page.is_empty() {
+                return Ok(Some(page));
+            }
+            let Some(mut rest) = self.rest.take() else {
+                return Ok(None);
+            };
+            let read = tokio::task::spawn_blocking(move || {
+                let (page, ended) = read_entries(&mut rest, LIST_PAGE);
+                (page, (!ended).then_some(rest))
+            })
+            .await;
+            let (page, rest) = read.map_err(|err| {
+                StorageError::new(StorageErrorKind::Io, format!("storage task failed: {err}"))
+            })?;
+            self.rest = rest;
+            self.ready = page.into_iter();
+        }
+    }
+}
+
+/// Reads up to `max` entries of a directory, described without following symlinks; entries whose name
+/// is not UTF-8 or whose metadata cannot be read are skipped. Returns them and whether the directory
+/// ended.
+fn read_entries(dir: &mut cap_std::fs::ReadDir, max: usize) -> (Vec<FileInfo>, bool) {
+    let mut out = Vec::new();
+    while out.len() < max {
+        let Some(entry) = dir.next() else {
+            return (out, true);
+        };
+        let Ok(entry) = entry else { continue };
+        let Ok(name) = entry.file_name().into_string() else {
+            tracing::debug!("skipping a directory entry whose name is not UTF-8");
+            continue;
+        };
+        // `DirEntry::metadata` does not follow symlinks.
+        let Ok(md) = entry.metadata() else { continue };
+        out.push(file_info(name, &md));
+    }
+    (out, false)
+}
+
 /// Describes `md` under `name`.
 fn file_info(name: String, md: &Metadata) -> FileInfo {
     let file_type = md.file_type();
@@ -427,6 +501,49 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
+
+    async fn list_all(s: &LocalStorage, path: &VirtualPath) -> Result<Vec<FileInfo>, StorageError> {
+        Ok(s.list(path).await?.collect(usize::MAX).await?.0)
+    }
+
+    /// A directory of up to SORTED_LISTING_MAX entries is sorted by name; a larger one is listed in the
+    /// file system's order, every entry exactly once.
+    #[tokio::test]
+    async fn small_directories_are_sorted_and_large_ones_streamed_whole() {
+        let (tmp, s) = setup();
+        for (dir, count) in [
+            ("small", SORTED_LISTING_MAX),
+            ("large", SORTED_LISTING_MAX + 1000),
+        ] {
+            fs::create_dir(tmp.path().join(dir)).unwrap();
+            for i in (0..count).rev() {
+                fs::write(tmp.path().join(dir).join(format!("{i:06}")), b"").unwrap();
+            }
+            // Page by page, each within the bound the trait documents.
+            let mut lister = s.list(&vp(dir)).await.unwrap();
+            let mut names = Vec::new();
+            while let Some(page) = lister.next_page().await.unwrap() {
+                assert!(
+                    !page.is_empty() && page.len() <= LIST_PAGE,
+                    "{}",
+                    page.len()
+                );
+                names.extend(page.into_iter().map(|e| e.name));
+            }
+            assert!(
+                lister.next_page().await.unwrap().is_none(),
+                "stays finished"
+            );
+            assert_eq!(names.len(), count, "{dir}");
+            let mut sorted = names.clone();
+            sorted.sort();
+            sorted.dedup();
+            assert_eq!(sorted.len(), count, "{dir}: every entry once");
+            if dir == "small" {
+                assert_eq!(names, sorted, "{dir}: sorted");
+            }
+        }
+    }
 
     fn vp(s: &str) -> VirtualPath {
         VirtualPath::root().join(s).unwrap()
@@ -514,20 +631,20 @@ mod tests {
         fs::create_dir(tmp.path().join("c")).unwrap();
         fs::write(tmp.path().join("c/inner"), b"").unwrap();
 
-        let list = s.list(&VirtualPath::root()).await.unwrap();
+        let list = list_all(&s, &VirtualPath::root()).await.unwrap();
         assert_eq!(names(&list), ["a", "b", "c"]);
         assert_eq!(list[1].size, 2);
         assert_eq!(list[2].kind, FileKind::Dir);
 
-        assert_eq!(names(&s.list(&vp("c")).await.unwrap()), ["inner"]);
+        assert_eq!(names(&list_all(&s, &vp("c")).await.unwrap()), ["inner"]);
 
         // A file lists as itself.
-        let one = s.list(&vp("b")).await.unwrap();
+        let one = list_all(&s, &vp("b")).await.unwrap();
         assert_eq!(names(&one), ["b"]);
         assert_eq!((one[0].kind, one[0].size), (FileKind::File, 2));
 
         assert_eq!(
-            kind(s.list(&vp("missing")).await),
+            kind(list_all(&s, &vp("missing")).await),
             StorageErrorKind::NotFound
         );
     }
@@ -536,7 +653,7 @@ mod tests {
     async fn list_of_empty_dir_is_empty() {
         let (tmp, s) = setup();
         fs::create_dir(tmp.path().join("e")).unwrap();
-        assert!(s.list(&vp("e")).await.unwrap().is_empty());
+        assert!(list_all(&s, &vp("e")).await.unwrap().is_empty());
     }
 
     #[tokio::test]
@@ -860,13 +977,13 @@ mod tests {
             .await
             .unwrap();
 
-        let list = s.list(&VirtualPath::root()).await.unwrap();
+        let list = list_all(&s, &VirtualPath::root()).await.unwrap();
         let mut expected: Vec<&str> = odd.iter().copied().filter(|n| *n != "-rf").collect();
         expected.push("-dir with space");
         expected.sort_unstable();
         assert_eq!(names(&list), expected);
         assert_eq!(
-            names(&s.list(&vp("-dir with space")).await.unwrap()),
+            names(&list_all(&s, &vp("-dir with space")).await.unwrap()),
             ["-rf"]
         );
     }
@@ -959,8 +1076,8 @@ mod tests {
                 let sub = vp(&format!("{link}/sub"));
                 refused(s.metadata(&vp(link)).await, link);
                 refused(s.metadata(&secret).await, link);
-                refused(s.list(&vp(link)).await, link);
-                refused(s.list(&sub).await, link);
+                refused(list_all(s, &vp(link)).await, link);
+                refused(list_all(s, &sub).await, link);
                 refused(s.open_read(&secret, 0).await, link);
                 for mode in [
                     WriteMode::Truncate,
@@ -1020,7 +1137,7 @@ mod tests {
             let (path, _) = s.create_unique(&VirtualPath::root(), "fifo").await.unwrap();
             assert_eq!(path.as_str(), "/fifo.1");
             assert_eq!(
-                names(&s.list(&VirtualPath::root()).await.unwrap()),
+                names(&list_all(&s, &VirtualPath::root()).await.unwrap()),
                 ["fifo", "fifo.1"]
             );
         }
@@ -1042,7 +1159,7 @@ mod tests {
                 .await
                 .is_err());
             assert_eq!(
-                kind(s.list(&vp("loop_a")).await),
+                kind(list_all(s, &vp("loop_a")).await),
                 StorageErrorKind::NotFound
             );
         }
@@ -1050,7 +1167,7 @@ mod tests {
         #[tokio::test]
         async fn listing_shows_links_without_following() {
             let j = jail();
-            let list = j.storage.list(&VirtualPath::root()).await.unwrap();
+            let list = list_all(&j.storage, &VirtualPath::root()).await.unwrap();
             let kinds: BTreeMap<&str, FileKind> =
                 list.iter().map(|i| (i.name.as_str(), i.kind)).collect();
             for link in [
@@ -1078,9 +1195,12 @@ mod tests {
                 ("good_link", FileKind::File, 6)
             );
             assert_eq!(read_all(s, "good_link", 2).await, (b"side".to_vec(), 6));
-            assert_eq!(names(&s.list(&vp("good_dir_link")).await.unwrap()), ["x"]);
             assert_eq!(
-                names(&s.list(&vp("good_link")).await.unwrap()),
+                names(&list_all(s, &vp("good_dir_link")).await.unwrap()),
+                ["x"]
+            );
+            assert_eq!(
+                names(&list_all(s, &vp("good_link")).await.unwrap()),
                 ["good_link"]
             );
 

@@ -17,6 +17,16 @@
 //! mixture or nothing), as POSIX `rename(2)` is within one file system. Names starting with
 //! [`TEMP_PREFIX`] are reserved for these files: the server hides them from listings and refuses them
 //! in client commands.
+//!
+//! # Listings
+//!
+//! A directory may hold any number of entries (a user with MKD/STOR rights can grow one without bound,
+//! and a bucket can hold millions of keys under one prefix), so [`Storage::list`] never returns a whole
+//! directory: it opens a [`Lister`], and the server pulls entries from it a page at a time
+//! ([`Lister::next_page`]), formats each page into listing lines and sends them before it asks for the
+//! next. A listing therefore costs the server about one page of entries plus a bounded send buffer,
+//! whatever the directory's size. A backend keeps its own state bounded the same way: the local backend
+//! reads the directory as it goes, the S3 backend pages through `ListObjectsV2` with a delimiter.
 
 mod any;
 mod local;
@@ -29,9 +39,9 @@ use ferry_proto::listing::FileInfo;
 use ferry_proto::path::VirtualPath;
 pub use ferry_proto::storage::{StorageErrorKind, WriteMode};
 
-pub use any::{AnyReader, AnyStorage, AnyWriter};
-pub use local::LocalStorage;
-pub use s3::{S3Config, S3Storage};
+pub use any::{AnyLister, AnyReader, AnyStorage, AnyWriter};
+pub use local::{LocalLister, LocalStorage};
+pub use s3::{S3Config, S3Lister, S3Storage};
 
 /// A failed storage operation: a [`StorageErrorKind`] plus a human-readable detail.
 ///
@@ -164,6 +174,8 @@ pub const TEMP_PREFIX: &str = ".ferry-upload.";
 pub trait Storage: Send + Sync + 'static {
     /// Reads a file's bytes (RETR).
     type Reader: tokio::io::AsyncRead + Send + Unpin + 'static;
+    /// Yields the entries of a listing, a page at a time ([`Storage::list`]).
+    type Lister: Lister;
     /// Writes a file's bytes (STOR, APPE, STOU). Callers must `flush` or `shutdown` it and check the
     /// result before reporting success: a write error may only surface there.
     type Writer: tokio::io::AsyncWrite + Send + Unpin + 'static;
@@ -201,19 +213,28 @@ pub trait Storage: Send + Sync + 'static {
         path: &VirtualPath,
     ) -> impl Future<Output = Result<FileInfo, StorageError>> + Send;
 
-    /// The entries of the directory at `path` (without `.` and `..`), sorted by name; if `path` is a
-    /// file, a one-element list describing it (like `ls -l file`).
+    /// Starts listing the directory at `path`: its entries (without `.` and `..`) come from the returned
+    /// [`Lister`], a page at a time (see the module docs). If `path` is a file, the lister yields one
+    /// entry describing it (like `ls -l file`).
+    ///
+    /// Whatever can be known before the first entry must be checked here, not in the lister: a missing
+    /// path or one that is neither a file nor a directory fails *this* call, so that the client gets
+    /// `550` instead of a `150` followed by an error (clients such as rclone rely on that). A failure
+    /// of a later page ends the listing after its `150` (`451`).
     ///
     /// Entries are described without following symlinks, so a symlink lists as
     /// [`FileKind::Symlink`](ferry_proto::listing::FileKind::Symlink) wherever it points. Entries whose
-    /// metadata cannot be read, or whose names the backend cannot represent, are skipped.
+    /// metadata cannot be read, or whose names the backend cannot represent, are skipped. The order is
+    /// the backend's, and documented by it (clients do not depend on it, people like names in order):
+    /// the local backend sorts a directory of up to [`SORTED_LISTING_MAX`] entries by name and lists a
+    /// larger one in the file system's order; the S3 backend lists in key order, which is name order.
     ///
     /// # Errors
-    /// As for [`Storage::metadata`], plus whatever reading the directory fails with.
+    /// As for [`Storage::metadata`], plus whatever opening the directory fails with.
     fn list(
         &self,
         path: &VirtualPath,
-    ) -> impl Future<Output = Result<Vec<FileInfo>, StorageError>> + Send;
+    ) -> impl Future<Output = Result<Self::Lister, StorageError>> + Send;
 
     /// Opens the file at `path` for reading, positioned at `offset`, and returns it with the file's
     /// total size. An offset at or beyond the end is allowed and reads nothing.
@@ -434,6 +455,56 @@ pub(crate) fn unique_names(
 /// The error when [`unique_names`] offered no free name.
 pub(crate) fn no_unique_name() -> StorageError {
     StorageError::new(StorageErrorKind::AlreadyExists, "no free unique name")
+}
+
+/// The most entries a [`Lister`] page should hold: enough to amortise a round trip to a blocking
+/// thread or a store, small enough that a page costs little memory (about 100 bytes per entry plus its
+/// name).
+pub const LIST_PAGE: usize = 256;
+
+/// The largest directory the local backend sorts by name before listing it; a larger one is listed in
+/// the file system's order, as it is read, so that a listing never holds a whole directory.
+pub const SORTED_LISTING_MAX: usize = 4096;
+
+/// The entries of one listing, produced a page at a time (see [`Storage::list`] and the module docs).
+///
+/// Dropping a lister before its end abandons the listing (ABOR, a lost data connection) and must free
+/// whatever it holds.
+pub trait Lister: Send + 'static {
+    /// The next page of entries: `Ok(Some(page))` with at least one and at most about [`LIST_PAGE`]
+    /// entries, `Ok(None)` once every entry was given (and from then on).
+    ///
+    /// # Errors
+    /// Whatever reading the directory fails with; the listing ends there.
+    fn next_page(
+        &mut self,
+    ) -> impl Future<Output = Result<Option<Vec<FileInfo>>, StorageError>> + Send;
+
+    /// The first `max` entries (the rest left unread), and whether there were more: for the uses that
+    /// need entries together, bounded (STAT with a path lists at most a configured number).
+    ///
+    /// # Errors
+    /// Whatever reading a page fails with.
+    fn collect(
+        mut self,
+        max: usize,
+    ) -> impl Future<Output = Result<(Vec<FileInfo>, bool), StorageError>> + Send
+    where
+        Self: Sized,
+    {
+        async move {
+            let mut entries = Vec::new();
+            while let Some(page) = self.next_page().await? {
+                for entry in page {
+                    if entries.len() == max {
+                        return Ok((entries, true));
+                    }
+                    entries.push(entry);
+                }
+            }
+            Ok((entries, false))
+        }
+    }
 }
 
 /// How many names the default [`Storage::create_temp`] tries.

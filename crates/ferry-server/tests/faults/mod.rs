@@ -120,12 +120,13 @@ impl<S> FaultyStorage<S> {
 impl<S: Storage> Storage for FaultyStorage<S> {
     type Reader = FaultyIo<S::Reader>;
     type Writer = FaultyIo<S::Writer>;
+    type Lister = S::Lister;
 
     async fn metadata(&self, path: &VirtualPath) -> Result<FileInfo, StorageError> {
         self.inner.metadata(path).await
     }
 
-    async fn list(&self, path: &VirtualPath) -> Result<Vec<FileInfo>, StorageError> {
+    async fn list(&self, path: &VirtualPath) -> Result<S::Lister, StorageError> {
         self.inner.list(path).await
     }
 

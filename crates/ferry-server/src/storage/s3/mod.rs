@@ -45,7 +45,7 @@ use futures_util::TryStreamExt;
 use opendal::{ErrorKind, Operator};
 
 pub use self::io::{S3Reader, S3Writer};
-use super::{Storage, StorageError, StorageErrorKind, WriteMode};
+use super::{Lister, Storage, StorageError, StorageErrorKind, WriteMode, LIST_PAGE};
 
 /// The default size of an upload part (8 MiB): S3 allows 5 MiB to 5 GiB, and 10,000 parts per upload
 /// (80,000 MiB with this size; raise it for larger files).
@@ -261,11 +261,7 @@ impl S3Storage {
 
     /// Maps an OpenDAL error, logging store failures with the store's name.
     fn error(&self, e: opendal::Error) -> StorageError {
-        let kind = error_kind(&e);
-        if kind == StorageErrorKind::Unavailable {
-            tracing::warn!(store = %self.name, error = %e, "S3 store unavailable");
-        }
-        StorageError::new(kind, e.to_string())
+        store_error(&self.name, e)
     }
 
     /// `HeadObject` of a file key: `None` when there is no such object.
@@ -389,6 +385,7 @@ impl S3Storage {
 impl Storage for S3Storage {
     type Reader = S3Reader;
     type Writer = S3Writer;
+    type Lister = S3Lister;
 
     async fn metadata(&self, path: &VirtualPath) -> Result<FileInfo, StorageError> {
         let name = path.file_name().unwrap_or("");
@@ -406,7 +403,7 @@ impl Storage for S3Storage {
         }
     }
 
-    async fn list(&self, path: &VirtualPath) -> Result<Vec<FileInfo>, StorageError> {
+    async fn list(&self, path: &VirtualPath) -> Result<S3Lister, StorageError> {
         let key = self.dir_key(path);
         let mut lister = self
             .op
@@ -415,23 +412,37 @@ impl Storage for S3Storage {
             .await
             .map_err(|e| self.error(e))?;
         let now = crate::transfer::unix_now();
-        let mut entries = Vec::new();
+        // Read until the first entry (or the end), to know before the 150 whether the directory exists:
+        // it does if anything at all is under its prefix, even only its marker.
         let mut seen_any = false;
-        while let Some(entry) = lister.try_next().await.map_err(|e| self.error(e))? {
-            seen_any = true;
-            if let Some(info) = entry_info(&key, &entry, now) {
-                entries.push(info);
+        let mut first = Vec::new();
+        let mut more = true;
+        while first.is_empty() {
+            match lister.try_next().await.map_err(|e| self.error(e))? {
+                Some(entry) => {
+                    seen_any = true;
+                    first.extend(entry_info(&key, &entry, now));
+                }
+                None => {
+                    more = false;
+                    break;
+                }
             }
         }
         if !seen_any && !path.is_root() {
             // Nothing under the prefix, not even a marker: a file, or nothing.
             return match self.head(&self.file_key(path)).await? {
-                Some(m) => Ok(vec![file_info(path.file_name().unwrap_or(""), &m)]),
+                Some(m) => Ok(S3Lister::new(
+                    self,
+                    key,
+                    now,
+                    vec![file_info(path.file_name().unwrap_or(""), &m)],
+                    None,
+                )),
                 None => Err(not_found()),
             };
         }
-        entries.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(entries)
+        Ok(S3Lister::new(self, key, now, first, more.then_some(lister)))
     }
 
     async fn open_read(
@@ -682,6 +693,81 @@ fn http_transport(
     Ok(opendal_http_transport_reqwest::ReqwestTransport::new(
         client,
     ))
+}
+
+/// Maps an OpenDAL error of the store `name`, logging store failures with the store's name.
+fn store_error(name: &str, e: opendal::Error) -> StorageError {
+    let kind = error_kind(&e);
+    if kind == StorageErrorKind::Unavailable {
+        tracing::warn!(store = %name, error = %e, "S3 store unavailable");
+    }
+    StorageError::new(kind, e.to_string())
+}
+
+/// The [`Lister`] of [`S3Storage`]: pages through `ListObjectsV2` with a `/` delimiter (OpenDAL's
+/// lister, `list_page` keys per request), handing entries on [`LIST_PAGE`] at a time, so that it holds
+/// at most one response of the store whatever the number of keys under the prefix. Entries come in the
+/// store's order: key order, which is name order (within one response, OpenDAL may give the common
+/// prefixes, the subdirectories, after the objects).
+pub struct S3Lister {
+    /// `bucket at endpoint`, for log lines.
+    store: Arc<str>,
+    /// The directory's key prefix.
+    key: String,
+    /// The time shown for directories without a marker.
+    now: i64,
+    /// Entries read by [`Storage::list`] and not yet given.
+    ready: Vec<FileInfo>,
+    /// The store's listing; `None` once at its end.
+    lister: Option<opendal::Lister>,
+}
+
+impl S3Lister {
+    fn new(
+        storage: &S3Storage,
+        key: String,
+        now: i64,
+        ready: Vec<FileInfo>,
+        lister: Option<opendal::Lister>,
+    ) -> Self {
+        Self {
+            store: Arc::clone(&storage.name),
+            key,
+            now,
+            ready,
+            lister,
+        }
+    }
+}
+
+impl fmt::Debug for S3Lister {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Lister")
+            .field("store", &self.store)
+            .field("key", &self.key)
+            .field("more", &self.lister.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Lister for S3Lister {
+    async fn next_page(&mut self) -> Result<Option<Vec<FileInfo>>, StorageError> {
+        let mut page = std::mem::take(&mut self.ready);
+        while page.len() < LIST_PAGE {
+            let Some(lister) = self.lister.as_mut() else {
+                break;
+            };
+            match lister.try_next().await {
+                Ok(Some(entry)) => page.extend(entry_info(&self.key, &entry, self.now)),
+                Ok(None) => self.lister = None,
+                Err(e) => {
+                    self.lister = None;
+                    return Err(store_error(&self.store, e));
+                }
+            }
+        }
+        Ok((!page.is_empty()).then_some(page))
+    }
 }
 
 /// One listing entry from an OpenDAL entry under `dir_key`; `None` for the directory's own marker and

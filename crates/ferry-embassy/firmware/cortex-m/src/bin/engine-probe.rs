@@ -43,7 +43,10 @@ fn completion(kind: u8) -> Completion {
         })),
         1 => Completion::Auth(Err(AuthError::Invalid)),
         2 => Completion::Fs(Ok(FsResponse::Metadata(info))),
-        3 => Completion::Fs(Ok(FsResponse::Entries(alloc::vec![info]))),
+        3 => Completion::Fs(Ok(FsResponse::Entries {
+            entries: alloc::vec![info],
+            truncated: false,
+        })),
         4 => Completion::Fs(Ok(FsResponse::Done)),
         5 => Completion::Fs(Err(StorageErrorKind::NoSpace)),
         6 => Completion::Passive(Some(SocketAddr::new(
