@@ -9,32 +9,7 @@ mod netns;
 use std::fs;
 use std::process::Command;
 
-use netns::{random_file, require, sha256, Lab, SERVER};
-
-/// Upload then download `sizes` bytes with curl (EPSV), checking SHA-256 both ways.
-fn round_trips(lab: &Lab, sizes: &[usize]) {
-    for (i, &len) in sizes.iter().enumerate() {
-        let local = lab.dir.path().join(format!("up-{len}"));
-        random_file(&local, len, 1 + i as u64);
-        let name = format!("file-{len}.bin");
-        lab.ok(&[
-            "curl",
-            "-sS",
-            "-T",
-            local.to_str().unwrap_or_default(),
-            &lab.url(&name),
-        ]);
-        let back = lab.dir.path().join(format!("down-{len}"));
-        lab.ok(&[
-            "curl",
-            "-sS",
-            "-o",
-            back.to_str().unwrap_or_default(),
-            &lab.url(&name),
-        ]);
-        assert_eq!(sha256(&local), sha256(&back), "{len} bytes round trip");
-    }
-}
+use netns::{random_file, require, round_trips, sha256, Lab, SERVER};
 
 #[test]
 fn folder_clients() {
@@ -50,7 +25,9 @@ fn folder_clients() {
     );
 
     // STOR/RETR byte-exact: 0 B, 1 B, 1 MiB, 16 MiB.
-    round_trips(&lab, &[0, 1, 1 << 20, 16 << 20]);
+    round_trips(&lab, &[0, 1, 1 << 20, 16 << 20], |len| {
+        format!("file-{len}.bin")
+    });
     for len in [0usize, 1, 1 << 20, 16 << 20] {
         let on_disk = root.path().join(format!("file-{len}.bin"));
         assert_eq!(
@@ -200,7 +177,7 @@ fn fat_image_with_long_names() {
         local.to_str().unwrap_or_default(),
         &lab.url(&format!("Measurements%202026/{long}")),
     ]);
-    round_trips(&lab, &[0, 1, 1 << 20]);
+    round_trips(&lab, &[0, 1, 1 << 20], |len| format!("file-{len}.bin"));
     // Rename and delete.
     lab.ok(&[
         "curl",

@@ -76,12 +76,28 @@ fn runner() -> PathBuf {
     host
 }
 
-/// A namespace with the runner serving in it.
+/// A namespace with a server (the host runner, or QEMU running the firmware) serving in it.
 pub struct Lab {
     pub ns: String,
     child: Child,
     log: mpsc::Receiver<String>,
     pub dir: tempfile::TempDir,
+    /// The server's address.
+    pub server: String,
+    /// The account the clients log in with, and its password.
+    pub account: (String, String),
+}
+
+/// What serves in a [`Lab`] and how it is reached.
+pub struct Server<'a> {
+    /// The kernel's end of the link, with its prefix (`10.77.0.1/24`).
+    pub host: &'a str,
+    /// The server's address.
+    pub address: &'a str,
+    /// Its account and password.
+    pub account: (&'a str, &'a str),
+    /// The line it prints once it accepts connections.
+    pub ready: &'a str,
 }
 
 impl Lab {
@@ -89,6 +105,32 @@ impl Lab {
     /// `["--fat", image]`, `extra` more runner arguments.
     pub fn start(name: &str, storage: &[&str], extra: &[&str]) -> Self {
         let host = runner();
+        let port = extra
+            .windows(2)
+            .find(|w| w[0] == "--port")
+            .map_or("21", |w| w[1]);
+        let ready = format!("listening on {SERVER}:{port}");
+        let server = Server {
+            host: "10.77.0.1/24",
+            address: SERVER,
+            account: (USER, PASS),
+            ready: &ready,
+        };
+        Self::spawn(name, &server, |tap| {
+            let mut cmd = Command::new(&host);
+            cmd.args(["--tap", tap, "--address", "10.77.0.2/24"])
+                .arg("--user")
+                .arg(format!("{USER}:{PASS}"))
+                .args(storage)
+                .args(extra);
+            cmd
+        })
+    }
+
+    /// Starts `command(tap)` in a new namespace `fe-<name>-<pid>` with a TAP device whose kernel end
+    /// has `server.host`, and waits (60 s at most) for its first line of output, which must be
+    /// `server.ready`.
+    pub fn spawn(name: &str, server: &Server<'_>, command: impl FnOnce(&str) -> Command) -> Self {
         let pid = std::process::id();
         let ns = format!("fe-{name}-{pid}");
         let tap = format!("t{}{}", &name[..name.len().min(5)], pid % 100_000);
@@ -97,7 +139,7 @@ impl Lab {
         let dir = tempfile::tempdir().expect("temporary folder");
         let setup = [
             vec!["ip", "tuntap", "add", "dev", &tap, "mode", "tap"],
-            vec!["ip", "addr", "add", "10.77.0.1/24", "dev", &tap],
+            vec!["ip", "addr", "add", server.host, "dev", &tap],
             vec!["ip", "link", "set", &tap, "up"],
             vec!["ip", "link", "set", "lo", "up"],
         ];
@@ -109,13 +151,12 @@ impl Lab {
                 panic!("{e}");
             }
         }
-        let user = format!("{USER}:{PASS}");
+        let inner = command(&tap);
         let mut child = Command::new("ip")
             .args(["netns", "exec", &ns])
-            .arg(&host)
-            .args(["--tap", &tap, "--address", "10.77.0.2/24", "--user", &user])
-            .args(storage)
-            .args(extra)
+            .arg(inner.get_program())
+            .args(inner.get_args())
+            .current_dir(dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -141,16 +182,14 @@ impl Lab {
             child,
             log: rx,
             dir,
+            server: server.address.to_owned(),
+            account: (server.account.0.to_owned(), server.account.1.to_owned()),
         };
         let first = lab
             .log
             .recv_timeout(Duration::from_secs(60))
-            .expect("the runner prints a line within 60 s");
-        let port = extra
-            .windows(2)
-            .find(|w| w[0] == "--port")
-            .map_or("21", |w| w[1]);
-        assert_eq!(first, format!("listening on {SERVER}:{port}"));
+            .expect("the server prints a line within 60 s");
+        assert_eq!(first, server.ready);
         lab
     }
 
@@ -180,14 +219,16 @@ impl Lab {
     /// Runs the Python client script's `scenario` with `args`; fails the test unless it succeeds.
     pub fn python(&self, scenario: &str, args: &[&str]) -> String {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/netns/clients.py");
-        let mut cmd = vec!["python3", script, scenario, SERVER, USER, PASS];
+        let (user, pass) = (&self.account.0, &self.account.1);
+        let mut cmd = vec!["python3", script, scenario, &self.server, user, pass];
         cmd.extend(args);
         String::from_utf8_lossy(&self.ok(&cmd)).into_owned()
     }
 
     /// A URL on the server with the test account.
     pub fn url(&self, path: &str) -> String {
-        format!("ftp://{USER}:{PASS}@{SERVER}/{path}")
+        let (user, pass) = (&self.account.0, &self.account.1);
+        format!("ftp://{user}:{pass}@{}/{path}", self.server)
     }
 }
 
@@ -197,7 +238,7 @@ impl Drop for Lab {
         let _ = self.child.wait();
         if thread::panicking() {
             while let Ok(line) = self.log.try_recv() {
-                eprintln!("runner: {line}");
+                eprintln!("server: {line}");
             }
         }
         let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
@@ -222,6 +263,22 @@ fn try_sh(cmd: &[&str]) -> Result<(), String> {
 fn sh(cmd: &[&str]) {
     if let Err(e) = try_sh(cmd) {
         panic!("{e}");
+    }
+}
+
+/// Uploads then downloads `sizes` bytes with curl (EPSV) as `name(len)`, checking SHA-256 both ways;
+/// the local copies are `up-LEN` and `down-LEN` in the lab's folder.
+pub fn round_trips(lab: &Lab, sizes: &[usize], name: impl Fn(usize) -> String) {
+    for (i, &len) in sizes.iter().enumerate() {
+        let local = lab.dir.path().join(format!("up-{len}"));
+        random_file(&local, len, 1 + i as u64);
+        let url = lab.url(&name(len));
+        let up = local.to_str().unwrap_or_default();
+        lab.ok(&["curl", "-sS", "--max-time", "240", "-T", up, &url]);
+        let back = lab.dir.path().join(format!("down-{len}"));
+        let down = back.to_str().unwrap_or_default();
+        lab.ok(&["curl", "-sS", "--max-time", "240", "-o", down, &url]);
+        assert_eq!(sha256(&local), sha256(&back), "{len} bytes round trip");
     }
 }
 

@@ -1,12 +1,15 @@
-//! Board support shared by the firmware binaries: a SysTick time driver for embassy-time, the global
-//! heap, a RAM block device and a placeholder Ethernet link.
+//! Board support for the MPS2 AN386 (Cortex-M4), as real boards and QEMU's `mps2-an386` have it,
+//! shared by the firmware binaries: a SysTick time driver for embassy-time, the global heap, the
+//! LAN9118 Ethernet controller as an embassy-net driver, UART0 for messages, and a block device on
+//! the board's PSRAM.
 #![no_std]
 
 extern crate alloc;
 
-pub mod link;
-pub mod ramdisk;
+pub mod lan9118;
+pub mod memdisk;
 pub mod time;
+pub mod uart;
 
 use embedded_alloc::LlffHeap;
 

@@ -13,6 +13,10 @@ use core::hint::black_box;
 use ferry_firmware_cortex_m::init_heap;
 use panic_halt as _;
 
+fn push(v: &mut alloc::vec::Vec<u8>) {
+    v.push(black_box(1u8));
+}
+
 #[cortex_m_rt::entry]
 fn main() -> ! {
     init_heap::<{ 16 * 1024 }>();
@@ -20,8 +24,9 @@ fn main() -> ! {
     let mut a = *black_box(&DATA);
     let mut b = *black_box(&DATA);
     loop {
+        // Push onto an empty vector: links the allocator and the growth path every user of Vec has.
         let mut v = alloc::vec::Vec::new();
-        v.push(black_box(1u8));
+        push(&mut v);
         black_box(&v);
         // Lengths the optimiser cannot see, so that the library routines are called.
         let n = black_box(32usize).min(32);
