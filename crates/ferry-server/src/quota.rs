@@ -4,7 +4,7 @@
 //! entries (files and directories, like a file system's inode quota) in its home. The server keeps one
 //! [`Usage`] per account and home, shared by every session of the account:
 //!
-//! - At the account's first login the home is scanned in the background ([`Usage::scan`]), within a
+//! - At the account's first login the home is scanned in the background (`Usage::scan`), within a
 //!   time limit ([`Limits::quota_scan_timeout`](crate::Limits::quota_scan_timeout)). Logins, listings
 //!   and downloads do not wait for it; what would change the usage (uploads, MKD, DELE, RMD, renames)
 //!   waits until it is over, so that the count is exact rather than counting a change twice or not at
@@ -18,9 +18,7 @@
 //! data that arrived before follows the upload policy ([`crate::upload`]). Replacing a file is charged
 //! only for its growth: the old file's size is credited when the upload starts. A new file needs room
 //! for one more entry, or `552` before anything is created. At the end of an upload the usage is set
-//! right from the target's real size ([`Charge::settle`]), whatever the upload policy left.
-//!
-//! Virtual folders ([`crate::folders`]) are shared spaces outside every account's quota.
+//! right from the target's real size (`Charge::settle`), whatever the upload policy left.
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -3,11 +3,11 @@
 //! A [`RateLimit`] is one token bucket of so many bytes per second. The server keeps one per direction
 //! for all sessions together ([`ServerConfig::bandwidth`](crate::ServerConfig::bandwidth)), and one per
 //! direction for each account that has a limit of its own ([`Account::bandwidth`](crate::Account::bandwidth)),
-//! shared by every session of that account ([`RateLimits`]). A transfer obeys every bucket that applies
-//! to it (a [`Throttle`]): it moves a chunk only once each bucket granted it, so its rate is that of the
+//! shared by every session of that account (`RateLimits`). A transfer obeys every bucket that applies
+//! to it (a `Throttle`): it moves a chunk only once each bucket granted it, so its rate is that of the
 //! slowest bucket, and the sessions sharing a bucket share its rate.
 //!
-//! Transfers without any limit never touch a bucket: [`Throttle::grant`] returns at once, so the
+//! Transfers without any limit never touch a bucket: `Throttle::grant` returns at once, so the
 //! unthrottled paths (zero-copy included) are unchanged. Throttled zero-copy transfers stay zero-copy:
 //! `sendfile` and `splice` are asked for one granted chunk at a time.
 //!
