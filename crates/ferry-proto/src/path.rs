@@ -11,6 +11,10 @@ pub enum PathError {
     Nul,
     /// The path is longer than [`VirtualPath::MAX_LEN`].
     TooLong,
+    /// The path contains a control character other than NUL (U+0001 to U+001F, such as CR, LF or
+    /// TAB, or DEL U+007F): no listing could carry such a name (see
+    /// [`listing::is_listable`](crate::listing::is_listable)), so none is created or looked up.
+    ControlCharacter,
 }
 
 impl fmt::Display for PathError {
@@ -18,6 +22,7 @@ impl fmt::Display for PathError {
         match self {
             Self::Nul => f.write_str("path contains a NUL byte"),
             Self::TooLong => f.write_str("path too long"),
+            Self::ControlCharacter => f.write_str("path contains a control character"),
         }
     }
 }
@@ -30,9 +35,10 @@ fn last_slash(path: &str) -> Option<usize> {
 /// An absolute, normalised path inside the session's root, such as `/` or `/photos/a b.jpg`.
 ///
 /// Invariants, upheld by every constructor: it starts with `/`, has no empty, `.` or `..` components,
-/// no trailing `/` (except the root itself) and no NUL byte. `..` at the root stays at the root, so a
-/// `VirtualPath` can never name anything above `/`. Components are kept verbatim otherwise: spaces,
-/// leading dashes, backslashes and non-ASCII letters are ordinary name characters.
+/// no trailing `/` (except the root itself) and no NUL byte, other control character or DEL. `..` at
+/// the root stays at the root, so a `VirtualPath` can never name anything above `/`. Components are
+/// kept verbatim otherwise: spaces, leading dashes, backslashes and non-ASCII letters are ordinary
+/// name characters.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct VirtualPath(String);
 
@@ -50,11 +56,16 @@ impl VirtualPath {
     /// (never rising above the root).
     ///
     /// # Errors
-    /// [`PathError::Nul`] if `arg` contains NUL, [`PathError::TooLong`] if the result would exceed
-    /// [`Self::MAX_LEN`].
+    /// [`PathError::Nul`] if `arg` contains NUL, [`PathError::ControlCharacter`] if it contains another
+    /// control character or DEL, [`PathError::TooLong`] if the result would exceed [`Self::MAX_LEN`].
     pub fn join(&self, arg: &str) -> Result<Self, PathError> {
         if arg.contains('\0') {
             return Err(PathError::Nul);
+        }
+        // The one place every client-supplied name passes: a name no listing can carry (a lone CR
+        // survives the end-of-line handling, `MKD bad\rname`) is never created, renamed to or looked up.
+        if !crate::listing::is_listable(arg) {
+            return Err(PathError::ControlCharacter);
         }
         let mut out = if arg.starts_with('/') {
             String::from("/")
@@ -189,6 +200,29 @@ mod tests {
         assert_eq!(VirtualPath::root().join("a\0b"), Err(PathError::Nul));
         let long = "a/".repeat(3000);
         assert_eq!(VirtualPath::root().join(&long), Err(PathError::TooLong));
+    }
+
+    #[test]
+    fn refuses_control_characters_anywhere() {
+        for bad in [
+            "bad\rname",
+            "bad\nname",
+            "tab\t",
+            "\u{1b}[0m",
+            "del\u{7f}",
+            "d\r/x",
+            "/a/\u{1}",
+        ] {
+            assert_eq!(
+                VirtualPath::root().join(bad),
+                Err(PathError::ControlCharacter),
+                "{bad:?}"
+            );
+        }
+        // Everything else is an ordinary name character.
+        for good in [" a ", "-1", "back\\slash", "ünï ✓", "\u{85}", "a*b?[c]"] {
+            assert!(VirtualPath::root().join(good).is_ok(), "{good:?}");
+        }
     }
 
     #[test]

@@ -687,3 +687,35 @@ fn names_that_would_forge_listing_lines_are_left_out() {
     assert!(r.lines[1].ends_with(" good.txt"), "{r:?}");
     c.expect("NOOP", 200);
 }
+
+/// A name with CR (a lone CR survives the end-of-line handling) or another control character is
+/// refused with 553 by every command that creates or renames, before anything touches the storage:
+/// nothing is created (docs/security.md).
+#[test]
+fn names_with_control_characters_are_refused_with_553() {
+    let srv = TestServer::start();
+    srv.write("src", b"x");
+    let mut c = srv.raw_login();
+    for bad in [
+        "bad\rname",
+        "bad\tname",
+        "esc\u{1b}[0m",
+        "del\u{7f}",
+        "sub/cr\r",
+    ] {
+        c.expect(&format!("MKD {bad}"), 553);
+        c.expect(&format!("XMKD {bad}"), 553);
+        c.expect("RNFR src", 350);
+        c.expect(&format!("RNTO {bad}"), 553);
+        for cmd in ["STOR", "APPE", "STOU"] {
+            let t = c.transfer(DataMode::Epsv, &format!("{cmd} {bad}"), Some(b"data"));
+            assert_eq!(t.first.code, 553, "{cmd} {bad:?}: {t:?}");
+        }
+    }
+    let names: Vec<String> = std::fs::read_dir(srv.root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["src"]);
+    c.expect("NOOP", 200);
+}

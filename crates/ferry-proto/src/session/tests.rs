@@ -965,6 +965,35 @@ fn cwd_errors_keep_the_directory() {
     h.expect(553);
 }
 
+/// A lone CR survives the end of line handling (`MKD bad<CR>name<CR><LF>` is one line): the path
+/// parser refuses it with 553 before any storage action, for every command that creates or renames.
+#[test]
+fn names_with_control_characters_get_553_and_no_action() {
+    let mut h = H::logged_in(Permissions::ALL);
+    h.pasv();
+    for line in [
+        &b"MKD bad\rname\r\n"[..],
+        b"XMKD tab\tname\r\n",
+        b"STOR bad\rname\r\n",
+        b"APPE esc\x1b[0m\r\n",
+        b"STOU bad\rname\r\n",
+        b"DELE del\x7f\r\n",
+    ] {
+        assert_eq!(h.feed(line), line.len());
+        let out = h.out();
+        assert!(
+            matches!(out.as_slice(), [Output::Reply(r)] if r.code() == ReplyCode::NAME_NOT_ALLOWED),
+            "{:?}: {out:?}",
+            String::from_utf8_lossy(line)
+        );
+    }
+    h.fs("RNFR a");
+    h.complete(meta(file("a", 1)));
+    h.expect(350);
+    assert_eq!(h.feed(b"RNTO b\rc\r\n"), 10);
+    h.expect(553);
+}
+
 #[test]
 fn pwd_doubles_quotes() {
     let mut h = H::logged_in(Permissions::ALL);
