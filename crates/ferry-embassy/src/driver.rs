@@ -205,9 +205,18 @@ impl<E: Deref<Target = Config>, C: Control, K: Clock> Ctl<'_, E, C, K> {
                 Output::Action(Action::StartTransfer) => self.flags.started = true,
                 Output::Action(Action::Abort) => self.flags.aborted = true,
                 Output::Action(Action::Close) => self.flags.closing = true,
-                // Nothing else is emitted during a transfer; anything else would be a new engine
-                // behaviour this driver does not know, so the session is closed rather than stalled.
-                Output::Action(_) => {
+                // The engine emits none of these while a transfer is prepared or runs; if it ever
+                // did, the session is closed rather than stalled. Listed one by one (no catch-all),
+                // so that a new action fails to compile here until this driver handles it.
+                Output::Action(
+                    Action::Authenticate { .. }
+                    | Action::Fs(_)
+                    | Action::OpenPassive
+                    | Action::Transfer(_)
+                    | Action::CloseData
+                    | Action::StartTls
+                    | Action::QueryQuota,
+                ) => {
                     self.session.shutdown("Internal error, closing");
                     self.flags.closing = true;
                 }
@@ -300,7 +309,9 @@ where
                 // TLS is not offered (no certificate on the device), so the session never asks.
                 Action::StartTls => ctl.complete(Completion::TlsStarted(false)),
                 Action::StartTransfer => {}
-                _ => ctl.session.shutdown("Internal error, closing"),
+                // This driver keeps no quotas (and leaves `Config::site_quota` off): should the
+                // session ask, "no quota" is the true answer.
+                Action::QueryQuota => ctl.complete(Completion::Quota(None)),
             },
         }
         if ctl.flags.lost {

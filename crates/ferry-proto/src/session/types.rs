@@ -311,8 +311,11 @@ pub enum AuthError {
 }
 
 /// Work the driver must do for the session.
+///
+/// Deliberately not `#[non_exhaustive]`: every driver matches it without a catch-all arm, so an action
+/// added to the engine fails to compile in each driver until that driver handles it, instead of being
+/// dropped at run time while the session waits for a completion that never comes.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Action {
     /// Check credentials; answer with [`Completion::Auth`].
     Authenticate {

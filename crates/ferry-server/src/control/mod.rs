@@ -446,7 +446,6 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
                 self.session
                     .handle_completion(now(), Completion::Quota(report));
             }
-            _ => {}
         }
     }
 
