@@ -134,7 +134,11 @@ impl Lab {
         let pid = std::process::id();
         let ns = format!("fe-{name}-{pid}");
         let tap = format!("t{}{}", &name[..name.len().min(5)], pid % 100_000);
-        let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+        // A namespace left by an earlier run of this process id (it normally does not exist).
+        let _ = Command::new("ip")
+            .args(["netns", "del", &ns])
+            .stderr(Stdio::null())
+            .status();
         sh(&["ip", "netns", "add", &ns]);
         let dir = tempfile::tempdir().expect("temporary folder");
         let setup = [
