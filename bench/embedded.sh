@@ -3,17 +3,19 @@
 # the tokio server (`ferry`) in the same run, with curl as the client. Prints figures and ratios; no
 # assertions. Needs root (network namespaces).
 #
-#   bench/embedded.sh [SIZE_MIB] [RUNS]      # default 64 MiB, 3 runs each (median printed)
+#   bench/embedded.sh [SIZE_MIB] [RUNS]      # default 64 MiB, 5 rounds (median printed)
 #
-# The two links differ, and the figures say so: the host runner is reached through a TAP device (each
+# The links differ, and the figures say so: the host runner is reached through a TAP device (each
 # frame crosses /dev/net/tun into the process and smoltcp), the tokio server through a veth pair into a
-# second namespace (kernel TCP at both ends). Both are virtual links on this machine; the client is
-# the same curl in the same namespace. Host runner buffers: 32 KiB per data socket, 8 KiB chunk.
+# second namespace (kernel TCP at both ends, which hands 64 KiB segments across with GSO). The host
+# runner runs twice, on a TAP with the Ethernet MTU (1500) and on one with jumbo frames (9000): per
+# frame costs dominate it. Each round measures every server once (interleaved), so load on the machine
+# hits all of them alike. Files live in /dev/shm when it exists, so that the disk is not measured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SIZE_MIB=${1:-64}
-RUNS=${2:-3}
+RUNS=${2:-5}
 cargo build -q --release -p ferry-embassy --example host
 cargo build -q --release -p ferry
 HOST=target/release/examples/host
@@ -21,7 +23,7 @@ FERRY=target/release/ferry
 
 NS=fe-bench-$$
 SRV=fe-bsrv-$$
-WORK=$(mktemp -d)
+WORK=$(mktemp -d -p "$([ -d /dev/shm ] && echo /dev/shm || echo /tmp)")
 PIDS=()
 cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
@@ -34,9 +36,6 @@ trap cleanup EXIT
 ip netns add "$NS"
 ip netns add "$SRV"
 ip netns exec "$NS" ip link set lo up
-ip netns exec "$NS" ip tuntap add dev tapb mode tap
-ip netns exec "$NS" ip addr add 10.77.0.1/24 dev tapb
-ip netns exec "$NS" ip link set tapb up
 ip netns exec "$NS" ip link add vethc type veth peer name veths netns "$SRV"
 ip netns exec "$NS" ip addr add 10.78.0.1/24 dev vethc
 ip netns exec "$NS" ip link set vethc up
@@ -44,40 +43,52 @@ ip netns exec "$SRV" ip addr add 10.78.0.2/24 dev veths
 ip netns exec "$SRV" ip link set veths up
 ip netns exec "$SRV" ip link set lo up
 
-mkdir -p "$WORK/embassy" "$WORK/tokio"
 head -c $((SIZE_MIB << 20)) /dev/urandom > "$WORK/file.bin"
-cp "$WORK/file.bin" "$WORK/embassy/file.bin"
+declare -A ADDR
+# NAME TAP-MTU NET: a host runner on its own TAP device in 10.NET.0.0/24.
+for spec in "mtu1500 1500 77" "mtu9000 9000 79"; do
+    read -r name mtu net <<<"$spec"
+    ip netns exec "$NS" ip tuntap add dev "t$name" mode tap
+    ip netns exec "$NS" ip addr add "10.$net.0.1/24" dev "t$name"
+    ip netns exec "$NS" ip link set "t$name" mtu "$mtu" up
+    mkdir -p "$WORK/$name"
+    cp "$WORK/file.bin" "$WORK/$name/file.bin"
+    ip netns exec "$NS" "$HOST" --tap "t$name" --address "10.$net.0.2/24" --root "$WORK/$name" \
+        --user bench:bench > "$WORK/$name.out" 2>&1 &
+    PIDS+=($!)
+    ADDR[$name]=10.$net.0.2
+done
+mkdir -p "$WORK/tokio"
 cp "$WORK/file.bin" "$WORK/tokio/file.bin"
-
-ip netns exec "$NS" "$HOST" --tap tapb --address 10.77.0.2/24 --root "$WORK/embassy" \
-    --user bench:bench > "$WORK/host.out" 2>&1 &
-PIDS+=($!)
 FERRY_LOG=warn ip netns exec "$SRV" "$FERRY" --root "$WORK/tokio" --listen 10.78.0.2:21 \
-    --anonymous off --user bench:bench > "$WORK/ferry.out" 2>&1 &
+    --anonymous off --user bench:bench > "$WORK/tokio.out" 2>&1 &
 PIDS+=($!)
-for _ in $(seq 100); do
-    grep -q "listening on" "$WORK/host.out" 2>/dev/null && grep -q "listening" "$WORK/ferry.out" 2>/dev/null && break
-    sleep 0.1
-done
-
-# Median of RUNS curl measurements, in MB/s.
-measure() { # ADDR DIRECTION(retr|stor)
-    local addr=$1 dir=$2 speeds=()
-    for _ in $(seq "$RUNS"); do
-        if [ "$dir" = retr ]; then
-            s=$(ip netns exec "$NS" curl -sS -o /dev/null -w '%{speed_download}' "ftp://bench:bench@$addr/file.bin")
-        else
-            s=$(ip netns exec "$NS" curl -sS -T "$WORK/file.bin" -w '%{speed_upload}' "ftp://bench:bench@$addr/up.bin")
-        fi
-        speeds+=("$s")
+ADDR[tokio]=10.78.0.2
+for name in mtu1500 mtu9000 tokio; do
+    for _ in $(seq 100); do
+        grep -q "listening" "$WORK/$name.out" 2>/dev/null && break
+        sleep 0.1
     done
-    printf '%s\n' "${speeds[@]}" | sort -n | awk '{a[NR]=$1} END{printf "%.1f", a[int((NR+1)/2)]/1e6}'
-}
-
-echo "RETR/STOR of ${SIZE_MIB} MiB, median of ${RUNS} curl runs each, MB/s"
-printf '%-6s %22s %22s %8s\n' op "embassy (TAP, smoltcp)" "tokio ferry (veth)" ratio
-for op in retr stor; do
-    e=$(measure 10.77.0.2 "$op")
-    t=$(measure 10.78.0.2 "$op")
-    printf '%-6s %22s %22s %8s\n' "$op" "$e" "$t" "$(awk -v e="$e" -v t="$t" 'BEGIN{printf "%.2f", e/t}')"
 done
+
+# RUNS rounds, each server once per round and direction; speeds in bytes/s.
+declare -A SPEEDS
+for _ in $(seq "$RUNS"); do
+    for name in tokio mtu1500 mtu9000; do
+        url="ftp://bench:bench@${ADDR[$name]}"
+        SPEEDS[$name.retr]+="$(ip netns exec "$NS" curl -sS -o /dev/null -w '%{speed_download}' "$url/file.bin") "
+        SPEEDS[$name.stor]+="$(ip netns exec "$NS" curl -sS -T "$WORK/file.bin" -w '%{speed_upload}' "$url/up.bin") "
+    done
+done
+median() { printf '%s\n' $1 | sort -n | awk '{a[NR]=$1} END{printf "%.1f", a[int((NR+1)/2)]/1e6}'; }
+
+echo "RETR/STOR of ${SIZE_MIB} MiB, median of ${RUNS} interleaved curl runs each, MB/s"
+printf '%-5s %18s %18s %18s %11s %11s\n' op "tokio ferry (veth)" "embassy TAP 1500" "embassy TAP 9000" 1500/tokio 9000/tokio
+for op in retr stor; do
+    t=$(median "${SPEEDS[tokio.$op]}")
+    a=$(median "${SPEEDS[mtu1500.$op]}")
+    b=$(median "${SPEEDS[mtu9000.$op]}")
+    printf '%-5s %18s %18s %18s %11s %11s\n' "$op" "$t" "$a" "$b" \
+        "$(awk -v e="$a" -v t="$t" 'BEGIN{printf "%.2f", e/t}')" "$(awk -v e="$b" -v t="$t" 'BEGIN{printf "%.2f", e/t}')"
+done
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"

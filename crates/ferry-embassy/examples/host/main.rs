@@ -34,10 +34,12 @@ use static_cell::StaticCell;
 const MAX_SESSIONS: usize = 16;
 /// TCP sockets: a control and a data socket per session, and the refusal socket.
 const SOCKETS: usize = 2 * MAX_SESSIONS + 1;
-/// Socket buffer sizes on the host (a microcontroller would use about 1 KiB).
+/// Socket buffer sizes on the host (a microcontroller would use about 1 KiB). Data sockets of 128 KiB
+/// (smoltcp scales its window beyond 64 KiB) and 32 KiB storage chunks: bench/embedded.sh measured
+/// them against 32 KiB and 8 KiB (docs/embedded.md).
 const CONTROL_BUFFER: usize = 2048;
-const DATA_BUFFER: usize = 32 * 1024;
-const CHUNK: usize = 8 * 1024;
+const DATA_BUFFER: usize = 128 * 1024;
+const CHUNK: usize = 32 * 1024;
 
 /// Command line.
 #[derive(Parser, Debug)]
