@@ -9,7 +9,7 @@ use std::sync::Arc;
 use ferry_proto::listing::{FileInfo, FileKind};
 use ferry_proto::storage::StorageErrorKind;
 use ferry_proto::session::{
-    Action, AuthError, Completion, Config, FsRequest, FsResponse, Grant, Output, Permissions, Session,
+    Action, AuthError, Completion, Config, FsRequest, FsResponse, Grant, HashDigest, Output, Permissions, Session,
     TransferError, TransferKind,
 };
 use libfuzzer_sys::fuzz_target;
@@ -46,6 +46,7 @@ fn check_path_actions(a: &Action) {
     let paths: Vec<&str> = match a {
         Action::Fs(FsRequest::Metadata(p) | FsRequest::List { path: p, .. } | FsRequest::CreateDir(p) | FsRequest::RemoveDir(p) | FsRequest::RemoveFile(p)) => vec![p.as_str()],
         Action::Fs(FsRequest::Rename { from, to }) => vec![from.as_str(), to.as_str()],
+        Action::Hash(h) => vec![h.path.as_str()],
         Action::Transfer(t) => match &t.kind {
             TransferKind::Retr { path, .. } | TransferKind::Stor { path, .. } | TransferKind::List { path, .. } => vec![path.as_str()],
             TransferKind::Stou { dir, .. } => vec![dir.as_str()],
@@ -59,7 +60,7 @@ fn check_path_actions(a: &Action) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let config = Arc::new(Config { max_line: 128, report_commands: true, ..Config::default() });
+    let config = Arc::new(Config { max_line: 128, report_commands: true, hash: true, ..Config::default() });
     let local: SocketAddr = "127.0.0.1:21".parse().unwrap();
     let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
     let mut now = Duration::ZERO;
@@ -115,6 +116,11 @@ fuzz_target!(|data: &[u8]| {
                             3 => Err(TransferError::Storage(StorageErrorKind::NoSpace)),
                             4 => Err(TransferError::Storage(StorageErrorKind::QuotaExceeded)),
                             _ => Err(TransferError::Storage(StorageErrorKind::NotFound)),
+                        })),
+                        Action::Hash(_) => Some(Completion::Hash(match c % 3 {
+                            0 => Ok(HashDigest { hex: "00000000".into(), size: 1 }),
+                            1 => Err(TransferError::Aborted),
+                            _ => Err(TransferError::Storage(StorageErrorKind::IsADirectory)),
                         })),
                         _ => None,
                     };

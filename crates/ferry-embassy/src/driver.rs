@@ -215,7 +215,8 @@ impl<E: Deref<Target = Config>, C: Control, K: Clock> Ctl<'_, E, C, K> {
                     | Action::Transfer(_)
                     | Action::CloseData
                     | Action::StartTls
-                    | Action::QueryQuota,
+                    | Action::QueryQuota
+                    | Action::Hash(_),
                 ) => {
                     self.session.shutdown("Internal error, closing");
                     self.flags.closing = true;
@@ -312,6 +313,11 @@ where
                 // This driver keeps no quotas (and leaves `Config::site_quota` off): should the
                 // session ask, "no quota" is the true answer.
                 Action::QueryQuota => ctl.complete(Completion::Quota(None)),
+                // This driver does not hash (and leaves `Config::hash` off: HASH gets 502); should the
+                // session ask, the storage "cannot do this".
+                Action::Hash(_) => ctl.complete(Completion::Hash(Err(TransferError::Storage(
+                    StorageErrorKind::Unsupported,
+                )))),
             },
         }
         if ctl.flags.lost {

@@ -118,8 +118,48 @@ pub enum Command<'a> {
     Prot(&'a str),
     /// CCC (RFC 2228).
     Ccc,
+    /// HASH path (draft-bryan-ftp-hash): the checksum of a file with the session's algorithm.
+    Hash(&'a str),
+    /// XSHA256, XSHA1, XMD5 or XCRC path: the checksum of a file with the algorithm the verb names
+    /// (the commands some clients send where HASH is missing; no range arguments).
+    XHash(HashAlgorithm, &'a str),
     /// A standard verb Ferry knows but does not implement (SMNT, LPRT, LPSV, ...): 502.
     NotImplemented(&'static str),
+}
+
+/// A checksum algorithm of HASH (draft-bryan-ftp-hash §3) and its X-command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HashAlgorithm {
+    /// SHA-256 (FIPS 180-4), the default.
+    Sha256,
+    /// SHA-1 (FIPS 180-4).
+    Sha1,
+    /// MD5 (RFC 1321).
+    Md5,
+    /// CRC-32 (ISO 3309, as zlib's `crc32`).
+    Crc32,
+}
+
+impl HashAlgorithm {
+    /// Every algorithm, in the order FEAT lists them.
+    pub const ALL: [Self; 4] = [Self::Sha256, Self::Sha1, Self::Md5, Self::Crc32];
+
+    /// The name HASH, OPTS HASH and FEAT use: `SHA-256`, `SHA-1`, `MD5` or `CRC32`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sha256 => "SHA-256",
+            Self::Sha1 => "SHA-1",
+            Self::Md5 => "MD5",
+            Self::Crc32 => "CRC32",
+        }
+    }
+
+    /// The algorithm `name` names (case-insensitive), if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.name().eq_ignore_ascii_case(name))
+    }
 }
 
 /// Why a line is not a command Ferry can run.
@@ -206,13 +246,21 @@ enum Verb {
     Lprt,
     Lpsv,
     Security,
+    Hash,
+    XHash(HashAlgorithm),
 }
 
-/// Every verb (upper case, padded with NUL to four bytes), what it is, and whether it needs an
+/// The verbs longer than four letters, apart so that [`VERBS`] keeps its four-byte keys.
+const LONG_VERBS: [(&[u8], Verb); 2] = [
+    (b"XSHA1", Verb::XHash(HashAlgorithm::Sha1)),
+    (b"XSHA256", Verb::XHash(HashAlgorithm::Sha256)),
+];
+
+/// Every verb of up to four letters (upper case, padded with NUL to four bytes), what it is, and whether it needs an
 /// argument (one that is missing or empty gets 501). One table rather than a `match` on strings: a
 /// linear search of four-byte keys is a fraction of the code (the engine's flash matters on a
 /// microcontroller, docs/embedded.md).
-const VERBS: [([u8; 4], Verb, bool); 57] = [
+const VERBS: [([u8; 4], Verb, bool); 60] = [
     (*b"USER", Verb::User, true),
     (*b"PASS", Verb::Pass, false),
     (*b"ACCT", Verb::Acct, true),
@@ -270,6 +318,9 @@ const VERBS: [([u8; 4], Verb, bool); 57] = [
     (*b"CONF", Verb::Security, false),
     (*b"ENC\0", Verb::Security, false),
     (*b"ADAT", Verb::Security, false),
+    (*b"HASH", Verb::Hash, true),
+    (*b"XMD5", Verb::XHash(HashAlgorithm::Md5), true),
+    (*b"XCRC", Verb::XHash(HashAlgorithm::Crc32), true),
 ];
 
 impl<'a> Command<'a> {
@@ -282,17 +333,26 @@ impl<'a> Command<'a> {
             Some(i) => (&line[..i], Some(&line[i + 1..])),
             None => (line, None),
         };
-        if verb.is_empty() || verb.len() > 4 || !verb.iter().all(u8::is_ascii_alphabetic) {
+        if verb.is_empty() || verb.len() > 7 || !verb.iter().all(u8::is_ascii_alphanumeric) {
             return Err(ParseError::Unknown);
         }
-        let mut key = [0u8; 4];
-        for (d, s) in key.iter_mut().zip(verb) {
-            *d = s.to_ascii_uppercase();
-        }
-        let &(_, verb, needs_arg) = VERBS
-            .iter()
-            .find(|(name, _, _)| *name == key)
-            .ok_or(ParseError::Unknown)?;
+        let (verb, needs_arg) = if verb.len() > 4 {
+            let &(_, v) = LONG_VERBS
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(verb))
+                .ok_or(ParseError::Unknown)?;
+            (v, true)
+        } else {
+            let mut key = [0u8; 4];
+            for (d, s) in key.iter_mut().zip(verb) {
+                *d = s.to_ascii_uppercase();
+            }
+            let &(_, v, needs_arg) = VERBS
+                .iter()
+                .find(|(name, _, _)| *name == key)
+                .ok_or(ParseError::Unknown)?;
+            (v, needs_arg)
+        };
         let arg = match arg {
             Some(a) => Some(core::str::from_utf8(a).map_err(|_| ParseError::BadArguments)?),
             None => None,
@@ -360,6 +420,8 @@ impl<'a> Command<'a> {
             Verb::Lprt => Command::NotImplemented("LPRT"),
             Verb::Lpsv => Command::NotImplemented("LPSV"),
             Verb::Security => Command::NotImplemented("security extension"),
+            Verb::Hash => Command::Hash(a),
+            Verb::XHash(algorithm) => Command::XHash(algorithm, a),
         })
     }
 
@@ -411,6 +473,13 @@ impl<'a> Command<'a> {
             Command::Pbsz(_) => "PBSZ",
             Command::Prot(_) => "PROT",
             Command::Ccc => "CCC",
+            Command::Hash(_) => "HASH",
+            Command::XHash(a, _) => match a {
+                HashAlgorithm::Sha256 => "XSHA256",
+                HashAlgorithm::Sha1 => "XSHA1",
+                HashAlgorithm::Md5 => "XMD5",
+                HashAlgorithm::Crc32 => "XCRC",
+            },
             Command::NotImplemented(v) => v,
         }
     }
@@ -519,6 +588,26 @@ mod tests {
         assert_eq!(p("user bob"), Ok(Command::User("bob")));
         assert_eq!(p("XpWd"), Ok(Command::Pwd));
         assert_eq!(p("cdup"), Ok(Command::Cdup));
+    }
+
+    #[test]
+    fn hash_verbs_parse_up_to_seven_characters() {
+        assert_eq!(p("HASH a b"), Ok(Command::Hash("a b")));
+        assert_eq!(
+            p("xsha256 f"),
+            Ok(Command::XHash(HashAlgorithm::Sha256, "f"))
+        );
+        assert_eq!(p("XSHA1 f"), Ok(Command::XHash(HashAlgorithm::Sha1, "f")));
+        assert_eq!(p("XMD5 f"), Ok(Command::XHash(HashAlgorithm::Md5, "f")));
+        assert_eq!(p("XCRC f"), Ok(Command::XHash(HashAlgorithm::Crc32, "f")));
+        assert_eq!(p("XSHA256"), Err(ParseError::BadArguments));
+        assert_eq!(p("HASH"), Err(ParseError::BadArguments));
+        assert_eq!(p("XSHA512 f"), Err(ParseError::Unknown));
+        assert_eq!(p("XSHA2567 f"), Err(ParseError::Unknown));
+        assert_eq!(p("X-SHA1 f"), Err(ParseError::Unknown));
+        assert_eq!(HashAlgorithm::from_name("sha-1"), Some(HashAlgorithm::Sha1));
+        assert_eq!(HashAlgorithm::from_name("SHA1"), None);
+        assert_eq!(p("XSHA256 f").map(|c| c.verb()), Ok("XSHA256"));
     }
 
     #[test]

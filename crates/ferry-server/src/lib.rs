@@ -15,6 +15,7 @@
 
 mod activity;
 pub mod auth;
+mod checksum;
 pub mod config;
 mod control;
 mod counts;
@@ -117,6 +118,8 @@ impl<S: Storage, A: Authenticator> Server<S, A> {
         // otherwise the session does not spend an allocation per command on them.
         // The server keeps quotas: SITE QUOTA reports them.
         session.site_quota = true;
+        // The server computes checksums (src/checksum.rs): HASH and the X-commands are offered.
+        session.hash = true;
         session.report_commands = config.metrics.is_some()
             || tracing::enabled!(target: "ferry_server::control", tracing::Level::DEBUG);
         config.session = Arc::new(session);

@@ -48,6 +48,7 @@ fn syst_feat_help_noop() {
             "211-Features:",
             " EPRT",
             " EPSV",
+            " HASH SHA-256*;SHA-1;MD5;CRC32",
             " MDTM",
             " MFMT",
             " MLST type*;size*;modify*;perm*;unique*;UNIX.mode;",

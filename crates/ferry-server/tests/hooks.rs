@@ -20,26 +20,9 @@ use std::time::{Duration, Instant};
 use common::{DataMode, TestServer, USER};
 use ferry_server::hooks::HooksConfig;
 use ferry_server::metrics::Metrics;
+use ferry_test_support::util::have_tool;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
-}
-
-fn have_python() -> bool {
-    let ok = Command::new("python3")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(!in_ci(), "python3 is missing (required under CI)");
-        eprintln!("SKIPPED: python3 is missing");
-    }
-    ok
-}
 
 /// An HTTP receiver: `python3 -m http.server`'s handler, answering POSTs to `/ok` with 200 and
 /// printing each body as a line, `/fail` with 500. Killed on drop.
@@ -126,7 +109,7 @@ fn session_id(v: &serde_json::Value) -> u64 {
 
 #[test]
 fn a_url_hook_receives_every_event_with_its_fields() {
-    if !have_python() {
+    if !have_tool("python3") {
         return;
     }
     let receiver = Receiver::start();
@@ -334,7 +317,7 @@ fn wait_metric(metrics: &Metrics, prefix: &str) -> String {
 #[cfg(unix)]
 #[test]
 fn hanging_and_failing_hooks_do_not_disturb_the_session() {
-    if !have_python() {
+    if !have_tool("python3") {
         return;
     }
     let receiver = Receiver::start();

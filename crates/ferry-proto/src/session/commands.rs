@@ -70,6 +70,12 @@ impl<C: Deref<Target = Config>> Session<C> {
                 return self.reply_join(ReplyCode::NOT_IMPLEMENTED, &[v, " not implemented"]);
             }
             Command::Stat(None) => return self.status(),
+            Command::Hash(_) | Command::XHash(..) if !self.config.hash => {
+                return self.reply_join(
+                    ReplyCode::NOT_IMPLEMENTED,
+                    &[cmd.verb(), " not implemented"],
+                );
+            }
             _ => {}
         }
         let Login::LoggedIn { grant, .. } = &self.login else {
@@ -287,6 +293,8 @@ impl<C: Deref<Target = Config>> Session<C> {
                 self.say(ReplyCode::DATA_OPEN, "No transfer to abort");
             }
             Command::Site(sub) => self.site(sub),
+            Command::Hash(arg) => self.hash(perms, self.hash_algorithm, false, arg),
+            Command::XHash(algorithm, arg) => self.hash(perms, algorithm, true, arg),
             // Handled before the login check.
             _ => self.say(ReplyCode::SYNTAX_ERROR, "Command not understood"),
         }

@@ -25,6 +25,7 @@ impl<C: Deref<Target = Config>> Session<C> {
                 self.quota_done(report);
                 self.resume_deferred(now);
             }
+            (Wait::Hash(h), Completion::Hash(result)) => self.hash_done(now, h, result),
             (Wait::Tls, Completion::TlsStarted(ok)) => {
                 if ok {
                     self.control_tls = true;

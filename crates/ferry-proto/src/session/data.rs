@@ -77,12 +77,16 @@ impl<C: Deref<Target = Config>> Session<C> {
         }));
     }
 
+    /// ABOR during a transfer or a checksum: the driver cancels it, and its completion answers.
     pub(super) fn abort_transfer(&mut self) {
-        if let Wait::Transfer(t) = &mut self.wait {
-            if !t.aborting {
-                t.aborting = true;
-                self.out.push_back(Output::Action(Action::Abort));
-            }
+        let aborting = match &mut self.wait {
+            Wait::Transfer(t) => &mut t.aborting,
+            Wait::Hash(h) => &mut h.aborting,
+            _ => return,
+        };
+        if !*aborting {
+            *aborting = true;
+            self.out.push_back(Output::Action(Action::Abort));
         }
     }
 

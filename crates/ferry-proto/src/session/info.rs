@@ -15,12 +15,14 @@ const HELP_LINES: &[&str] = &[
 ];
 
 /// Features listed by FEAT (RFC 2389), in alphabetical order: `None` stands for the MLST line (which
-/// depends on the session's facts), the `bool` marks the TLS features (listed only when TLS is
+/// depends on the session's facts), `HASH` for the HASH line (listed only with [`Config::hash`], its
+/// selected algorithm marked), the `bool` marks the TLS features (listed only when TLS is
 /// enabled). A fixed table rather than a list sorted at run time: a sort is over 1 KiB of flash.
 const FEATURES: &[(Option<&str>, bool)] = &[
     (Some("AUTH TLS"), true),
     (Some("EPRT"), false),
     (Some("EPSV"), false),
+    (Some("HASH"), false),
     (Some("MDTM"), false),
     (Some("MFMT"), false),
     (None, false),
@@ -38,11 +40,15 @@ impl<C: Deref<Target = Config>> Session<C> {
         let mut text = ReplyText::new(ReplyCode::SYSTEM_STATUS);
         text.push("Features:");
         for &(feature, tls) in FEATURES {
-            if tls && !self.config.tls.enabled {
+            if tls && !self.config.tls.enabled || feature == Some("HASH") && !self.config.hash {
                 continue;
             }
             text.next_line();
             match feature {
+                Some("HASH") => {
+                    self.feat_hash(&mut text);
+                    &mut text
+                }
                 Some(f) => text.push(f),
                 // Writing to the reply's text cannot fail.
                 None => {
@@ -60,7 +66,9 @@ impl<C: Deref<Target = Config>> Session<C> {
             Some(i) => (&arg[..i], arg[i + 1..].trim_ascii()),
             None => (arg, ""),
         };
-        if name.eq_ignore_ascii_case("UTF8") {
+        if name.eq_ignore_ascii_case("HASH") && self.config.hash {
+            self.opts_hash(value)
+        } else if name.eq_ignore_ascii_case("UTF8") {
             if value.eq_ignore_ascii_case("ON") || value.is_empty() {
                 self.say(ReplyCode::OK, "UTF8 mode is always on")
             } else {
@@ -95,6 +103,9 @@ impl<C: Deref<Target = Config>> Session<C> {
         for line in HELP_LINES {
             text.next_line().push(line);
         }
+        if self.config.hash {
+            text.next_line().push("HASH XCRC XMD5 XSHA1 XSHA256");
+        }
         text.next_line().push("Help OK");
         self.out.push_back(Output::Reply(text.finish()));
     }
@@ -116,6 +127,8 @@ impl<C: Deref<Target = Config>> Session<C> {
             .next_line()
             .push(if self.is_transferring() {
                 "A data transfer is in progress"
+            } else if self.is_hashing() {
+                "A checksum is being computed"
             } else {
                 "No data connection"
             })

@@ -23,6 +23,7 @@
 mod commands;
 mod completion;
 mod data;
+mod hash;
 mod info;
 mod login;
 mod site;
@@ -39,7 +40,7 @@ use core::net::{IpAddr, SocketAddr};
 use core::ops::Deref;
 use core::time::Duration;
 
-use crate::command::{Command, ParseError};
+use crate::command::{Command, HashAlgorithm, ParseError};
 use crate::line::{LineBuffer, LineEvent};
 use crate::listing::Facts;
 use crate::path::VirtualPath;
@@ -70,6 +71,8 @@ enum Wait {
     Tls,
     /// The account's quota report (SITE QUOTA).
     Quota,
+    /// A checksum (HASH and the X-commands): like a transfer, ABOR, STAT and NOOP are answered at once.
+    Hash(hash::HashState),
     /// A failed-login delay; at `until` the 530 (and maybe 421) goes out.
     LoginDelay { until: Duration, close: bool },
     /// The connection is closing; nothing more is read.
@@ -137,6 +140,8 @@ pub struct Session<C> {
     pbsz: bool,
     /// PROT P is in force.
     prot_private: bool,
+    /// The algorithm of HASH (OPTS HASH).
+    hash_algorithm: HashAlgorithm,
 }
 
 impl<C: Deref<Target = Config>> Session<C> {
@@ -166,6 +171,7 @@ impl<C: Deref<Target = Config>> Session<C> {
             control_tls: false,
             pbsz: false,
             prot_private: false,
+            hash_algorithm: HashAlgorithm::Sha256,
         };
         let banner = s.config.banner.clone();
         s.reply(ReplyCode::SERVICE_READY, &banner);
@@ -205,7 +211,7 @@ impl<C: Deref<Target = Config>> Session<C> {
     pub fn poll_timeout(&self) -> Option<Duration> {
         match self.wait {
             Wait::LoginDelay { until, .. } => Some(until),
-            Wait::Closed | Wait::Transfer(_) => None,
+            Wait::Closed | Wait::Transfer(_) | Wait::Hash(_) => None,
             _ => {
                 let idle = self.last_activity.saturating_add(self.config.idle_timeout);
                 if matches!(self.login, Login::LoggedIn { .. }) {
@@ -235,6 +241,20 @@ impl<C: Deref<Target = Config>> Session<C> {
         matches!(self.wait, Wait::Transfer(_))
     }
 
+    /// True while a checksum ([`Action::Hash`]) runs.
+    pub fn is_hashing(&self) -> bool {
+        matches!(self.wait, Wait::Hash(_))
+    }
+
+    /// The state of a running transfer or checksum: `Some(aborting)`.
+    fn busy(&self) -> Option<bool> {
+        match &self.wait {
+            Wait::Transfer(t) => Some(t.aborting),
+            Wait::Hash(h) => Some(h.aborting),
+            _ => None,
+        }
+    }
+
     /// When the last command line arrived (on the caller's clock, like every `now`).
     pub fn last_activity(&self) -> Duration {
         self.last_activity
@@ -258,7 +278,7 @@ impl<C: Deref<Target = Config>> Session<C> {
         if self.is_closed() {
             return;
         }
-        if self.is_transferring() {
+        if self.busy().is_some() {
             self.action(Action::Abort);
         }
         self.reply(ReplyCode::NOT_AVAILABLE, text);
@@ -279,7 +299,7 @@ impl<C: Deref<Target = Config>> Session<C> {
                     self.resume_deferred(now);
                 }
             }
-            Wait::LoginDelay { .. } | Wait::Closed | Wait::Transfer(_) => {}
+            Wait::LoginDelay { .. } | Wait::Closed | Wait::Transfer(_) | Wait::Hash(_) => {}
             _ => {
                 if let Some(deadline) = self.poll_timeout() {
                     if now >= deadline {
@@ -300,7 +320,7 @@ impl<C: Deref<Target = Config>> Session<C> {
     pub fn handle_input(&mut self, now: Duration, mut input: &[u8]) -> usize {
         let total = input.len();
         while !input.is_empty() && self.accepting_input() {
-            let transferring = self.is_transferring();
+            let transferring = self.busy().is_some();
             let (n, event) = self.lines.feed(input);
             input = &input[n..];
             let Some(event) = event else { continue };
@@ -333,16 +353,16 @@ impl<C: Deref<Target = Config>> Session<C> {
             Wait::Idle => self.deferred.is_empty(),
             // Keep reading so that ABOR, STAT and NOOP are seen behind queued commands; the queue is
             // bounded by `max_pipelined`.
-            Wait::Transfer(_) => true,
+            Wait::Transfer(_) | Wait::Hash(_) => true,
             _ => false,
         }
     }
 
     fn handle_line(&mut self, now: Duration, line: &[u8]) {
-        if let Wait::Transfer(t) = &self.wait {
-            // During a transfer only ABOR, STAT and NOOP are answered at once (RFC 959 §4.1.3). A
-            // repeated ABOR waits like other commands, so that it gets its own reply afterwards.
-            let aborting = t.aborting;
+        if let Some(aborting) = self.busy() {
+            // During a transfer (or a checksum) only ABOR, STAT and NOOP are answered at once (RFC 959
+            // §4.1.3). A repeated ABOR waits like other commands, so that it gets its own reply
+            // afterwards.
             match Command::parse(line) {
                 Ok(Command::Abor) if !aborting => {
                     self.report_command("ABOR", line);
@@ -431,6 +451,7 @@ impl<C: Deref<Target = Config>> Session<C> {
         self.rename_from = None;
         self.epsv_all = false;
         self.facts = Facts::DEFAULT;
+        self.hash_algorithm = HashAlgorithm::Sha256;
     }
 
     fn with_path(&mut self, arg: &str, f: impl FnOnce(&mut Self, VirtualPath)) {
@@ -522,6 +543,8 @@ fn canonical(ip: IpAddr) -> IpAddr {
     ip.to_canonical()
 }
 
+#[cfg(test)]
+mod hash_tests;
 #[cfg(test)]
 mod permission_tests;
 #[cfg(test)]

@@ -5,6 +5,7 @@ use alloc::vec::Vec;
 use core::net::SocketAddr;
 use core::time::Duration;
 
+use crate::command::HashAlgorithm;
 use crate::listing::{FileInfo, ListFormat};
 use crate::path::VirtualPath;
 use crate::reply::Reply;
@@ -129,6 +130,10 @@ pub struct Config {
     /// a larger directory's listing is cut there, with a last line saying so (LIST, NLST and MLSD stream
     /// any number of entries over the data connection). Default 1,000 (about 100 KiB of reply).
     pub max_stat_entries: usize,
+    /// The driver answers [`Action::Hash`]: HASH, OPTS HASH, XSHA256, XSHA1, XMD5 and XCRC are offered
+    /// (and FEAT lists HASH). Off by default: a driver that cannot hash (a microcontroller, where the
+    /// digests would cost flash) answers them with 502.
+    pub hash: bool,
 }
 
 /// What the session offers and demands of TLS (RFC 4217).
@@ -160,6 +165,7 @@ impl Default for Config {
             report_commands: false,
             site_quota: false,
             max_stat_entries: 1000,
+            hash: false,
         }
     }
 }
@@ -348,6 +354,28 @@ pub enum Action {
     /// Report the logged-in account's quota and usage (`SITE QUOTA`, only with
     /// [`Config::site_quota`]); answer with [`Completion::Quota`].
     QueryQuota,
+    /// Compute a file's checksum (HASH and the X-commands, only with [`Config::hash`]), reading it as a
+    /// download would (at the download rate); answer with [`Completion::Hash`]. [`Action::Abort`]
+    /// cancels it; it then still answers, with [`TransferError::Aborted`].
+    Hash(HashRequest),
+}
+
+/// A checksum the driver should compute: of the whole file at `path`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HashRequest {
+    /// The file.
+    pub path: VirtualPath,
+    /// The algorithm.
+    pub algorithm: HashAlgorithm,
+}
+
+/// A file's checksum, for [`Completion::Hash`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HashDigest {
+    /// The digest in lower-case hexadecimal (CRC32: eight digits, as zlib prints it with `%08x`).
+    pub hex: String,
+    /// The bytes hashed: the file's size when it was read.
+    pub size: u64,
 }
 
 /// The result of an [`Action`], fed back through [`Session::handle_completion`](super::Session::handle_completion).
@@ -374,6 +402,9 @@ pub enum Completion {
     TlsStarted(bool),
     /// Result of [`Action::QueryQuota`]: `None` when the account has no quota.
     Quota(Option<QuotaReport>),
+    /// Result of [`Action::Hash`]: the digest, or why not ([`TransferError::Aborted`] after
+    /// [`Action::Abort`], [`TransferError::Storage`] when the file cannot be read).
+    Hash(Result<HashDigest, TransferError>),
 }
 
 /// An account's storage quota and what it uses, for `SITE QUOTA`.

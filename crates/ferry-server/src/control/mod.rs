@@ -7,13 +7,13 @@ use std::time::Instant;
 
 use ferry_proto::session::Config as SessionConfig;
 use ferry_proto::session::{
-    Action, Completion, FsRequest, FsResponse, Output, Session, TransferError,
+    Action, Completion, FsRequest, FsResponse, HashDigest, Output, Session, TransferError,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
 use crate::auth::{Authenticator, LoginLimiter};
 use crate::config::ServerConfig;
@@ -108,6 +108,8 @@ pub(crate) struct ControlDriver<S: Storage, A: Authenticator> {
     passive: Option<(oneshot::Receiver<io::Result<TcpStream>>, JoinHandle<()>)>,
     /// Boxed: most of a session's life has no transfer, and an idle session should stay small.
     transfer: Option<Box<Running>>,
+    /// The checksum task of HASH or an X-command, while it runs (aborted by ABOR and teardown).
+    hashing: Option<JoinHandle<Result<HashDigest, TransferError>>>,
     shutdown: watch::Receiver<Phase>,
     /// The shutdown sender is gone (the server stopped waiting); the phase no longer changes.
     shutdown_gone: bool,
@@ -148,6 +150,7 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
             wbuf: Vec::new(),
             passive: None,
             transfer: None,
+            hashing: None,
             shutdown,
             shutdown_gone: false,
             closing: false,
@@ -275,6 +278,11 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
                         }
                     };
                     self.session.handle_completion(now, completion);
+                }
+                result = hash_done(&mut self.hashing) => {
+                    self.hashing = None;
+                    let now = self.now();
+                    self.session.handle_completion(now, Completion::Hash(result));
                 }
                 r = self.shutdown.changed(), if !self.shutdown_gone => {
                     // The server dropped its sender: no more phases will come; stop polling it.
@@ -424,6 +432,9 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
                 }
             }
             Action::Abort => {
+                if let Some(h) = &self.hashing {
+                    h.abort();
+                }
                 self.close_data();
                 if let Some(t) = &mut self.transfer {
                     t.ready = None;
@@ -445,6 +456,15 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
                 let report = self.quota_report();
                 self.session
                     .handle_completion(now(), Completion::Quota(report));
+            }
+            Action::Hash(request) => {
+                let throttle = self
+                    .policy
+                    .as_ref()
+                    .map(|p| p.download.clone())
+                    .unwrap_or_default();
+                let task = crate::checksum::run(Arc::clone(&self.storage), request, throttle);
+                self.hashing = Some(tokio::spawn(task.in_current_span()));
             }
         }
     }
@@ -503,6 +523,9 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
     }
 
     async fn teardown(&mut self) {
+        if let Some(h) = self.hashing.take() {
+            h.abort();
+        }
         self.close_data();
         if let Some(mut t) = self.transfer.take() {
             // Cancel and let the transfer clean up (a partial upload must not outlive the session);
@@ -600,6 +623,17 @@ fn feed(
         pending.extend_from_slice(&data[used..]);
     } else {
         pending.extend_from_slice(data);
+    }
+}
+
+/// The result of the running checksum; pending forever when there is none. An aborted task counts as
+/// aborted (ABOR).
+async fn hash_done(
+    task: &mut Option<JoinHandle<Result<HashDigest, TransferError>>>,
+) -> Result<HashDigest, TransferError> {
+    match task {
+        Some(handle) => handle.await.unwrap_or(Err(TransferError::Aborted)),
+        None => std::future::pending().await,
     }
 }
 
