@@ -360,6 +360,8 @@ async fn fs_request<S: Storage>(
         FsRequest::RemoveFile(path) => done(storage.remove_file(&path).await),
         FsRequest::Rename { from, to } => done(storage.rename(&from, &to).await),
         FsRequest::SetModified { path, secs } => done(storage.set_modified(&path, secs).await),
+        // FAT keeps no Unix modes: the session answers SITE CHMOD 504.
+        FsRequest::SetMode { .. } => Err(StorageErrorKind::Unsupported),
     }
 }
 

@@ -138,7 +138,7 @@ pub(crate) fn check_request(req: &FsRequest) -> Result<(), StorageErrorKind> {
         | FsRequest::List { path: p, .. }
         | FsRequest::RemoveDir(p)
         | FsRequest::RemoveFile(p) => missing(p),
-        FsRequest::SetModified { path, .. } => missing(path),
+        FsRequest::SetModified { path, .. } | FsRequest::SetMode { path, .. } => missing(path),
         FsRequest::CreateDir(p) => check_new(p),
         FsRequest::Rename { from, to } => {
             missing(from)?;

@@ -92,14 +92,17 @@ fn site_help() {
         r.lines,
         vec![
             "214-SITE commands:",
+            " CHMOD <octal mode> <path>",
             " HELP",
             " QUOTA",
             "214 End of SITE help"
         ]
     );
     let r = c.expect("HELP SITE", 214);
-    assert_eq!(r.text, "SITE commands: HELP QUOTA");
-    c.expect("SITE CHMOD 777 x", 502);
+    assert_eq!(r.text, "SITE commands: CHMOD HELP QUOTA");
+    // The fixture's user has the nine file permissions, not chmod.
+    c.expect("SITE CHMOD 777 x", 550);
+    c.expect("SITE BOGUS", 502);
     c.expect("NOOP", 200);
 }
 

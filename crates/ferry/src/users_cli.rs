@@ -47,7 +47,7 @@ Examples:
         #[arg(long, value_name = "ROLE", value_parser = parse_role, conflicts_with = "permissions")]
         role: Option<Role>,
         /// Permissions instead of a role, comma-separated: list, read, write, overwrite, append,
-        /// delete, rename, mkdir, rmdir.
+        /// delete, rename, mkdir, rmdir, chmod.
         #[arg(long, value_name = "LIST", value_delimiter = ',')]
         permissions: Vec<String>,
         /// Sessions the user may have open at once.

@@ -292,7 +292,7 @@ impl<C: Deref<Target = Config>> Session<C> {
                 }
                 self.say(ReplyCode::DATA_OPEN, "No transfer to abort");
             }
-            Command::Site(sub) => self.site(sub),
+            Command::Site(sub) => self.site(perms, sub),
             Command::Hash(arg) => self.hash(perms, self.hash_algorithm, false, arg),
             Command::XHash(algorithm, arg) => self.hash(perms, algorithm, true, arg),
             // Handled before the login check.

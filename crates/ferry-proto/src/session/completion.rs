@@ -133,6 +133,13 @@ impl<C: Deref<Target = Config>> Session<C> {
             FsPending::RntoTarget { from, to } => {
                 return self.rnto_target_checked(from, to, result)
             }
+            FsPending::Chmod if result == Err(StorageErrorKind::Unsupported) => {
+                self.say(
+                    ReplyCode::NOT_IMPLEMENTED_FOR_PARAMETER,
+                    "SITE CHMOD not supported by this storage",
+                );
+                return self.resume_deferred(self.last_activity);
+            }
             other => other,
         };
         let response = match result {
@@ -161,6 +168,7 @@ impl<C: Deref<Target = Config>> Session<C> {
                 self.out.push_back(Output::Reply(text.finish()));
             }
             (FsPending::Done(text), _) => self.say(ReplyCode::FILE_ACTION_OK, text),
+            (FsPending::Chmod, _) => self.say(ReplyCode::OK, "SITE CHMOD command successful"),
             (FsPending::Size, FsResponse::Metadata(info)) => {
                 if info.kind == FileKind::Dir {
                     self.say(ReplyCode::FILE_UNAVAILABLE, "Not a plain file");

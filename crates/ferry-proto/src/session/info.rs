@@ -93,9 +93,9 @@ impl<C: Deref<Target = Config>> Session<C> {
     pub(super) fn help(&mut self, topic: Option<&str>) {
         if topic.is_some_and(|t| t.eq_ignore_ascii_case("SITE")) {
             return if self.config.site_quota {
-                self.say(ReplyCode::HELP, "SITE commands: HELP QUOTA")
+                self.say(ReplyCode::HELP, "SITE commands: CHMOD HELP QUOTA")
             } else {
-                self.say(ReplyCode::HELP, "SITE commands: HELP")
+                self.say(ReplyCode::HELP, "SITE commands: CHMOD HELP")
             };
         }
         let mut text = ReplyText::new(ReplyCode::HELP);

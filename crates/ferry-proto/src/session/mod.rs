@@ -95,6 +95,7 @@ enum FsPending {
     },
     StatPath(VirtualPath),
     Mfmt(VirtualPath, i64),
+    Chmod,
 }
 
 #[derive(Debug)]

@@ -264,3 +264,42 @@ fn mlst_perm_facts_follow_the_grant() {
         "{r:?}"
     );
 }
+
+#[test]
+fn site_chmod_needs_chmod_and_a_plain_octal_mode() {
+    let mut t = T::logged_in(Permissions::ADMIN);
+    assert_eq!(
+        t.fs("SITE CHMOD 0640 a b"),
+        FsRequest::SetMode {
+            path: vp("a b"),
+            mode: 0o640
+        }
+    );
+    t.complete(Completion::Fs(Ok(FsResponse::Done)));
+    assert_eq!(t.codes(), [200]);
+    // A storage without modes (S3, FAT): 504; a missing file: 550.
+    t.fs("site chmod 600 f");
+    t.complete(Completion::Fs(Err(StorageErrorKind::Unsupported)));
+    assert_eq!(t.codes(), [504]);
+    t.fs("SITE CHMOD 600 f");
+    t.complete(Completion::Fs(Err(StorageErrorKind::NotFound)));
+    assert_eq!(t.codes(), [550]);
+    for bad in [
+        "SITE CHMOD 4755 f",
+        "SITE CHMOD 1777 f",
+        "SITE CHMOD 778 f",
+        "SITE CHMOD u+x f",
+        "SITE CHMOD 644",
+        "SITE CHMOD",
+    ] {
+        t.send(bad);
+        assert_eq!(t.codes(), [501], "{bad}");
+    }
+    // Every file permission is not enough.
+    let mut t = T::logged_in(Permissions::ALL);
+    t.send("SITE CHMOD 644 f");
+    assert_eq!(t.codes(), [550]);
+    assert!(!Permissions::ALL.contains(Permissions::CHMOD));
+    assert!(Permissions::ADMIN.contains(Permissions::ALL | Permissions::CHMOD));
+    assert_eq!(Permissions::from_bits(u16::MAX), Permissions::ADMIN);
+}

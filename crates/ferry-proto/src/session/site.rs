@@ -1,18 +1,27 @@
-//! SITE commands (RFC 959 §4.1.3: services specific to this server): HELP and QUOTA.
+//! SITE commands (RFC 959 §4.1.3: services specific to this server): CHMOD, HELP and QUOTA.
 
 use core::ops::Deref;
 
-use super::{Action, Config, Output, QuotaCount, QuotaReport, Session, Wait};
+use super::{
+    Action, Config, FsPending, FsRequest, Output, Permissions, QuotaCount, QuotaReport, Session,
+    Wait,
+};
 use crate::reply::{ReplyCode, ReplyText};
 use crate::text::{div_rem, Num};
 
 impl<C: Deref<Target = Config>> Session<C> {
     /// `SITE word ...` (logged in).
-    pub(super) fn site(&mut self, sub: &str) {
-        let word = sub.split(' ').next().unwrap_or("");
-        if word.eq_ignore_ascii_case("HELP") {
+    pub(super) fn site(&mut self, perms: Permissions, sub: &str) {
+        let (word, args) = sub.split_once(' ').unwrap_or((sub, ""));
+        if word.eq_ignore_ascii_case("CHMOD") {
+            self.chmod(perms, args);
+        } else if word.eq_ignore_ascii_case("HELP") {
             let mut text = ReplyText::new(ReplyCode::HELP);
-            text.push("SITE commands:").next_line().push("HELP");
+            text.push("SITE commands:")
+                .next_line()
+                .push("CHMOD <octal mode> <path>")
+                .next_line()
+                .push("HELP");
             if self.config.site_quota {
                 text.next_line().push("QUOTA");
             }
@@ -24,6 +33,22 @@ impl<C: Deref<Target = Config>> Session<C> {
         } else {
             self.say(ReplyCode::NOT_IMPLEMENTED, "Unknown SITE command");
         }
+    }
+
+    /// `SITE CHMOD <mode> <path>` (as WinSCP and FileZilla send it): the mode is one to four octal
+    /// digits of at most `0777` (setuid, setgid and sticky bits are refused, 501); the path is the rest
+    /// of the line, verbatim. Needs [`Permissions::CHMOD`].
+    fn chmod(&mut self, perms: Permissions, args: &str) {
+        let (mode, path) = args.split_once(' ').unwrap_or((args, ""));
+        let Some(mode) = parse_mode(mode).filter(|_| !path.is_empty()) else {
+            return self.say(
+                ReplyCode::BAD_ARGUMENTS,
+                "Use SITE CHMOD <octal mode 0-777> <path>",
+            );
+        };
+        self.with_perm(perms, Permissions::CHMOD, path, |s, path| {
+            s.fs(FsRequest::SetMode { path, mode }, FsPending::Chmod)
+        });
     }
 
     /// Answers SITE QUOTA: `200` with the usage and limits, one line each.
@@ -47,6 +72,21 @@ impl<C: Deref<Target = Config>> Session<C> {
         });
         self.out.push_back(Output::Reply(text.finish()));
     }
+}
+
+/// A SITE CHMOD mode: one to four octal digits, at most `0o777`.
+fn parse_mode(s: &str) -> Option<u32> {
+    if s.is_empty() || s.len() > 4 {
+        return None;
+    }
+    let mut mode = 0u32;
+    for b in s.bytes() {
+        if !(b'0'..=b'7').contains(&b) {
+            return None;
+        }
+        mode = mode * 8 + u32::from(b - b'0');
+    }
+    (mode <= 0o777).then_some(mode)
 }
 
 /// One line of the SITE QUOTA reply: `what: used used of limit (percent%)`, `what: used used of 0`,
@@ -102,6 +142,20 @@ mod tests {
         fn percent_is_exact(used in any::<u64>(), limit in 1..=u64::MAX) {
             let exact = u128::from(used) * 100 / u128::from(limit);
             prop_assert_eq!(u128::from(percent(used, limit)), exact.min(u128::from(u64::MAX)));
+        }
+    }
+
+    #[test]
+    fn chmod_modes_are_octal_without_special_bits() {
+        use super::parse_mode;
+        assert_eq!(parse_mode("644"), Some(0o644));
+        assert_eq!(parse_mode("0755"), Some(0o755));
+        assert_eq!(parse_mode("0"), Some(0));
+        assert_eq!(parse_mode("777"), Some(0o777));
+        for bad in [
+            "", "4755", "1777", "0o644", "8", "64a", "00755", "-644", "+644",
+        ] {
+            assert_eq!(parse_mode(bad), None, "{bad}");
         }
     }
 

@@ -784,7 +784,8 @@ fn syntax_errors_and_unimplemented_commands() {
     h.cmd("LPSV", 502);
     // TLS is not configured here (its commands are covered with the TLS policy).
     h.cmd("AUTH TLS", 502);
-    h.cmd("SITE CHMOD 777 f", 502);
+    h.cmd("SITE CHMOD 777 f", 550); // the grant lacks Permissions::CHMOD
+    h.cmd("SITE EXEC ls", 502);
     // Non-UTF-8 argument.
     assert_eq!(h.feed(b"CWD \xff\xff\xfe\r\n"), 9);
     h.expect(501);
@@ -846,7 +847,7 @@ fn help_and_site_help() {
     let r = h.replies();
     assert_eq!(r[0].0, 214);
     assert!(r[0].1.len() > 2);
-    assert_eq!(h.cmd("HELP SITE", 214), "SITE commands: HELP");
+    assert_eq!(h.cmd("HELP SITE", 214), "SITE commands: CHMOD HELP");
     h.send("SITE HELP");
     let r = h.replies();
     assert_eq!(r.len(), 1);

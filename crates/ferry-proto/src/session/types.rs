@@ -34,12 +34,17 @@ impl Permissions {
     pub const MKDIR: Self = Self(1 << 7);
     /// RMD.
     pub const RMDIR: Self = Self(1 << 8);
+    /// SITE CHMOD: change a file's mode bits. Not in [`Permissions::ALL`]: only an administrator's
+    /// grant ([`Permissions::ADMIN`]) or one that names it has it.
+    pub const CHMOD: Self = Self(1 << 9);
     /// No permission at all.
     pub const NONE: Self = Self(0);
     /// Listing and downloading.
     pub const READ_ONLY: Self = Self(Self::LIST.0 | Self::READ.0);
-    /// Everything.
+    /// The nine file permissions, LIST to RMDIR: everything but the administrative [`Permissions::CHMOD`].
     pub const ALL: Self = Self(0x1ff);
+    /// Everything, [`Permissions::CHMOD`] included (the users file's `admin` role).
+    pub const ADMIN: Self = Self(0x3ff);
 
     /// True if every permission in `other` is in `self`.
     pub const fn contains(self, other: Self) -> bool {
@@ -58,7 +63,7 @@ impl Permissions {
 
     /// Builds a set from raw bits (unknown bits dropped).
     pub const fn from_bits(bits: u16) -> Self {
-        Self(bits & Self::ALL.0)
+        Self(bits & Self::ADMIN.0)
     }
 
     /// The letters of the RFC 3659 §7.5.5 `perm` fact for an entry that is a directory (`dir`) or a
@@ -257,6 +262,14 @@ pub enum FsRequest {
         path: VirtualPath,
         /// New time.
         secs: i64,
+    },
+    /// SITE CHMOD: set the permission bits (at most `0o777`: never setuid, setgid or sticky). A storage
+    /// without modes answers [`StorageErrorKind::Unsupported`] (the client gets 504).
+    SetMode {
+        /// The file or directory.
+        path: VirtualPath,
+        /// The new mode, `0` to `0o777`.
+        mode: u32,
     },
 }
 

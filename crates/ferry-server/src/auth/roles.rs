@@ -8,7 +8,7 @@ use ferry_proto::session::Permissions;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 /// The permission names of the users file, in their canonical order.
-pub const PERMISSION_NAMES: [(&str, Permissions); 9] = [
+pub const PERMISSION_NAMES: [(&str, Permissions); 10] = [
     ("list", Permissions::LIST),
     ("read", Permissions::READ),
     ("write", Permissions::WRITE),
@@ -18,6 +18,7 @@ pub const PERMISSION_NAMES: [(&str, Permissions); 9] = [
     ("rename", Permissions::RENAME),
     ("mkdir", Permissions::MKDIR),
     ("rmdir", Permissions::RMDIR),
+    ("chmod", Permissions::CHMOD),
 ];
 
 /// The permission called `name` in the users file, if there is one.
@@ -45,10 +46,10 @@ pub enum Role {
     /// `upload-only`, a drop box: upload new files and create directories; no listing, no downloads, no
     /// changes to existing files.
     UploadOnly,
-    /// `read-write`: every permission.
+    /// `read-write`: the nine file permissions (not `chmod`).
     ReadWrite,
-    /// `admin`: every permission, including any that later versions add (for example administrative
-    /// SITE commands), which `read-write` will not get.
+    /// `admin`: every permission, `chmod` (SITE CHMOD) included, and any that later versions add (for
+    /// example administrative SITE commands), which `read-write` will not get.
     Admin,
 }
 
@@ -76,7 +77,8 @@ impl Role {
         match self {
             Self::ReadOnly => Permissions::READ_ONLY,
             Self::UploadOnly => Permissions::WRITE | Permissions::MKDIR,
-            Self::ReadWrite | Self::Admin => Permissions::ALL,
+            Self::ReadWrite => Permissions::ALL,
+            Self::Admin => Permissions::ADMIN,
         }
     }
 }

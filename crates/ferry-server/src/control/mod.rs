@@ -519,6 +519,9 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
                 .set_modified(&path, secs)
                 .await
                 .map(|()| FsResponse::Done),
+            FsRequest::SetMode { path, mode } => {
+                st.set_mode(&path, mode).await.map(|()| FsResponse::Done)
+            }
         }
     }
 

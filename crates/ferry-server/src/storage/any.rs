@@ -216,6 +216,10 @@ impl Storage for AnyStorage {
         each!(self, s => s.set_modified(path, unix_secs).await)
     }
 
+    async fn set_mode(&self, path: &VirtualPath, mode: u32) -> Result<(), StorageError> {
+        each!(self, s => s.set_mode(path, mode).await)
+    }
+
     async fn create_temp(
         &self,
         dir: &VirtualPath,

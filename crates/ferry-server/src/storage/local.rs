@@ -245,6 +245,23 @@ impl Storage for LocalStorage {
         .await
     }
 
+    /// chmod(2) through the jail: cap-std resolves `path` inside the root (a symlink is followed only
+    /// while it stays inside; `..` and absolute targets are refused) and changes the mode of what it
+    /// reaches. Special files (devices, FIFOs, sockets) are refused as everywhere else.
+    async fn set_mode(&self, path: &VirtualPath, mode: u32) -> Result<(), StorageError> {
+        use cap_std::fs::PermissionsExt as _;
+        let rel = rel_path(path);
+        self.blocking(move |root| {
+            let md = root.metadata(&rel)?;
+            if !md.is_dir() {
+                check_regular(&md)?;
+            }
+            root.set_permissions(&rel, cap_std::fs::Permissions::from_mode(mode & 0o777))?;
+            Ok(())
+        })
+        .await
+    }
+
     /// A relative `home` is opened inside this root through the jail (`..`, absolute symlinks and
     /// symlinks leading out are refused); an absolute one is opened as a new root with ambient
     /// authority, since the administrator chose it. Either way the result is jailed at the home.

@@ -331,6 +331,29 @@ pub trait Storage: Send + Sync + 'static {
         unix_secs: i64,
     ) -> impl Future<Output = Result<(), StorageError>> + Send;
 
+    /// Sets the permission bits of `path` to `mode` (SITE CHMOD; at most `0o777`, checked by the
+    /// engine), following symlinks inside the root only.
+    ///
+    /// The default (for stores without Unix modes, such as object storage) answers
+    /// [`StorageErrorKind::Unsupported`], which the client sees as `504`.
+    ///
+    /// # Errors
+    /// [`StorageErrorKind::NotFound`], [`StorageErrorKind::PermissionDenied`],
+    /// [`StorageErrorKind::Unsupported`], and other kinds as the backend reports them.
+    fn set_mode(
+        &self,
+        path: &VirtualPath,
+        mode: u32,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send {
+        let _ = (path, mode);
+        async {
+            Err(StorageError::new(
+                StorageErrorKind::Unsupported,
+                "this storage has no file modes",
+            ))
+        }
+    }
+
     /// Creates a new, empty temporary file in the directory `dir` for an atomic upload, and returns its
     /// path and a writer.
     ///
