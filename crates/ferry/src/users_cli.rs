@@ -1,4 +1,4 @@
-//! `ferry user add|passwd|del|enable|disable|list` and `ferry hash-password`: users-file tools.
+//! `ferry user add|modify|passwd|del|enable|disable|list` and `ferry hash-password`: users-file tools.
 //!
 //! Passwords are read from the terminal without echo (twice, to catch typos), or, when standard input
 //! is not a terminal, as one line of standard input (for scripts: `echo "$PW" | ferry user add ...`).
@@ -20,6 +20,7 @@ use ferry_server::auth::users::{
     hash_password, permission_by_name, permission_names, Argon2Cost, Role, UsersFile,
 };
 use ferry_server::auth::Cidr;
+use ferry_server::throttle::ByteCount;
 use toml_edit::{Array, DocumentMut, Item, Table};
 
 /// `ferry user ...`.
@@ -33,34 +34,44 @@ Examples:
   ferry user add uploads --users users.toml --permissions list,write --max-sessions 2
       An upload-only account with at most two sessions.
   echo \"$PW\" | ferry user add bob --users users.toml --allow-from 192.0.2.0/24
-      From a script, for logins from one network only.")]
+      From a script, for logins from one network only.
+  ferry user add scanner --users users.toml --role upload-only --quota-bytes 10G \\
+      --upload-rate 2M --hook-command /usr/local/bin/process-scan --hook-events upload
+      A drop box with a quota, a bandwidth limit and a hook of its own.")]
     Add {
         /// The user name.
         name: String,
         #[command(flatten)]
         file: FileArg,
-        /// Home directory, the user's `/`: relative to the server root, or absolute. Default: the
-        /// server root.
-        #[arg(long, value_name = "DIR")]
-        home: Option<String>,
-        /// Permission preset.
-        #[arg(long, value_name = "ROLE", value_parser = parse_role, conflicts_with = "permissions")]
-        role: Option<Role>,
-        /// Permissions instead of a role, comma-separated: list, read, write, overwrite, append,
-        /// delete, rename, mkdir, rmdir, chmod.
-        #[arg(long, value_name = "LIST", value_delimiter = ',')]
-        permissions: Vec<String>,
-        /// Sessions the user may have open at once.
-        #[arg(long, value_name = "N")]
-        max_sessions: Option<u32>,
-        /// A network the user may log in from, as CIDR (repeatable). Default: anywhere.
-        #[arg(long = "allow-from", value_name = "CIDR")]
-        allow_from: Vec<String>,
+        /// The account's settings (boxed: they are most of the command's size).
+        #[command(flatten)]
+        account: Box<AccountArgs>,
         /// Add the user disabled.
         #[arg(long)]
         disabled: bool,
         #[command(flatten)]
         cost: CostArgs,
+    },
+    /// Change a user's settings: only the keys given change (the password: `ferry user passwd`).
+    #[command(after_help = "\
+Examples:
+  ferry user modify bob --users users.toml --quota-bytes 20G --download-rate 10M
+  ferry user modify bob --users users.toml --role read-write --unset quota_bytes,upload_rate
+  ferry user modify bob --users users.toml --hook-events none
+      Back to the server's limits and hooks, or none of them, for the keys named.")]
+    Modify {
+        /// The user name.
+        name: String,
+        #[command(flatten)]
+        file: FileArg,
+        /// The settings to change; a role replaces a permission list and the other way round.
+        #[command(flatten)]
+        account: Box<AccountArgs>,
+        /// Users-file keys to remove, back to their defaults, comma-separated: home, max_sessions,
+        /// allow_from, quota_bytes, quota_files, upload_rate, download_rate, hook_command, hook_url,
+        /// hook_events.
+        #[arg(long, value_name = "KEYS", value_delimiter = ',')]
+        unset: Vec<String>,
     },
     /// Change a user's password (read from the terminal, or one line of stdin).
     #[command(after_help = "\
@@ -115,6 +126,112 @@ Examples:
     },
 }
 
+/// The account settings of `user add` and `user modify`: the users-file keys of the same names (see
+/// docs/users.md).
+#[derive(Debug, Default, Args)]
+pub struct AccountArgs {
+    /// Home directory, the user's `/`: relative to the server root, or absolute. Default: the
+    /// server root.
+    #[arg(long, value_name = "DIR")]
+    pub home: Option<String>,
+    /// Permission preset (default for a new user: read-only).
+    #[arg(long, value_name = "ROLE", value_parser = parse_role, conflicts_with = "permissions")]
+    pub role: Option<Role>,
+    /// Permissions instead of a role, comma-separated: list, read, write, overwrite, append,
+    /// delete, rename, mkdir, rmdir, chmod.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub permissions: Vec<String>,
+    /// Sessions the user may have open at once.
+    #[arg(long, value_name = "N")]
+    pub max_sessions: Option<u32>,
+    /// A network the user may log in from, as CIDR (repeatable). Default: anywhere.
+    #[arg(long = "allow-from", value_name = "CIDR")]
+    pub allow_from: Vec<String>,
+    /// Bytes the user may keep in its home: a number or `512K`, `10M`, `2G`, `1T` (1024-based).
+    #[arg(long, value_name = "SIZE", value_parser = parse_byte_count)]
+    pub quota_bytes: Option<String>,
+    /// Files and directories the user may have in its home.
+    #[arg(long, value_name = "N")]
+    pub quota_files: Option<u64>,
+    /// Bytes per second of all the user's uploads together (`2M`, `524288`).
+    #[arg(long, value_name = "RATE", value_parser = parse_byte_count)]
+    pub upload_rate: Option<String>,
+    /// Bytes per second of all the user's downloads, listings and checksums together.
+    #[arg(long, value_name = "RATE", value_parser = parse_byte_count)]
+    pub download_rate: Option<String>,
+    /// Absolute path of a program run for this user's events instead of the server's.
+    #[arg(long, value_name = "PATH")]
+    pub hook_command: Option<String>,
+    /// `http://` URL that receives this user's events instead of the server's.
+    #[arg(long, value_name = "URL")]
+    pub hook_url: Option<String>,
+    /// The events hooks run for with this user, comma-separated, `all`, or `none` (no hooks).
+    #[arg(long, value_name = "LIST")]
+    pub hook_events: Option<String>,
+}
+
+impl AccountArgs {
+    /// Writes the quota, rate and hook keys given into `entry` (the users-file parser checks them when
+    /// the file is saved).
+    fn apply_limits(&self, entry: &mut Table) {
+        let sizes = [
+            ("quota_bytes", &self.quota_bytes),
+            ("upload_rate", &self.upload_rate),
+            ("download_rate", &self.download_rate),
+            ("hook_command", &self.hook_command),
+            ("hook_url", &self.hook_url),
+        ];
+        for (key, value) in sizes {
+            if let Some(v) = value {
+                entry.insert(key, toml_edit::value(v.as_str()));
+            }
+        }
+        if let Some(n) = self.quota_files {
+            entry.insert(
+                "quota_files",
+                toml_edit::value(i64::try_from(n).unwrap_or(i64::MAX)),
+            );
+        }
+        if let Some(events) = &self.hook_events {
+            let value = match events.as_str() {
+                "all" => toml_edit::value("all"),
+                "none" => toml_edit::value(Array::new()),
+                list => toml_edit::value(list.split(',').map(str::trim).collect::<Array>()),
+            };
+            entry.insert("hook_events", value);
+        }
+    }
+}
+
+/// The keys of a user's table, in the order a new user's table lists them.
+const KEYS: [&str; 14] = [
+    "password_hash",
+    "home",
+    "role",
+    "permissions",
+    "enabled",
+    "max_sessions",
+    "allow_from",
+    "quota_bytes",
+    "quota_files",
+    "upload_rate",
+    "download_rate",
+    "hook_command",
+    "hook_url",
+    "hook_events",
+];
+
+/// Keys `ferry user modify --unset` may remove: all but the hash, the access (`--role` or
+/// `--permissions` replace it) and `enabled` (`ferry user enable`).
+fn unsettable() -> impl Iterator<Item = &'static str> {
+    KEYS.into_iter()
+        .filter(|k| !matches!(*k, "password_hash" | "role" | "permissions" | "enabled"))
+}
+
+fn parse_byte_count(s: &str) -> Result<String, String> {
+    s.parse::<ByteCount>().map(|_| s.to_owned())
+}
+
 /// Where the users a tool edits are kept: a users file or a PostgreSQL database.
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
@@ -162,11 +279,7 @@ pub fn run(command: &UserCommand) -> Result<()> {
         UserCommand::Add {
             name,
             file,
-            home,
-            role,
-            permissions,
-            max_sessions,
-            allow_from,
+            account,
             disabled,
             cost,
         } => {
@@ -180,14 +293,7 @@ pub fn run(command: &UserCommand) -> Result<()> {
                     "user {name:?} already exists (use `ferry user passwd` to change its password)"
                 );
             }
-            let mut entry = new_entry(
-                home.as_deref(),
-                *role,
-                permissions,
-                *max_sessions,
-                allow_from,
-                *disabled,
-            )?;
+            let mut entry = new_entry(account, *disabled)?;
             let password = read_password(true)?;
             let hash = hash_password(&password, cost.cost())?;
             // The hash goes first, where an administrator looks for it.
@@ -196,6 +302,24 @@ pub fn run(command: &UserCommand) -> Result<()> {
             users_table(&mut doc)?.insert(name, Item::Table(entry));
             save(path, &doc)?;
             eprintln!("added user {name:?} to {}", path.display());
+        }
+        UserCommand::Modify { name, file, .. } => {
+            let Some(path) = &file.users else {
+                return crate::users_db::run(command);
+            };
+            let (changes, removed) = modify_changes(command)?;
+            let mut doc = load(path, true)?;
+            let Some(user) = user_table(&mut doc, name) else {
+                bail!("no user {name:?} in {}", path.display());
+            };
+            for key in &removed {
+                user.remove(key);
+            }
+            for (key, value) in changes.iter() {
+                user.insert(key, value.clone());
+            }
+            save(path, &doc)?;
+            eprintln!("modified user {name:?}");
         }
         UserCommand::Passwd { name, file, cost } => {
             let Some(path) = &file.users else {
@@ -256,22 +380,34 @@ pub fn run(command: &UserCommand) -> Result<()> {
 
 /// The users-file table of a new user, without its password hash (checked before the password is
 /// asked for).
-pub(crate) fn new_entry(
-    home: Option<&str>,
-    role: Option<Role>,
-    permissions: &[String],
-    max_sessions: Option<u32>,
-    allow_from: &[String],
-    disabled: bool,
-) -> Result<Table> {
+pub(crate) fn new_entry(account: &AccountArgs, disabled: bool) -> Result<Table> {
+    let mut entry = settings(account)?;
+    if account.permissions.is_empty() && account.role.is_none() {
+        entry.insert("role", toml_edit::value(Role::ReadOnly.name()));
+    }
+    if disabled {
+        entry.insert("enabled", toml_edit::value(false));
+    }
+    Ok(entry)
+}
+
+/// The users-file keys `account` gives (no defaults).
+fn settings(account: &AccountArgs) -> Result<Table> {
+    let AccountArgs {
+        home,
+        role,
+        permissions,
+        max_sessions,
+        allow_from,
+        ..
+    } = account;
     let mut entry = Table::new();
     if let Some(home) = home {
         entry.insert("home", toml_edit::value(home));
     }
-    if permissions.is_empty() {
-        let role = role.unwrap_or(Role::ReadOnly);
+    if let Some(role) = role {
         entry.insert("role", toml_edit::value(role.name()));
-    } else {
+    } else if !permissions.is_empty() {
         let mut list = Array::new();
         for p in permissions {
             if permission_by_name(p).is_none() {
@@ -281,10 +417,7 @@ pub(crate) fn new_entry(
         }
         entry.insert("permissions", toml_edit::value(list));
     }
-    if disabled {
-        entry.insert("enabled", toml_edit::value(false));
-    }
-    if let Some(n) = max_sessions {
+    if let Some(n) = *max_sessions {
         if n == 0 {
             bail!("--max-sessions must be at least 1");
         }
@@ -300,7 +433,39 @@ pub(crate) fn new_entry(
         }
         entry.insert("allow_from", toml_edit::value(list));
     }
+    account.apply_limits(&mut entry);
     Ok(entry)
+}
+
+/// What `ferry user modify` changes: the keys to set, and the keys to remove first (`--unset`, and the
+/// role or permission list that a new permission list or role replaces).
+pub(crate) fn modify_changes(command: &UserCommand) -> Result<(Table, Vec<&'static str>)> {
+    let UserCommand::Modify { account, unset, .. } = command else {
+        bail!("not a modify command");
+    };
+    let mut removed = Vec::new();
+    for key in unset {
+        match unsettable().find(|k| *k == key.as_str()) {
+            Some(k) => removed.push(k),
+            None => bail!(
+                "--unset {key:?}: not a key that can be removed (one of {})",
+                unsettable().collect::<Vec<_>>().join(", ")
+            ),
+        }
+    }
+    let changes = settings(account)?;
+    if account.role.is_some() {
+        removed.push("permissions");
+    } else if !account.permissions.is_empty() {
+        removed.push("role");
+    }
+    if changes.is_empty() && removed.is_empty() {
+        bail!("nothing to change: give the keys to set or --unset");
+    }
+    if let Some(k) = removed.iter().find(|k| changes.contains_key(k)) {
+        bail!("{k} is both set and unset");
+    }
+    Ok((changes, removed))
 }
 
 /// Reads a new password and hashes it.
@@ -318,18 +483,7 @@ pub fn hash_password_command(cost: &CostArgs) -> Result<()> {
 
 /// Order of keys in a new user's table.
 fn key_rank(key: &str) -> usize {
-    [
-        "password_hash",
-        "home",
-        "role",
-        "permissions",
-        "enabled",
-        "max_sessions",
-        "allow_from",
-    ]
-    .iter()
-    .position(|k| *k == key)
-    .unwrap_or(usize::MAX)
+    KEYS.iter().position(|k| *k == key).unwrap_or(usize::MAX)
 }
 
 /// Reads a password: from the terminal without echo (asking twice if `confirm`), or as the first line

@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use ferry_server::auth::postgres::user_from_fields;
 use ferry_server::auth::{PgOptions, PgUsers, UsersFile};
 
-use crate::users_cli::{new_entry, new_hash, UserCommand};
+use crate::users_cli::{modify_changes, new_entry, new_hash, UserCommand};
 
 /// Runs a `ferry user` command whose target is `--users-db`.
 pub fn run(command: &UserCommand) -> Result<()> {
@@ -19,6 +19,7 @@ pub fn run(command: &UserCommand) -> Result<()> {
 async fn run_async(command: &UserCommand) -> Result<()> {
     let url = match command {
         UserCommand::Add { file, .. }
+        | UserCommand::Modify { file, .. }
         | UserCommand::Passwd { file, .. }
         | UserCommand::Del { file, .. }
         | UserCommand::Enable { file, .. }
@@ -53,11 +54,7 @@ async fn run_async(command: &UserCommand) -> Result<()> {
     match command {
         UserCommand::Add {
             name,
-            home,
-            role,
-            permissions,
-            max_sessions,
-            allow_from,
+            account,
             disabled,
             cost,
             ..
@@ -67,20 +64,25 @@ async fn run_async(command: &UserCommand) -> Result<()> {
                     "user {name:?} already exists (use `ferry user passwd` to change its password)"
                 );
             }
-            let entry = new_entry(
-                home.as_deref(),
-                *role,
-                permissions,
-                *max_sessions,
-                allow_from,
-                *disabled,
-            )?;
+            let entry = new_entry(account, *disabled)?;
             let mut t: toml::Table = entry.to_string().parse()?;
             t.insert("password_hash".to_owned(), new_hash(cost)?.into());
             if !db.put(name, &t, false).await? {
                 bail!("user {name:?} already exists");
             }
             eprintln!("added user {name:?} to {}", db.name());
+        }
+        UserCommand::Modify { name, .. } => {
+            let (changes, removed) = modify_changes(command)?;
+            let changes: toml::Table = changes.to_string().parse()?;
+            let mut t = fields(name).await?;
+            for key in removed {
+                t.remove(key);
+            }
+            t.extend(changes);
+            user_from_fields(name, &t)?;
+            db.put(name, &t, true).await?;
+            eprintln!("modified user {name:?}");
         }
         UserCommand::Passwd { name, cost, .. } => {
             let mut t = fields(name).await?;

@@ -435,3 +435,137 @@ fn bans_are_logged_for_fail2ban_and_refused_at_connect() {
     assert_eq!(failures, 3, "{log}");
     assert!(!log.contains('\u{1b}'), "colour codes in the log file");
 }
+
+#[test]
+fn add_and_modify_set_quota_rate_and_hook_keys() {
+    use ferry_server::hooks::HookEvent;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("users.toml");
+    let f = file.to_str().unwrap();
+    ok(
+        &with(
+            &[
+                "user",
+                "add",
+                "scanner",
+                "--users",
+                f,
+                "--role",
+                "upload-only",
+                "--quota-bytes",
+                "10G",
+                "--quota-files",
+                "1000",
+                "--upload-rate",
+                "2M",
+                "--download-rate",
+                "512K",
+                "--hook-command",
+                "/usr/local/bin/process-scan",
+                "--hook-events",
+                "upload,mkdir",
+            ],
+            &CHEAP,
+        ),
+        "pw\n",
+    );
+    let users = load(&file);
+    let u = users.user("scanner").unwrap();
+    assert_eq!(u.quota.bytes, Some(10 << 30));
+    assert_eq!(u.quota.files, Some(1000));
+    assert_eq!(u.bandwidth.upload, Some(2 << 20));
+    assert_eq!(u.bandwidth.download, Some(512 << 10));
+    let hooks = u.hooks.clone().unwrap();
+    assert_eq!(
+        hooks.command.as_deref(),
+        Some(Path::new("/usr/local/bin/process-scan"))
+    );
+    let events = hooks.events.unwrap();
+    assert!(events.contains(HookEvent::Upload) && events.contains(HookEvent::Mkdir));
+    assert!(!events.contains(HookEvent::Login));
+    // Readable values, as an administrator would write them.
+    let text = fs::read_to_string(&file).unwrap();
+    assert!(text.contains("quota_bytes = \"10G\""), "{text}");
+
+    // modify: only what is given changes; --unset goes back to the defaults.
+    ok(
+        &[
+            "user",
+            "modify",
+            "scanner",
+            "--users",
+            f,
+            "--role",
+            "read-write",
+            "--quota-bytes",
+            "20G",
+            "--hook-events",
+            "none",
+            "--unset",
+            "upload_rate,quota_files",
+        ],
+        "",
+    );
+    let users = load(&file);
+    let u = users.user("scanner").unwrap();
+    assert_eq!(u.role, Some(Role::ReadWrite));
+    assert_eq!(u.quota.bytes, Some(20 << 30));
+    assert_eq!(u.quota.files, None);
+    assert_eq!(u.bandwidth.upload, None);
+    assert_eq!(u.bandwidth.download, Some(512 << 10));
+    let events = u.hooks.clone().unwrap().events.unwrap();
+    assert!(!events.contains(HookEvent::Upload));
+    ok(
+        &[
+            "user",
+            "modify",
+            "scanner",
+            "--users",
+            f,
+            "--permissions",
+            "list,read,chmod",
+        ],
+        "",
+    );
+    let users = load(&file);
+    let u = users.user("scanner").unwrap();
+    assert_eq!(u.role, None);
+    assert_eq!(
+        ferry_server::auth::users::permission_names(u.permissions),
+        ["list", "read", "chmod"]
+    );
+
+    // Refusals leave the file as it was.
+    let before = fs::read(&file).unwrap();
+    for (args, why) in [
+        (vec!["--quota-bytes", "lots"], "invalid value"),
+        (vec!["--upload-rate", "0"], "upload_rate"),
+        (vec!["--hook-command", "relative/script"], "absolute"),
+        (
+            vec!["--unset", "password_hash"],
+            "not a key that can be removed",
+        ),
+        (vec![], "nothing to change"),
+    ] {
+        let e = fails(
+            &with(&["user", "modify", "scanner", "--users", f], &args),
+            "",
+        );
+        assert!(e.contains(why), "{args:?}: {e}");
+    }
+    let e = fails(
+        &[
+            "user",
+            "modify",
+            "nobody",
+            "--users",
+            f,
+            "--quota-files",
+            "1",
+        ],
+        "",
+    );
+    assert!(e.contains("no user"), "{e}");
+    assert_eq!(fs::read(&file).unwrap(), before);
+    assert!(strays(dir.path(), "users.toml").is_empty());
+}

@@ -76,6 +76,22 @@ fn user_tools_and_logins_on_postgres() {
         "bob-pw\n",
     );
     tool(&["disable", "bob", "--users-db", &url], "");
+    // modify on a row: a permission list instead of the role, a quota kept in the row's extra keys.
+    tool(
+        &[
+            "modify",
+            "bob",
+            "--users-db",
+            &url,
+            "--permissions",
+            "list,read",
+        ],
+        "",
+    );
+    tool(
+        &["modify", "alice", "--users-db", &url, "--quota-bytes", "1M"],
+        "",
+    );
     let list = tool(&["list", "--users-db", &url], "");
     assert!(
         list.lines()
@@ -84,7 +100,7 @@ fn user_tools_and_logins_on_postgres() {
     );
     assert!(
         list.lines()
-            .any(|l| l.starts_with("bob") && l.contains(" no ")),
+            .any(|l| l.starts_with("bob") && l.contains("list,read") && l.contains(" no ")),
         "{list}"
     );
 
@@ -103,6 +119,11 @@ fn user_tools_and_logins_on_postgres() {
         .start();
     let mut alice = Client::connect(ferry.addr);
     alice.login("alice", "alice-pw");
+    let quota = alice.expect("SITE QUOTA", 200);
+    assert!(
+        quota.lines.iter().any(|l| l.contains("used of 1048576")),
+        "{quota:?}"
+    );
     alice.expect("MKD in-home", 257);
     assert!(
         root.path().join("alice/in-home").is_dir(),
