@@ -950,6 +950,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn set_mode_inside_the_jail_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        fs::create_dir(&root).unwrap();
+        let s = LocalStorage::open(&root).unwrap();
+        fs::write(root.join("f"), b"").unwrap();
+        fs::create_dir(root.join("d")).unwrap();
+        s.set_mode(&vp("f"), 0o600).await.unwrap();
+        assert_eq!(mode(&root.join("f")), 0o600);
+        s.set_mode(&vp("d"), 0o750).await.unwrap();
+        assert_eq!(mode(&root.join("d")), 0o750);
+        // A symlink inside the root is followed (chmod(2) does); one leading out is refused.
+        std::os::unix::fs::symlink("f", root.join("link")).unwrap();
+        s.set_mode(&vp("link"), 0o640).await.unwrap();
+        assert_eq!(mode(&root.join("f")), 0o640);
+        let outside = tmp.path().join("outside");
+        fs::write(&outside, b"").unwrap();
+        fs::set_permissions(&outside, fs::Permissions::from_mode(0o644)).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("abs")).unwrap();
+        std::os::unix::fs::symlink("../outside", root.join("rel")).unwrap();
+        for escape in ["abs", "rel"] {
+            assert_eq!(
+                kind(s.set_mode(&vp(escape), 0o777).await),
+                StorageErrorKind::PermissionDenied,
+                "{escape}"
+            );
+        }
+        assert_eq!(mode(&outside), 0o644);
+        assert_eq!(
+            kind(s.set_mode(&vp("nope"), 0o644).await),
+            StorageErrorKind::NotFound
+        );
+    }
+
+    #[tokio::test]
     async fn set_modified_on_files_and_dirs() {
         let (tmp, s) = setup();
         fs::write(tmp.path().join("f"), b"").unwrap();
