@@ -319,7 +319,7 @@ async fn send_file<S: Storage>(
         S::reader_fd(&reader).map(|fd| fd.try_clone_to_owned()),
     ) {
         return send(
-            Source::<S::Reader>::File(file.into()),
+            Source::<S::Reader>::File(Some(file.into())),
             stream,
             ascii,
             idle,
@@ -382,25 +382,68 @@ async fn receive_file<S: Storage>(
 enum Source<R> {
     /// The storage's reader.
     Reader(R),
-    /// The local file behind it, read with plain reads on this thread rather than one hop to the
-    /// blocking pool per chunk (the same choice as for `sendfile`; see [`zero_copy`]).
+    /// The local file behind it, read on the blocking pool straight into the copy buffer (no second
+    /// buffer, no second copy, as the storage's reader would make); `None` only while a read runs.
+    /// Off the async workers, so that a stalled disk never stalls other sessions (see [`zero_copy`]).
     #[cfg(unix)]
-    File(std::fs::File),
+    File(Option<std::fs::File>),
 }
 
 impl<R: AsyncRead + Unpin> Source<R> {
-    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    /// Reads up to `len` bytes into the start of `buf`.
+    async fn read(&mut self, buf: &mut Vec<u8>, len: usize) -> io::Result<usize> {
         match self {
-            Self::Reader(r) => r.read(buf).await,
+            Self::Reader(r) => r.read(&mut buf[..len]).await,
             #[cfg(unix)]
-            Self::File(f) => loop {
-                match std::io::Read::read(f, buf) {
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    r => return r,
-                }
-            },
+            Self::File(slot) => {
+                on_pool(slot, buf, move |file, buf| loop {
+                    match std::io::Read::read(file, &mut buf[..len]) {
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        r => return r,
+                    }
+                })
+                .await
+            }
         }
     }
+}
+
+/// Writes `buf[..len]` to the upload's local file on the blocking pool, off the async workers (see
+/// [`zero_copy`]); the buffer comes back for the next chunk.
+async fn write_local(
+    slot: &mut Option<std::fs::File>,
+    buf: &mut Vec<u8>,
+    len: usize,
+) -> io::Result<()> {
+    on_pool(slot, buf, move |file, buf| {
+        std::io::Write::write_all(file, &buf[..len])
+    })
+    .await
+}
+
+/// Runs `call` on the transfer's local file and copy buffer on tokio's blocking pool, one hop per
+/// chunk, and puts both back. A call that stalls (a failing disk, an NFS server that stops answering)
+/// holds a pool thread, never an async worker and the other sessions on it. If the transfer is dropped
+/// (ABOR) during a call, the call finishes on its own and the file is closed then; `slot` stays empty.
+async fn on_pool<T: Send + 'static>(
+    slot: &mut Option<std::fs::File>,
+    buf: &mut Vec<u8>,
+    call: impl FnOnce(&mut std::fs::File, &mut Vec<u8>) -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    let mut file = slot
+        .take()
+        .ok_or_else(|| io::Error::other("an earlier call of this transfer was cancelled"))?;
+    let mut owned = std::mem::take(buf);
+    let (file, owned, result) = tokio::task::spawn_blocking(move || {
+        let result = call(&mut file, &mut owned);
+        (file, owned, result)
+    })
+    .await
+    // A join error means the runtime is shutting down (the calls do not panic).
+    .map_err(|_| io::Error::other("the runtime is shutting down"))?;
+    *slot = Some(file);
+    *buf = owned;
+    result
 }
 
 /// Copies a download from `source` to the data connection, converting line ends in ASCII mode.
@@ -419,7 +462,7 @@ async fn send<R: AsyncRead + Unpin>(
     loop {
         let allowed = throttle.grant(buf.len()).await;
         let n = source
-            .read(&mut buf[..allowed])
+            .read(&mut buf, allowed)
             .await
             .map_err(|e| storage_err(e.into()))?;
         if n == 0 {
@@ -442,7 +485,7 @@ async fn send<R: AsyncRead + Unpin>(
 /// closing the storage's writer (where a write error may surface only) is [`Upload::commit`]'s job.
 ///
 /// With `direct` on and a storage that hands out the local file behind the upload, the bytes are
-/// written to it with plain writes on this thread rather than one hop to the blocking pool per chunk.
+/// written to it straight from the copy buffer, on the blocking pool ([`write_local`]).
 async fn receive<S: Storage>(
     stream: &mut MaybeTls,
     upload: &mut Upload<S>,
@@ -479,35 +522,39 @@ async fn receive<S: Storage>(
         }
         total += n as u64;
         progress.fetch_add(n as u64, Ordering::Relaxed);
-        let data = if ascii {
+        if ascii {
             converted.clear();
             conv.convert(&buf[..n], &mut converted);
-            &converted[..]
+            let len = converted.len();
+            store(upload, &mut local, &mut converted, len).await?;
         } else {
-            &buf[..n]
-        };
-        store(upload, local.as_mut(), data).await?;
+            store(upload, &mut local, &mut buf, n).await?;
+        }
     }
     if ascii {
         converted.clear();
         conv.finish(&mut converted);
-        store(upload, local.as_mut(), &converted).await?;
+        let len = converted.len();
+        store(upload, &mut local, &mut converted, len).await?;
     }
     Ok(total)
 }
 
-/// Writes `data` to the upload, through its local file when there is one.
+/// Writes `data[..len]` to the upload, through its local file when there is one.
 async fn store<S: Storage>(
     upload: &mut Upload<S>,
-    local: Option<&mut std::fs::File>,
-    data: &[u8],
+    local: &mut Option<std::fs::File>,
+    data: &mut Vec<u8>,
+    len: usize,
 ) -> Result<(), TransferError> {
     let written = match local {
-        Some(file) => {
-            upload.reserve(data.len() as u64).map_err(storage_err)?;
-            std::io::Write::write_all(file, data).map(|()| upload.count_written(data.len() as u64))
+        Some(_) => {
+            upload.reserve(len as u64).map_err(storage_err)?;
+            write_local(local, data, len)
+                .await
+                .map(|()| upload.count_written(len as u64))
         }
-        None => upload.write_all(data).await,
+        None => upload.write_all(&data[..len]).await,
     };
     written.map_err(|e| storage_err(e.into()))
 }
@@ -533,3 +580,7 @@ pub(crate) fn unix_now() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
+
+#[cfg(all(test, target_os = "linux"))]
+#[path = "transfer_tests.rs"]
+mod tests;

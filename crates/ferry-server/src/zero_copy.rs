@@ -6,12 +6,16 @@
 //! the kernel cannot splice, goes through the portable copying loop in [`transfer`](crate::transfer).
 //!
 //! The socket side is non-blocking and driven by tokio's readiness, so an idle or stalled peer costs
-//! no thread. The file side runs on the calling worker thread, as nginx's `sendfile` does: on a page
-//! cache hit (or tmpfs) it is a memory copy, on a miss it waits for the disk like a `read` would.
+//! no thread. The calls that touch the file (`sendfile`, the pipe-to-file `splice`) run on tokio's
+//! blocking pool, one hop per call of up to a few MiB: on a page-cache hit they are a memory copy, but a
+//! disk that stalls (a failing disk, an NFS server that stops answering) holds a pool thread for as
+//! long as it stalls, never an async worker, whose other sessions would stall with it (bench/stall.sh
+//! measures that: with the calls on the workers, as many stalled downloads as workers froze the server).
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_proto::session::TransferError;
@@ -58,6 +62,44 @@ fn storage_error(e: Errno) -> TransferError {
     TransferError::Storage(crate::storage::StorageError::from(io::Error::from(e)).kind())
 }
 
+/// Runs a system call that touches the file on the blocking pool (see the module documentation).
+async fn off_worker<T: Send + 'static>(
+    call: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, TransferError> {
+    // A join error means the runtime is shutting down (the closures do not panic).
+    tokio::task::spawn_blocking(call)
+        .await
+        .map_err(|_| TransferError::Aborted)
+}
+
+/// An owned copy of a descriptor, for calls on the blocking pool that may outlive the caller's borrow.
+fn owned(fd: BorrowedFd<'_>) -> Result<Arc<OwnedFd>, TransferError> {
+    fd.try_clone_to_owned()
+        .map(Arc::new)
+        .map_err(|e| storage_error(Errno::from_io_error(&e).unwrap_or(Errno::IO)))
+}
+
+/// Shuts a data connection down if the transfer is dropped (ABOR) while a call on the blocking pool
+/// still holds a copy of its descriptor: the client sees the connection end now, not when a stalled
+/// disk answers, and the call then fails at once on the socket side.
+struct ShutdownIfDropped {
+    sock: Option<Arc<OwnedFd>>,
+}
+
+impl ShutdownIfDropped {
+    fn disarm(mut self) {
+        self.sock = None;
+    }
+}
+
+impl Drop for ShutdownIfDropped {
+    fn drop(&mut self) {
+        if let Some(sock) = self.sock.take() {
+            let _ = socket2::SockRef::from(&*sock).shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
 /// Sends `file` from its current position to its end over `tcp` with `sendfile`, counting the bytes
 /// in `progress`. Under a bandwidth limit each call is asked for one granted chunk only.
 ///
@@ -71,8 +113,27 @@ pub(crate) async fn send_file(
     progress: &AtomicU64,
     throttle: &Throttle,
 ) -> Result<Outcome, TransferError> {
-    let mut offset =
-        rustix::fs::seek(file, rustix::fs::SeekFrom::Current(0)).map_err(storage_error)?;
+    let offset = rustix::fs::seek(file, rustix::fs::SeekFrom::Current(0)).map_err(storage_error)?;
+    let file = owned(file)?;
+    let sock = owned(tcp.as_fd()).map_err(|_| TransferError::ConnectionLost)?;
+    let guard = ShutdownIfDropped {
+        sock: Some(Arc::clone(&sock)),
+    };
+    let result = send_loop(file, sock, offset, tcp, idle, progress, throttle).await;
+    guard.disarm();
+    result
+}
+
+/// The `sendfile` loop of [`send_file`]: readiness on this task, each call on the blocking pool.
+async fn send_loop(
+    file: Arc<OwnedFd>,
+    sock: Arc<OwnedFd>,
+    mut offset: u64,
+    tcp: &TcpStream,
+    idle: Duration,
+    progress: &AtomicU64,
+    throttle: &Throttle,
+) -> Result<Outcome, TransferError> {
     let mut total = 0u64;
     // Bytes granted by the bandwidth limits and not sent yet.
     let mut granted = 0usize;
@@ -84,10 +145,14 @@ pub(crate) async fn send_file(
             Ok(Ok(())) => {}
             Ok(Err(_)) | Err(_) => return Err(TransferError::ConnectionLost),
         }
-        let sent = tcp.try_io(Interest::WRITABLE, || {
-            rustix::fs::sendfile(tcp.as_fd(), file, Some(&mut offset), granted)
-                .map_err(io::Error::from)
-        });
+        let (f, s, count) = (Arc::clone(&file), Arc::clone(&sock), granted);
+        let (sent, at) = off_worker(move || {
+            let mut at = offset;
+            let sent = rustix::fs::sendfile(&*s, &*f, Some(&mut at), count);
+            (sent, at)
+        })
+        .await?;
+        offset = at;
         match sent {
             Ok(0) => return Ok(Outcome::Done(total)),
             Ok(n) => {
@@ -95,9 +160,14 @@ pub(crate) async fn send_file(
                 total += n as u64;
                 progress.fetch_add(n as u64, Ordering::Relaxed);
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => {
-                let errno = Errno::from_io_error(&e).unwrap_or(Errno::IO);
+            Err(Errno::AGAIN) => {
+                // The socket buffer is full: forget the readiness tokio saw, wait for the next.
+                let _ = tcp.try_io(Interest::WRITABLE, || {
+                    Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
+                });
+            }
+            Err(Errno::INTR) => {}
+            Err(errno) => {
                 if is_unsupported(errno) && total == 0 {
                     return Ok(Outcome::Unsupported(0));
                 }
@@ -131,6 +201,8 @@ pub(crate) async fn receive_file(
     let Ok((pipe_r, pipe_w)) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC) else {
         return Ok(Outcome::Unsupported(0));
     };
+    let pipe_r = Arc::new(pipe_r);
+    let file = owned(file)?;
     // A larger pipe means fewer system calls per byte; refusal is harmless.
     let _ = rustix::pipe::fcntl_setpipe_size(&pipe_w, PIPE_SIZE);
     let capacity = rustix::pipe::fcntl_getpipe_size(&pipe_w).unwrap_or(64 * 1024);
@@ -171,7 +243,16 @@ pub(crate) async fn receive_file(
             }
         };
         (gate.reserve)(pending as u64)?;
-        let drained = drain(&pipe_r, file, pending, &mut written)?;
+        // Into the file on the blocking pool: a stalled disk holds a pool thread, not a worker.
+        let (p, f) = (Arc::clone(&pipe_r), Arc::clone(&file));
+        let (drained, moved) = off_worker(move || {
+            let mut moved = 0u64;
+            let drained = drain(&p, f.as_fd(), pending, &mut |n| moved += n);
+            (drained, moved)
+        })
+        .await?;
+        written(moved);
+        let drained = drained?;
         total += pending as u64;
         if !drained {
             return Ok(Outcome::Unsupported(total));
