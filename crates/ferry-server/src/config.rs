@@ -33,8 +33,8 @@ pub struct ServerConfig {
     pub uploads: crate::upload::UploadPolicy,
     /// Send and receive plain binary transfers of local files with the kernel's zero-copy calls
     /// (`sendfile`, `splice`; Linux only) rather than copying them through a buffer. Default: on.
-    /// The file side of these calls runs on the runtime's worker threads; turn it off for storage
-    /// where a page-cache miss is slow (network file systems), so a slow read never holds a worker.
+    /// The file side of these calls runs on the runtime's blocking pool (on or off), so a read that
+    /// stalls never holds an async worker.
     pub zero_copy: bool,
     /// PROXY protocol on the control listeners: who may send a header, and its bounds. `None`
     /// (default): connections are taken as they come. See [`crate::proxy`].

@@ -18,8 +18,8 @@ use super::*;
 /// How long the watchdog waits before it releases a stalled call (only reached when the test fails).
 const RELEASE_AFTER: Duration = Duration::from_secs(10);
 
-/// A FIFO in a temporary folder, and both its ends opened without blocking (read-write opens of a
-/// FIFO do not wait for a peer on Linux).
+/// A FIFO in a temporary folder, and two read-write descriptors of it (read-write opens of a FIFO do
+/// not wait for a peer on Linux).
 fn fifo() -> (tempfile::TempDir, std::fs::File, std::fs::File) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("stalled");
@@ -51,17 +51,19 @@ async fn pair() -> (TcpStream, TcpStream) {
     (accepted.unwrap().0, client.unwrap())
 }
 
+/// The release of a stalled call, taken by whoever comes first.
+type Action = Arc<Mutex<Option<Box<dyn FnOnce() + Send>>>>;
+
 /// Releases a stalled call once: the test does when it is done, a thread after [`RELEASE_AFTER`] if the
 /// test is stuck (then `released_late` tells).
 struct Release {
-    action: Arc<Mutex<Option<Box<dyn FnOnce() + Send>>>>,
+    action: Action,
     released_late: Arc<AtomicBool>,
 }
 
 impl Release {
     fn new(action: impl FnOnce() + Send + 'static) -> Self {
-        let action: Arc<Mutex<Option<Box<dyn FnOnce() + Send>>>> =
-            Arc::new(Mutex::new(Some(Box::new(action))));
+        let action: Action = Arc::new(Mutex::new(Some(Box::new(action))));
         let released_late = Arc::new(AtomicBool::new(false));
         let (a, late) = (Arc::clone(&action), Arc::clone(&released_late));
         std::thread::spawn(move || {
@@ -90,7 +92,14 @@ impl Release {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_stalled_file_read_leaves_the_worker_free() {
-    let (_dir, source, mut feeder) = fifo();
+    // The feeder holds the only write end, so the download reads what it is given, then the end of
+    // the file once the feeder is gone: the download ends whether or not the fix is in.
+    let (dir, mut feeder, other) = fifo();
+    drop(other);
+    let source = OpenOptions::new()
+        .read(true)
+        .open(dir.path().join("stalled"))
+        .unwrap();
     let (server, mut client) = pair().await;
     // Data, so that the stalled read returns.
     let release = Release::new(move || {

@@ -161,9 +161,15 @@ async fn send_loop(
                 progress.fetch_add(n as u64, Ordering::Relaxed);
             }
             Err(Errno::AGAIN) => {
-                // The socket buffer is full: forget the readiness tokio saw, wait for the next.
+                // The socket buffer was full when the call ran. Forget the readiness tokio saw, but
+                // only if the buffer is still full now, checked under tokio's readiness tick: a
+                // wake-up that came in between (the peer read meanwhile) is then never lost.
                 let _ = tcp.try_io(Interest::WRITABLE, || {
-                    Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
+                    if has_room(&sock) {
+                        Ok(())
+                    } else {
+                        Err(io::Error::from(io::ErrorKind::WouldBlock))
+                    }
                 });
             }
             Err(Errno::INTR) => {}
@@ -180,6 +186,21 @@ async fn send_loop(
             }
         }
     }
+}
+
+/// Whether the socket can take more bytes now (or has an error for the next call to report): a
+/// non-blocking `poll` for `POLLOUT`, the condition behind the readiness tokio waits for.
+fn has_room(sock: &OwnedFd) -> bool {
+    let mut fds = [rustix::event::PollFd::new(
+        sock,
+        rustix::event::PollFlags::OUT,
+    )];
+    let now = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // A failed poll counts as room: the next `sendfile` then reports the socket's state itself.
+    !matches!(rustix::event::poll(&mut fds, Some(&now)), Ok(0))
 }
 
 /// Receives an upload from `tcp` until the peer closes it and writes it to `file` at its current

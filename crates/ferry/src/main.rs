@@ -151,9 +151,8 @@ struct Cli {
     #[arg(long = "partial-uploads", value_enum, value_name = "POLICY", default_value_t = PartialUploadsArg::Delete)]
     partial_uploads: PartialUploadsArg,
     /// Zero-copy transfers (on/off): plain binary downloads with sendfile and uploads with splice
-    /// (Linux), local files read and written on the server's worker threads. Turn off for storage
-    /// where a read can stall (network file systems): every file access then goes through a thread
-    /// pool.
+    /// (Linux), other transfers of local files read and written straight into the copy buffer. The
+    /// file side runs on a thread pool either way, so a stalled disk never stalls other sessions.
     #[arg(
         long = "zero-copy",
         value_name = "on|off",
