@@ -2,7 +2,7 @@
 //! XSHA256/XSHA1/XMD5/XCRC compared with `hashlib` and `zlib.crc32` on an empty file and a 1 MiB random
 //! file; anonymous users refused; a missing file and a directory 550; ABOR during the checksum of a large
 //! file (read at a download limit, so that it is still running) answered 426 then 226, and the session
-//! goes on.
+//! goes on; a session that is dropped during a checksum stops it (the file is closed at once).
 //!
 //! Needs `python3`: a missing one fails the test under CI (`CI=true`) and skips it loudly otherwise.
 
@@ -131,5 +131,44 @@ fn hash_and_x_commands_match_hashlib_and_zlib() {
             stdout.lines().any(|l| l == line),
             "{line:?} missing:\n{stdout}"
         );
+    }
+}
+
+/// Descriptors of this process (the server runs in it) open on `path`.
+fn open_on(path: &std::path::Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target == path)
+        .count()
+}
+
+#[test]
+fn a_dropped_session_stops_its_checksum() {
+    let mut config = common::test_config();
+    config.bandwidth.download = Some(1 << 20);
+    let server = TestServer::with_config(config);
+    sparse_file(&server.path("large"), 1 << 30);
+    let large = std::fs::canonicalize(server.path("large")).unwrap();
+    let mut c = server.raw_login();
+    c.send("HASH large");
+    // Answered during the checksum.
+    c.expect("NOOP", 200);
+    until(|| open_on(&large) == 1, "the checksum opens the file");
+    drop(c);
+    // The session ends and aborts its checksum, which closes the file (at 1 MiB/s the checksum itself
+    // would take 17 minutes).
+    until(
+        || open_on(&large) == 0,
+        "the checksum of a closed session stops reading its file",
+    );
+}
+
+/// Waits up to 20 s for `done` (the file table has no event to wait on).
+fn until(done: impl Fn() -> bool, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
