@@ -90,7 +90,7 @@ pub enum Command<'a> {
     Stou(Option<&'a str>),
     /// APPE path.
     Appe(&'a str),
-    /// LIST, with an optional path (leading `-a`/`-l` style flags removed).
+    /// LIST, with an optional path (leading `ls`-style flags such as `-la` removed: [`LIST_FLAGS`]).
     List(Option<&'a str>),
     /// NLST, with an optional path (flags removed as for LIST).
     Nlst(Option<&'a str>),
@@ -531,8 +531,17 @@ fn one_of(arg: &str, ok: u8, unsupported: &[u8]) -> Result<(), ParseError> {
     }
 }
 
-/// Removes leading `ls`-style flags (`-a`, `-l`, `-la`, ...) from a LIST/NLST/STAT argument, as common
-/// servers do. Returns the remaining path, or `None` when only flags were given.
+/// The `ls` flag letters LIST, NLST and STAT accept (and ignore: the listing format is the command's):
+/// `-1` (one per line, what `ncftpls` sends with NLST), `-a`/`-A` (dot files: always listed), `-l`,
+/// `-C`, `-F`, `-d`, `-h`, `-L`, `-n`, `-r`, `-R`, `-S`, `-t`.
+pub const LIST_FLAGS: &[u8] = b"1aAlCFdhLnrRSt";
+
+/// Removes leading `ls`-style flags (`-a`, `-l`, `-la`, `-1`, ...) from a LIST/NLST/STAT argument, as
+/// common servers do. Returns the remaining path, or `None` when only flags were given.
+///
+/// The rule: a leading word that starts with `-` and holds only letters of [`LIST_FLAGS`] is flags;
+/// any other word (`-x`, `-1.txt`, `--`) starts the path. A file whose name is such a word is reached
+/// as `./-1`.
 fn strip_list_flags(arg: &str) -> Option<&str> {
     let b = arg.as_bytes();
     let skip_spaces = |mut i: usize| {
@@ -553,7 +562,7 @@ fn strip_list_flags(arg: &str) -> Option<&str> {
             .position(|&c| c == b' ')
             .map_or(b.len(), |n| word + n);
         let flags = &b[word + 1..end];
-        if flags.is_empty() || !flags.iter().all(u8::is_ascii_alphabetic) {
+        if flags.is_empty() || !flags.iter().all(|f| LIST_FLAGS.contains(f)) {
             break;
         }
         rest = end;
@@ -716,6 +725,16 @@ mod tests {
         assert_eq!(p("LIST dir name"), Ok(Command::List(Some("dir name"))));
         assert_eq!(p("NLST -l"), Ok(Command::Nlst(None)));
         assert_eq!(p("LIST"), Ok(Command::List(None)));
-        assert_eq!(p("LIST -1"), Ok(Command::List(Some("-1"))));
+        assert_eq!(p("LIST -1"), Ok(Command::List(None)));
+        assert_eq!(p("NLST -1"), Ok(Command::Nlst(None)));
+        assert_eq!(p("NLST -1a dir"), Ok(Command::Nlst(Some("dir"))));
+        assert_eq!(p("NLST -aC1F d/*"), Ok(Command::Nlst(Some("d/*"))));
+        assert_eq!(p("LIST -la"), Ok(Command::List(None)));
+        assert_eq!(p("STAT -l dir"), Ok(Command::Stat(Some("dir"))));
+        // Words that are not only flag letters are the path.
+        assert_eq!(p("NLST ./-1"), Ok(Command::Nlst(Some("./-1"))));
+        assert_eq!(p("NLST -x"), Ok(Command::Nlst(Some("-x"))));
+        assert_eq!(p("NLST -1.txt"), Ok(Command::Nlst(Some("-1.txt"))));
+        assert_eq!(p("LIST -l -zz"), Ok(Command::List(Some("-zz"))));
     }
 }
