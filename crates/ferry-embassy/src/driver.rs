@@ -413,7 +413,14 @@ async fn open_side<'s, S: Storage>(
             }
             Err(StorageErrorKind::AlreadyExists)
         }
-        TransferKind::List { path, format } => match storage.read_dir(&path).await {
+        // Patterns are off here (`Config::max_list_matches` is 0 in this driver's default): were one
+        // asked for, it is answered as a name that does not exist.
+        TransferKind::List { glob: Some(_), .. } => Err(StorageErrorKind::NotFound),
+        TransferKind::List {
+            path,
+            format,
+            glob: None,
+        } => match storage.read_dir(&path).await {
             Ok(dir) => Ok((Side::List(Some(dir), None, format), None, None)),
             Err(StorageErrorKind::NotADirectory) => {
                 let entry = file_entry(storage, &path).await?;

@@ -53,9 +53,11 @@ impl Default for ServerConfig {
             port: 21,
             passive_ports: 50000..=50099,
             driver: DriverConfig::default(),
-            // STAT with a path builds its reply in memory: few entries on a microcontroller.
+            // STAT with a path builds its reply in memory: few entries on a microcontroller. LIST and
+            // NLST patterns are not offered by this driver yet (the argument is a literal name).
             session: Config {
                 max_stat_entries: 64,
+                max_list_matches: 0,
                 ..Config::default()
             },
             close_timeout: Duration::from_secs(2),

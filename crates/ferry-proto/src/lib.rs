@@ -24,6 +24,7 @@ extern crate alloc;
 pub mod addr;
 pub mod ascii;
 pub mod command;
+pub mod glob;
 pub mod line;
 pub mod listing;
 pub mod path;

@@ -4,16 +4,22 @@
 //!
 //! The lines themselves (and which names a listing leaves out) are the engine's:
 //! [`ferry_proto::listing::write_entry`]. This module adds what only the server knows: the hidden
-//! temporary files of atomic uploads are never listed.
+//! temporary files of atomic uploads are never listed. It also applies the pattern of a LIST or NLST
+//! with one ([`ferry_proto::glob`]): only matching names, at most [`Glob::max`] of them, NLST names
+//! behind the client's directory prefix.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use ferry_proto::listing::{self, FileInfo, ListFormat};
+use ferry_proto::glob::Glob;
+use ferry_proto::listing::{self, FileInfo, FileKind, ListFormat};
+use ferry_proto::path::VirtualPath;
 use ferry_proto::session::TransferError;
+use ferry_proto::storage::StorageErrorKind;
 use tokio::io::AsyncWriteExt;
+use tracing::warn;
 
-use crate::storage::{Lister, StorageError};
+use crate::storage::{Lister, Storage, StorageError};
 use crate::stream::MaybeTls;
 use crate::throttle::Throttle;
 use crate::upload;
@@ -27,14 +33,88 @@ pub(crate) fn visible(entry: &FileInfo) -> bool {
     !upload::is_temp_name(&entry.name)
 }
 
-/// Sends the listing of `lister` in `format` to the data connection, page by page; returns the bytes
+/// The entries of one LIST, NLST or MLSD as the client sees them, a page at a time: the storage's
+/// pages without hidden entries, and for a pattern only the matching names.
+pub(crate) struct Entries<L> {
+    lister: L,
+    glob: Option<Box<Glob>>,
+    /// A page read ahead by [`open`] to learn whether a pattern matches anything.
+    ahead: Option<Vec<FileInfo>>,
+    /// Names sent so far for a pattern.
+    matched: usize,
+}
+
+/// Opens the listing of `path` (the directory of a pattern when `glob` is given), before the `150`
+/// so that a missing directory, or a pattern that matches nothing, is a `550`.
+///
+/// # Errors
+/// What the storage fails with; [`StorageErrorKind::NotFound`] also when `path` is not a directory
+/// for a pattern or the pattern matches no name.
+pub(crate) async fn open<S: Storage>(
+    storage: &S,
+    path: &VirtualPath,
+    glob: Option<Box<Glob>>,
+) -> Result<Entries<S::Lister>, StorageError> {
+    let not_found = || StorageError::new(StorageErrorKind::NotFound, "no name matches the pattern");
+    if glob.is_some() && storage.metadata(path).await?.kind != FileKind::Dir {
+        return Err(not_found());
+    }
+    let mut entries = Entries {
+        lister: storage.list(path).await?,
+        glob,
+        ahead: None,
+        matched: 0,
+    };
+    if entries.glob.is_some() {
+        // Read on to the first page that holds a match (a bounded page at a time).
+        match entries.next_page().await? {
+            Some(page) => entries.ahead = Some(page),
+            None => return Err(not_found()),
+        }
+    }
+    Ok(entries)
+}
+
+impl<L: Lister> Entries<L> {
+    /// The next non-empty page of entries to send, `None` at the end (or once a pattern reached its
+    /// cap, which is logged).
+    async fn next_page(&mut self) -> Result<Option<Vec<FileInfo>>, StorageError> {
+        if let Some(page) = self.ahead.take() {
+            return Ok(Some(page));
+        }
+        let Some(glob) = &self.glob else {
+            return self.lister.next_page().await;
+        };
+        if self.matched >= glob.max {
+            return Ok(None);
+        }
+        while let Some(mut page) = self.lister.next_page().await? {
+            page.retain(|e| glob.matches(&e.name) && visible(e));
+            page.truncate(glob.max - self.matched);
+            self.matched += page.len();
+            if self.matched >= glob.max {
+                warn!(
+                    pattern = %glob.pattern,
+                    max = glob.max,
+                    "the pattern reached max_list_matches names: the listing stops there"
+                );
+            }
+            if !page.is_empty() {
+                return Ok(Some(page));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Sends the listing of `entries` in `format` to the data connection, page by page; returns the bytes
 /// sent. `now` is the wall clock for the dates of LIST lines.
 ///
 /// # Errors
 /// [`TransferError::Storage`] when a page cannot be read (after the `150`: a `451`),
 /// [`TransferError::ConnectionLost`] when the data connection fails or stalls for `idle`.
 pub(crate) async fn send<L: Lister>(
-    mut lister: L,
+    mut entries: Entries<L>,
     stream: &mut MaybeTls,
     format: ListFormat,
     now: i64,
@@ -44,10 +124,19 @@ pub(crate) async fn send<L: Lister>(
 ) -> Result<u64, TransferError> {
     let mut buf = String::with_capacity(SEND_BUF + listing::MAX_LINE_OVERHEAD);
     let mut total = 0;
-    while let Some(page) = lister.next_page().await.map_err(storage)? {
-        for entry in page.iter().filter(|e| visible(e)) {
+    // NLST names of a pattern go behind the directory as the client wrote it (`dir/log-1.txt`), so
+    // that each line can be RETRieved as it is.
+    let prefix = match (&entries.glob, format) {
+        (Some(g), ListFormat::Nlst) if !g.prefix.is_empty() => Some(g.prefix.clone()),
+        _ => None,
+    };
+    while let Some(page) = entries.next_page().await.map_err(storage)? {
+        for mut entry in page.into_iter().filter(visible) {
+            if let Some(prefix) = &prefix {
+                entry.name.insert_str(0, prefix);
+            }
             // Writing to a String cannot fail.
-            let _ = listing::write_entry(&mut buf, entry, format, now);
+            let _ = listing::write_entry(&mut buf, &entry, format, now);
             if buf.len() >= SEND_BUF {
                 total += write(stream, buf.as_bytes(), idle, progress, throttle).await?;
                 buf.clear();

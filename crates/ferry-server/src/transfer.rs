@@ -153,12 +153,15 @@ async fn copy<S: Storage>(
             finish(&mut stream, idle_timeout).await?;
             Ok(n)
         }
-        TransferKind::List { path, format } => {
+        TransferKind::List { path, format, glob } => {
             if upload::touches_temp(&path) {
                 return Err(TransferError::Storage(StorageErrorKind::NotFound));
             }
-            // Opened before the 150: a missing directory is a 550 instead (see Storage::list).
-            let lister = storage.list(&path).await.map_err(storage_err)?;
+            // Opened before the 150: a missing directory (or a pattern that matches nothing) is a
+            // 550 instead (see Storage::list).
+            let lister = crate::listing::open(&*storage, &path, glob)
+                .await
+                .map_err(storage_err)?;
             let tcp = open_data(source, connect_timeout).await?;
             start(ready, go, None, None).await?;
             let mut stream = protect(tcp, false).await?;

@@ -723,3 +723,107 @@ fn names_with_control_characters_are_refused_with_553() {
     assert_eq!(names, ["src"]);
     c.expect("NOOP", 200);
 }
+
+/// Server-side globbing in LIST and NLST: `*`, `?` and `[...]` in the last component, NLST names behind
+/// the directory as the client wrote it (what `mget` RETRs next), dot files only for a leading `.`, a
+/// literal name that exists wins, MLSD and MLST never glob, no match is a 550, and a pattern cannot
+/// climb out through `..`. Before: every one of these NLSTs was a 550.
+#[test]
+fn list_and_nlst_expand_patterns_in_the_last_component() {
+    let srv = TestServer::start();
+    std::fs::create_dir(srv.path("d")).unwrap();
+    for name in [
+        "a1.txt",
+        "a2.txt",
+        "b1.txt",
+        "ab.log",
+        ".hidden.txt",
+        "lit*eral",
+    ] {
+        srv.write(&format!("d/{name}"), b"x");
+    }
+    srv.write("d/lit-x", b"x");
+    srv.write("-1", b"x");
+    let mut c = srv.raw_login();
+    let nlst = |c: &mut common::Control, arg: &str| {
+        let t = c.transfer(DataMode::Epsv, &format!("NLST {arg}"), None);
+        t.assert_ok();
+        let mut lines: Vec<String> = String::from_utf8(t.data)
+            .unwrap()
+            .split_terminator("\r\n")
+            .map(str::to_owned)
+            .collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(
+        nlst(&mut c, "d/*.txt"),
+        ["d/a1.txt", "d/a2.txt", "d/b1.txt"]
+    );
+    assert_eq!(nlst(&mut c, "/d/a?.txt"), ["/d/a1.txt", "/d/a2.txt"]);
+    assert_eq!(nlst(&mut c, "d/[ab]1.*"), ["d/a1.txt", "d/b1.txt"]);
+    assert_eq!(
+        nlst(&mut c, "d/[!a]*"),
+        ["d/b1.txt", "d/lit*eral", "d/lit-x"]
+    );
+    assert_eq!(nlst(&mut c, "d/.h*"), ["d/.hidden.txt"]);
+    // A literal name that exists wins over the pattern it also is.
+    assert_eq!(nlst(&mut c, "d/lit*eral"), ["lit*eral"]);
+    // The directory part is a path like any other: `..` stays inside the root.
+    assert_eq!(nlst(&mut c, "../../d/b*"), ["../../d/b1.txt"]);
+    c.expect("CWD d", 250);
+    assert_eq!(nlst(&mut c, "a*"), ["a1.txt", "a2.txt", "ab.log"]);
+    let t = c.transfer(DataMode::Epsv, "LIST *.log", None);
+    t.assert_ok();
+    let text = String::from_utf8(t.data).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text:?}");
+    assert!(text.ends_with(" ab.log\r\n"), "{text:?}");
+    // No match, a missing directory: 550 before any 150.
+    assert_eq!(
+        c.transfer(DataMode::Epsv, "NLST *.none", None).first.code,
+        550
+    );
+    assert_eq!(
+        c.transfer(DataMode::Epsv, "NLST nodir/*", None).first.code,
+        550
+    );
+    // MLSD and MLST take the name literally (RFC 3659).
+    assert_eq!(c.transfer(DataMode::Epsv, "MLSD a*", None).first.code, 550);
+    c.expect("MLST a*", 550);
+    // An over-long pattern is refused.
+    let long = format!("NLST {}*", "x".repeat(300));
+    assert_eq!(c.transfer(DataMode::Epsv, &long, None).first.code, 501);
+    c.expect("CWD /", 250);
+    // ls-style flags, `-1` included, are accepted and ignored; a file named -1 is reached as ./-1.
+    assert_eq!(
+        nlst(&mut c, "-1 d/a*"),
+        ["d/a1.txt", "d/a2.txt", "d/ab.log"]
+    );
+    assert!(nlst(&mut c, "-1").contains(&"-1".to_owned()));
+    assert_eq!(nlst(&mut c, "-aC1F d/b*"), ["d/b1.txt"]);
+    // NLST of a single file names it by its name, as before (patterns only add the prefix).
+    assert_eq!(nlst(&mut c, "./-1"), ["-1"]);
+    c.expect("NOOP", 200);
+}
+
+/// A pattern's listing ends after `max_list_matches` names, still with a 226.
+#[test]
+fn pattern_matches_are_capped() {
+    let mut config = common::test_config();
+    common::with_session(&mut config, |s| s.max_list_matches = 3);
+    let srv = TestServer::with_config(config);
+    for i in 0..10 {
+        srv.write(&format!("f{i}.txt"), b"x");
+    }
+    let mut c = srv.raw_login();
+    let t = c.transfer(DataMode::Epsv, "NLST *.txt", None);
+    t.assert_ok();
+    let text = String::from_utf8(t.data).unwrap();
+    assert_eq!(text.lines().count(), 3, "{text:?}");
+    assert!(text
+        .lines()
+        .all(|l| l.starts_with('f') && l.ends_with(".txt")));
+    // Without a pattern the whole directory is listed.
+    let t = c.transfer(DataMode::Epsv, "NLST", None);
+    assert_eq!(String::from_utf8(t.data).unwrap().lines().count(), 10);
+}

@@ -1035,3 +1035,150 @@ fn write_listing_fixture(ferry: &Ferry) {
     write(&ferry.path("sub dir/inner.txt"), b"abc");
     fs::create_dir(ferry.path("empty")).expect("mkdir empty");
 }
+
+// ---------------------------------------------------------------------------------------------------
+// Classic clients: NcFTP and tnftp (server-side globbing, ls-style flags on NLST)
+// ---------------------------------------------------------------------------------------------------
+
+/// Whether `tool` is on the `PATH` (these clients have no `--version` to probe). Missing: a failure
+/// under CI, a loud skip otherwise.
+fn on_path(tool: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()));
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{tool} is not installed (CI installs it)"
+        );
+        eprintln!("SKIPPED: {tool} is not installed");
+    }
+    found
+}
+
+/// Three logs, one other file and a file named `-1` in `dir`.
+fn write_glob_fixture(ferry: &Ferry) {
+    for i in 1..=3 {
+        write(
+            &ferry.path(&format!("dir/log-{i}.txt")),
+            format!("log {i}\n").as_bytes(),
+        );
+    }
+    write(&ferry.path("dir/other.dat"), b"other");
+    write(&ferry.path("dir/-1"), b"dash one");
+}
+
+/// ftplib: `nlst('dir/log-*.txt')` and RETR of each name, sets and ranges, no match (550), `NLST -1`,
+/// `NLST -1a pattern`, `./-1`, `LIST -la`, `LIST -l *.txt`, and MLSD taking a pattern literally.
+#[test]
+fn ftplib_patterns_and_flags() {
+    if !have_tool("python3") {
+        return;
+    }
+    let ferry = start();
+    let work = tempdir();
+    write_glob_fixture(&ferry);
+    ftplib(&ferry, "glob", work.path());
+}
+
+/// curl sends a custom listing command as given (`-X`): the names come back as NLST names.
+#[test]
+fn curl_nlst_with_a_pattern() {
+    if !have_tool("curl") {
+        return;
+    }
+    let ferry = start();
+    write_glob_fixture(&ferry);
+    let r = run(curl()
+        .args(["-X", "NLST dir/log-*.txt"])
+        .arg(url(&ferry, "")));
+    r.expect_success();
+    let out = r.stdout();
+    let mut names: Vec<&str> = out.lines().collect();
+    names.sort_unstable();
+    assert_eq!(names, ["dir/log-1.txt", "dir/log-2.txt", "dir/log-3.txt"]);
+}
+
+/// `ncftpget host dir/log-*.txt` sends `NLST dir/log-*.txt` and downloads what it names: the server
+/// expands the pattern (it answered 550 before).
+#[test]
+fn ncftpget_downloads_by_pattern() {
+    if !on_path("ncftpget") {
+        return;
+    }
+    let ferry = start();
+    write_glob_fixture(&ferry);
+    let local = tempdir();
+    let port = ferry.addr.port().to_string();
+    run(Command::new("ncftpget")
+        .args(["-u", USER, "-p", PASS, "-P", &port, "-t", "20", "127.0.0.1"])
+        .arg(local.path())
+        .arg("dir/log-*.txt"))
+    .expect_success();
+    let mut got: Vec<String> = fs::read_dir(local.path())
+        .expect("read the download folder")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    got.sort();
+    assert_eq!(got, ["log-1.txt", "log-2.txt", "log-3.txt"]);
+    assert_file(&local.path().join("log-2.txt"), b"log 2\n");
+}
+
+/// `ncftpls -1` sends `NLST -1` (it got 550 before: `-1` taken as a path).
+#[test]
+fn ncftpls_one_per_line() {
+    if !on_path("ncftpls") {
+        return;
+    }
+    let ferry = start();
+    write_glob_fixture(&ferry);
+    let port = ferry.addr.port().to_string();
+    let listing = run(Command::new("ncftpls")
+        .args(["-1", "-u", USER, "-p", PASS, "-P", &port, "-t", "20"])
+        .arg(format!("ftp://127.0.0.1:{port}/dir/")));
+    listing.expect_success();
+    let mut names: Vec<String> = listing.stdout().lines().map(str::to_owned).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["-1", "log-1.txt", "log-2.txt", "log-3.txt", "other.dat"]
+    );
+}
+
+/// The classic `ftp` client's `mget` (tnftp) sends `NLST pattern` and then RETRs each name: in the
+/// working directory and with a directory part (`sub/deep.dat`, saved under the same relative path;
+/// tnftp itself skips absolute names that a server returns).
+#[test]
+fn tnftp_mget_by_pattern() {
+    if !on_path("tnftp") {
+        return;
+    }
+    let ferry = start();
+    write_glob_fixture(&ferry);
+    write(&ferry.path("dir/sub/deep.dat"), b"deep");
+    let local = tempdir();
+    let script = format!(
+        "user {USER} {PASS}\nprompt\nbinary\ncd dir\nmget log-*.txt\nmget sub/*.dat\nquit\n"
+    );
+    fs::create_dir(local.path().join("sub")).expect("mkdir");
+    let mut cmd = Command::new("tnftp");
+    cmd.args(["-n", "-p", "127.0.0.1", &ferry.addr.port().to_string()])
+        .current_dir(local.path())
+        .env("HOME", local.path())
+        .stdin(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("start tnftp");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), script.as_bytes())
+        .expect("write the script");
+    let out = child.wait_with_output().expect("tnftp runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "tnftp: {stdout}");
+    for i in 1..=3 {
+        assert_file(
+            &local.path().join(format!("log-{i}.txt")),
+            format!("log {i}\n").as_bytes(),
+        );
+    }
+    assert!(!exists(local.path().join("other.dat")));
+    // mget names what NLST returned: `sub/deep.dat`.
+    assert_file(&local.path().join("sub/deep.dat"), b"deep");
+    assert!(!exists(local.path().join("sub/other.dat")));
+}

@@ -140,6 +140,7 @@ impl<C: Deref<Target = Config>> Session<C> {
                 );
                 return self.resume_deferred(self.last_activity);
             }
+            FsPending::ListPattern(pattern) => return self.list_pattern(*pattern, result),
             other => other,
         };
         let response = match result {

@@ -3,13 +3,18 @@
 use core::net::SocketAddr;
 use core::ops::Deref;
 
+use alloc::boxed::Box;
+use alloc::string::String;
+
 use super::{
-    Action, Config, DataEndpoint, Output, Permissions, Session, TransferKind, TransferRequest,
-    TransferState, Wait,
+    Action, Config, DataEndpoint, FsPending, FsRequest, FsResponse, ListPattern, Output,
+    Permissions, Session, TransferKind, TransferRequest, TransferState, Wait,
 };
 use crate::addr;
+use crate::glob::{self, Glob};
 use crate::listing::ListFormat;
 use crate::reply::ReplyCode;
+use crate::storage::StorageErrorKind;
 
 impl<C: Deref<Target = Config>> Session<C> {
     pub(super) fn active(&mut self, addr: SocketAddr) {
@@ -44,10 +49,79 @@ impl<C: Deref<Target = Config>> Session<C> {
     }
 
     pub(super) fn list(&mut self, perms: Permissions, arg: Option<&str>, format: ListFormat) {
-        self.with_perm(perms, Permissions::LIST, arg.unwrap_or(""), |s, path| {
-            s.rest = 0;
-            s.transfer(TransferKind::List { path, format })
+        let arg = arg.unwrap_or("");
+        // LIST and NLST expand a pattern in the last component; MLSD never does (RFC 3659 §7.2.1).
+        let (dir, pattern) = match arg.rfind('/') {
+            Some(slash) => arg.split_at(slash + 1),
+            None => ("", arg),
+        };
+        let globbing = matches!(format, ListFormat::List | ListFormat::Nlst)
+            && self.config.max_list_matches > 0
+            && glob::is_pattern(pattern);
+        if !globbing {
+            return self.with_perm(perms, Permissions::LIST, arg, |s, path| {
+                s.rest = 0;
+                s.transfer(TransferKind::List {
+                    path,
+                    format,
+                    glob: None,
+                })
+            });
+        }
+        if pattern.len() > glob::MAX_PATTERN_LEN {
+            return self.say(ReplyCode::BAD_ARGUMENTS, "Pattern too long");
+        }
+        let glob = Box::new(Glob {
+            pattern: String::from(pattern),
+            prefix: String::from(dir),
+            max: self.config.max_list_matches,
+        });
+        self.with_perm(perms, Permissions::LIST, dir, |s, dir| {
+            // A file or directory of that very name wins over the pattern: ask whether it exists.
+            s.with_path(arg, |s, literal| {
+                let req = FsRequest::Metadata(literal.clone());
+                let pattern = ListPattern {
+                    literal,
+                    dir,
+                    format,
+                    glob,
+                };
+                s.fs(req, FsPending::ListPattern(Box::new(pattern)));
+            })
         })
+    }
+
+    /// The answer to whether the literal name of a LIST/NLST pattern exists: list it if it does, else
+    /// the matching names of the directory.
+    pub(super) fn list_pattern(
+        &mut self,
+        pattern: ListPattern,
+        result: Result<FsResponse, StorageErrorKind>,
+    ) {
+        let ListPattern {
+            literal,
+            dir,
+            format,
+            glob,
+        } = pattern;
+        let kind = match result {
+            Ok(_) => TransferKind::List {
+                path: literal,
+                format,
+                glob: None,
+            },
+            Err(StorageErrorKind::NotFound) => TransferKind::List {
+                path: dir,
+                format,
+                glob: Some(glob),
+            },
+            Err(e) => {
+                self.out.push_back(Output::Reply(e.reply()));
+                return self.resume_deferred(self.last_activity);
+            }
+        };
+        self.rest = 0;
+        self.transfer(kind);
     }
 
     pub(super) fn transfer(&mut self, kind: TransferKind) {

@@ -33,6 +33,7 @@ mod types;
 pub use login::is_anonymous;
 pub use types::*;
 
+use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -41,8 +42,9 @@ use core::ops::Deref;
 use core::time::Duration;
 
 use crate::command::{Command, HashAlgorithm, ParseError};
+use crate::glob::Glob;
 use crate::line::{LineBuffer, LineEvent};
-use crate::listing::Facts;
+use crate::listing::{Facts, ListFormat};
 use crate::path::VirtualPath;
 use crate::reply::{Reply, ReplyCode};
 use crate::text::Num;
@@ -96,6 +98,18 @@ enum FsPending {
     StatPath(VirtualPath),
     Mfmt(VirtualPath, i64),
     Chmod,
+    /// LIST/NLST with a pattern: whether a file of that literal name exists. Boxed, so that the
+    /// session (held by each idle connection) stays as small as before.
+    ListPattern(Box<ListPattern>),
+}
+
+/// A LIST or NLST pattern waiting for the answer whether its literal name exists.
+#[derive(Debug)]
+struct ListPattern {
+    literal: VirtualPath,
+    dir: VirtualPath,
+    format: ListFormat,
+    glob: Box<Glob>,
 }
 
 #[derive(Debug)]

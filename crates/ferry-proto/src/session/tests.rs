@@ -213,6 +213,13 @@ impl H {
         h
     }
 
+    /// A session with `config`, logged in with every permission.
+    fn logged_in_with(config: Config) -> Self {
+        let mut h = Self::with(config, LOCAL, PEER);
+        h.login(Permissions::ALL);
+        h
+    }
+
     /// Feeds raw bytes; returns how many the session consumed.
     fn feed(&mut self, bytes: &[u8]) -> usize {
         let n = self.s.handle_input(self.now, bytes);
@@ -313,9 +320,14 @@ impl H {
     /// Sends `line` and expects exactly one `Action::Transfer`; returns its request.
     fn transfer(&mut self, line: &str) -> TransferRequest {
         self.send(line);
+        self.expect_transfer()
+    }
+
+    /// Drains exactly one `Action::Transfer` and nothing else; returns its request.
+    fn expect_transfer(&mut self) -> TransferRequest {
         match self.expect_action() {
             Action::Transfer(req) => req,
-            a => panic!("{line:?}: expected a Transfer action, got {a:?}"),
+            a => panic!("expected a Transfer action, got {a:?}"),
         }
     }
 
@@ -1201,6 +1213,7 @@ fn opts_mlst_selects_the_facts() {
                 facts: Facts::TYPE,
                 perms: Permissions::ALL,
             },
+            glob: None,
         }
     );
 }
@@ -1562,6 +1575,7 @@ fn listings_carry_path_and_format_and_clear_rest() {
         TransferKind::List {
             path: vp("/pub"),
             format: ListFormat::List,
+            glob: None,
         }
     );
     h.complete(finished(Ok(0)));
@@ -1572,6 +1586,7 @@ fn listings_carry_path_and_format_and_clear_rest() {
         TransferKind::List {
             path: vp("/pub/sub"),
             format: ListFormat::Nlst,
+            glob: None,
         }
     );
     h.complete(finished(Ok(0)));
@@ -1585,6 +1600,7 @@ fn listings_carry_path_and_format_and_clear_rest() {
                 facts: Facts::DEFAULT,
                 perms: Permissions::ALL,
             },
+            glob: None,
         }
     );
     h.complete(finished(Ok(0)));
@@ -2894,4 +2910,98 @@ fn a_session_runs_on_a_static_config() {
         })
         .collect();
     assert_eq!(codes, [220, 200]);
+}
+
+/// LIST and NLST with a pattern in the last component: the session asks whether the literal name
+/// exists; if it does not, the directory is listed with the pattern, NLST names behind the client's
+/// directory text.
+#[test]
+fn list_patterns_ask_for_the_literal_name_first() {
+    let mut h = H::logged_in(Permissions::ALL);
+    h.cwd("/pub");
+    h.pasv();
+    assert_eq!(
+        h.fs("NLST -1 ../logs/log-*.txt"),
+        FsRequest::Metadata(vp("/logs/log-*.txt"))
+    );
+    h.complete(fs_err(StorageErrorKind::NotFound));
+    assert_eq!(
+        h.expect_transfer().kind,
+        TransferKind::List {
+            path: vp("/logs"),
+            format: ListFormat::Nlst,
+            glob: Some(Box::new(Glob {
+                pattern: "log-*.txt".into(),
+                prefix: "../logs/".into(),
+                max: 10_000,
+            })),
+        }
+    );
+    h.complete(finished(Ok(0)));
+    h.expect(226);
+
+    // A name that exists wins over the pattern it also is.
+    h.pasv();
+    assert_eq!(h.fs("LIST a[1]"), FsRequest::Metadata(vp("/pub/a[1]")));
+    h.complete(meta(file("a[1]", 1)));
+    assert_eq!(
+        h.expect_transfer().kind,
+        TransferKind::List {
+            path: vp("/pub/a[1]"),
+            format: ListFormat::List,
+            glob: None,
+        }
+    );
+    h.complete(finished(Ok(0)));
+    h.expect(226);
+
+    // Another storage error is answered from the one table; the data endpoint is kept.
+    h.pasv();
+    assert_eq!(h.fs("NLST *"), FsRequest::Metadata(vp("/pub/*")));
+    h.complete(fs_err(StorageErrorKind::PermissionDenied));
+    h.expect(550);
+    assert!(matches!(
+        h.transfer("NLST").kind,
+        TransferKind::List { glob: None, .. }
+    ));
+}
+
+/// MLSD never globs (RFC 3659), nor does anything with patterns off; an over-long pattern is a 501.
+#[test]
+fn mlsd_and_disabled_patterns_take_the_name_literally() {
+    let mut h = H::logged_in_with(Config {
+        max_line: 512,
+        ..config()
+    });
+    h.pasv();
+    assert_eq!(
+        h.transfer("MLSD a*").kind,
+        TransferKind::List {
+            path: vp("/a*"),
+            format: ListFormat::Mlsd {
+                facts: Facts::DEFAULT,
+                perms: Permissions::ALL,
+            },
+            glob: None,
+        }
+    );
+    h.complete(finished(Ok(0)));
+    h.expect(226);
+    h.pasv();
+    let long = format!("NLST d/{}*", "x".repeat(crate::glob::MAX_PATTERN_LEN));
+    h.cmd(&long, 501);
+
+    let mut h = H::logged_in_with(Config {
+        max_list_matches: 0,
+        ..config()
+    });
+    h.pasv();
+    assert_eq!(
+        h.transfer("NLST *.txt").kind,
+        TransferKind::List {
+            path: vp("/*.txt"),
+            format: ListFormat::Nlst,
+            glob: None,
+        }
+    );
 }

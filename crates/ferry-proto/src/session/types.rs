@@ -1,11 +1,13 @@
 //! The values a [`Session`](super::Session) exchanges with its driver.
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::net::SocketAddr;
 use core::time::Duration;
 
 use crate::command::HashAlgorithm;
+use crate::glob::Glob;
 use crate::listing::{FileInfo, ListFormat};
 use crate::path::VirtualPath;
 use crate::reply::Reply;
@@ -139,6 +141,10 @@ pub struct Config {
     /// (and FEAT lists HASH). Off by default: a driver that cannot hash (a microcontroller, where the
     /// digests would cost flash) answers them with 502.
     pub hash: bool,
+    /// Names one LIST or NLST pattern (`NLST dir/log-*.txt`, see [`crate::glob`]) may send; the
+    /// listing ends after that many (the driver logs that it was cut) and the reply is still `226`.
+    /// `0` turns patterns off: the argument is then always a literal name. Default 10,000.
+    pub max_list_matches: usize,
 }
 
 /// What the session offers and demands of TLS (RFC 4217).
@@ -171,6 +177,7 @@ impl Default for Config {
             site_quota: false,
             max_stat_entries: 1000,
             hash: false,
+            max_list_matches: 10_000,
         }
     }
 }
@@ -214,6 +221,12 @@ pub enum TransferKind {
         path: VirtualPath,
         /// LIST, NLST or MLSD.
         format: ListFormat,
+        /// For a LIST or NLST pattern (no file of that very name exists): `path` is the directory, and
+        /// only the names that match are sent, NLST names behind the client's directory prefix, at
+        /// most [`Glob::max`] of them. When nothing matches, the driver fails the transfer with
+        /// [`StorageErrorKind::NotFound`] before it is ready (a `550`, as for a missing path). Boxed, so
+        /// that every [`Action`] (which a driver holds while it works) stays as small as before.
+        glob: Option<Box<Glob>>,
     },
 }
 

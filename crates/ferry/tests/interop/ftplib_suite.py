@@ -304,6 +304,48 @@ def scenario_abort(ftp, work):
     expect(retr_bytes(ftp, "small.bin") == small, "RETR at the end")
 
 
+def scenario_glob(ftp, work):
+    """Server-side patterns in NLST and LIST, and ls-style flags (what ncftpls sends: NLST -1)."""
+    # mget-style: NLST with a pattern, then RETR each name as returned.
+    names = sorted(ftp.nlst("dir/log-*.txt"))
+    expect(names == ["dir/log-1.txt", "dir/log-2.txt", "dir/log-3.txt"], f"nlst pattern: {names!r}")
+    for i, name in enumerate(names, start=1):
+        expect(retr_bytes(ftp, name) == f"log {i}\n".encode(), f"RETR {name}")
+    names = sorted(ftp.nlst("/dir/log-[!2].*"))
+    expect(names == ["/dir/log-1.txt", "/dir/log-3.txt"], f"nlst set: {names!r}")
+    names = sorted(ftp.nlst("dir/?ther.da[a-z]"))
+    expect(names == ["dir/other.dat"], f"nlst ? and range: {names!r}")
+    # No match: 550, as for a missing file.
+    try:
+        ftp.nlst("dir/*.none")
+        expect(False, "nlst of a pattern without matches succeeded")
+    except ftplib.error_perm as e:
+        expect(str(e).startswith("550"), f"no match: {e}")
+    # Flags: ftplib sends the argument as given.
+    ftp.cwd("dir")
+    names = sorted(ftp.nlst("-1"))
+    expect(names == ["-1", "log-1.txt", "log-2.txt", "log-3.txt", "other.dat"], f"NLST -1: {names!r}")
+    names = sorted(ftp.nlst("-1a", "log-2*"))
+    expect(names == ["log-2.txt"], f"NLST -1a pattern: {names!r}")
+    # A file named -1 is reached as ./-1.
+    expect(retr_bytes(ftp, "./-1") == b"dash one", "RETR ./-1")
+    expect(ftp.nlst("./-1") == ["-1"], "NLST ./-1")
+    lines = []
+    ftp.retrlines("LIST -la", lines.append)
+    listed = sorted(line.split()[-1] for line in lines)
+    expect(listed == ["-1", "log-1.txt", "log-2.txt", "log-3.txt", "other.dat"], f"LIST -la: {lines!r}")
+    lines = []
+    ftp.retrlines("LIST -l *.txt", lines.append)
+    listed = sorted(line.split()[-1] for line in lines)
+    expect(listed == ["log-1.txt", "log-2.txt", "log-3.txt"], f"LIST pattern: {lines!r}")
+    # MLSD never globs (RFC 3659).
+    try:
+        list(ftp.mlsd("*.txt"))
+        expect(False, "MLSD with a pattern succeeded")
+    except ftplib.error_perm as e:
+        expect(str(e).startswith("550"), f"MLSD pattern: {e}")
+
+
 SCENARIOS = {
     "binary": scenario_binary,
     "ascii": scenario_ascii,
@@ -311,6 +353,7 @@ SCENARIOS = {
     "ops": scenario_ops,
     "active": scenario_active,
     "abort": scenario_abort,
+    "glob": scenario_glob,
 }
 
 
