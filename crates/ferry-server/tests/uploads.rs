@@ -141,8 +141,20 @@ fn stou_reserves_its_name_until_complete() {
     assert_eq!(r.code, 150, "{r:?}");
     assert_eq!(r.text, "FILE: up");
     data.write_all(b"first part, ").unwrap();
-    // The name is taken (by an empty file) while the data is elsewhere.
-    std::thread::sleep(Duration::from_millis(100));
+    // The name is taken (by an empty file) while the data is elsewhere: once the server has written
+    // the first part to its hidden temporary file, the target is still empty.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !names(&srv.root()).iter().any(|n| {
+        n.starts_with(".ferry-upload.")
+            && std::fs::read(srv.root().join(n)).is_ok_and(|b| b == b"first part, ")
+    }) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first part never reached a temporary file: {:?}",
+            names(&srv.root())
+        );
+        std::thread::yield_now();
+    }
     assert_eq!(srv.read("up"), b"");
     assert_eq!(end(&mut c, data, b"second part"), 226);
     assert_eq!(srv.read("up"), b"first part, second part");
