@@ -393,7 +393,9 @@ enum Source<R> {
 }
 
 impl<R: AsyncRead + Unpin> Source<R> {
-    /// Reads up to `len` bytes into the start of `buf`.
+    /// Reads up to `len` bytes into the start of `buf` (a `Vec`: the file variant lends it to the
+    /// blocking pool, which only exists on Unix).
+    #[cfg_attr(not(unix), allow(clippy::ptr_arg))]
     async fn read(&mut self, buf: &mut Vec<u8>, len: usize) -> io::Result<usize> {
         match self {
             Self::Reader(r) => r.read(&mut buf[..len]).await,

@@ -248,6 +248,8 @@ impl Storage for LocalStorage {
     /// chmod(2) through the jail: cap-std resolves `path` inside the root (a symlink is followed only
     /// while it stays inside; `..` and absolute targets are refused) and changes the mode of what it
     /// reaches. Special files (devices, FIFOs, sockets) are refused as everywhere else.
+    // Elsewhere (Windows: no Unix modes) the trait's default answers "not supported".
+    #[cfg(unix)]
     async fn set_mode(&self, path: &VirtualPath, mode: u32) -> Result<(), StorageError> {
         use cap_std::fs::PermissionsExt as _;
         let rel = rel_path(path);
