@@ -13,7 +13,7 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{random_bytes, test_config, Control, REPLY_TIMEOUT};
+use common::{random_bytes, test_config, wait_until, Control, REPLY_TIMEOUT};
 use faults::{FaultServer, EDQUOT, EIO};
 use ferry_server::{PartialUploads, ServerConfig, UploadMode, UploadPolicy};
 
@@ -228,9 +228,12 @@ fn slow_storage_stays_byte_exact_and_abortable() {
 
     // ABOR while a very slow upload runs: 426, then 226 for the ABOR; the old file is intact.
     srv.plan.delay_ms.store(300, Ordering::SeqCst);
+    let writes = srv.plan.writes.load(Ordering::SeqCst);
     let mut data = begin(&mut c, "STOR f");
     data.write_all(&content[..64 * 1024]).unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    wait_until("the slow upload has written to the storage", SETTLE, || {
+        srv.plan.writes.load(Ordering::SeqCst) > writes
+    });
     let start = Instant::now();
     c.send("ABOR");
     let r = c.reply();
@@ -295,7 +298,11 @@ fn a_reset_data_connection_fails_the_upload() {
         c.expect("TYPE I", 200);
         let mut data = begin(&mut c, "STOR f");
         data.write_all(&content).unwrap();
-        std::thread::sleep(Duration::from_millis(200));
+        wait_until(
+            &format!("{case}: the upload has reached the storage"),
+            SETTLE,
+            || srv.plan.writes.load(Ordering::SeqCst) > 0,
+        );
         reset(data);
         let r = c.reply();
         assert_eq!(r.code, 426, "{case}: {r:?}");
@@ -324,7 +331,11 @@ fn a_lost_control_connection_ends_the_upload() {
         c.expect("TYPE I", 200);
         let mut data = begin(&mut c, "STOR f");
         data.write_all(&content).unwrap();
-        std::thread::sleep(Duration::from_millis(200));
+        wait_until(
+            &format!("{case}: the upload has reached the storage"),
+            SETTLE,
+            || srv.plan.writes.load(Ordering::SeqCst) > 0,
+        );
         drop(c);
         // The upload is cancelled, its handles closed and its partial data removed as the policy
         // says (after the handle is closed, so wait for that too); the data connection is closed

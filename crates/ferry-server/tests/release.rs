@@ -13,9 +13,10 @@ mod faults;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{random_bytes, test_config, Control, REPLY_TIMEOUT};
+use common::{random_bytes, test_config, wait_until, Control, REPLY_TIMEOUT};
 use faults::FaultServer;
 
 /// How long the server may take to let go of everything.
@@ -110,9 +111,12 @@ fn broken_transfers_release_everything() {
     srv.write("f", b"old");
     let content = random_bytes(256 * 1024, 1);
 
-    // Warm up (runtime threads, the blocking pool, lazily opened files), then take the baseline.
+    // Warm up (runtime threads, the blocking pool, lazily opened files), then take the baseline once
+    // the warm-up session's task has ended and its file is closed.
+    let session_tasks;
     {
         let mut c = srv.raw_login();
+        session_tasks = srv.alive_tasks();
         c.expect("TYPE I", 200);
         let mut d = begin(&mut c, "RETR f");
         let mut got = Vec::new();
@@ -121,7 +125,9 @@ fn broken_transfers_release_everything() {
         c.expect("QUIT", 221);
         c.expect_closed();
     }
-    std::thread::sleep(Duration::from_millis(700));
+    wait_until("the warm-up session has ended", SETTLE, || {
+        srv.alive_tasks() < session_tasks && srv.plan.open_handles() == 0
+    });
     let base = (fds(), srv.alive_tasks());
     eprintln!(
         "baseline: fds {:?}, tasks {}: {:?}",
@@ -149,8 +155,11 @@ fn broken_transfers_release_everything() {
     let mut c = srv.raw_login();
     c.expect("TYPE I", 200);
     let mut d = begin(&mut c, "STOR f");
+    let writes = srv.plan.writes.load(Ordering::SeqCst);
     d.write_all(&content).unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    wait_until("the upload has reached the storage", SETTLE, || {
+        srv.plan.writes.load(Ordering::SeqCst) > writes
+    });
     socket2::SockRef::from(&d)
         .set_linger(Some(Duration::ZERO))
         .unwrap();
@@ -168,7 +177,13 @@ fn broken_transfers_release_everything() {
     let mut d = begin(&mut c, "RETR big");
     common::read_at_least(&mut d, 1024 * 1024);
     drop(c);
-    std::thread::sleep(Duration::from_millis(100));
+    // The server notices the lost control connection while the download runs and closes the data
+    // connection (what the client had not read yet arrives first).
+    let (rest, _) = common::drain(&mut d);
+    assert!(
+        rest < common::STALL_LEN / 2,
+        "the download went on without its control connection ({rest} more bytes)"
+    );
     drop(d);
     settled(&srv, base, "control connection dropped during RETR");
     port_is_free(srv.addr, port, "after the lost control connection (RETR)");
@@ -196,7 +211,10 @@ fn broken_transfers_release_everything() {
     let mut c = srv.raw_login();
     c.pasv();
     c.send("RETR f");
-    std::thread::sleep(Duration::from_millis(100));
+    // RETR opens the file, then waits for the data connection.
+    wait_until("RETR has opened its file", SETTLE, || {
+        srv.plan.open_handles() > 0
+    });
     drop(c);
     settled(&srv, base, "left while RETR waited for its data connection");
     port_is_free(srv.addr, port, "after RETR without a data connection");

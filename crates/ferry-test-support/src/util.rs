@@ -107,6 +107,20 @@ pub fn drain(stream: &mut TcpStream) -> (u64, bool) {
     }
 }
 
+/// Waits until `condition` holds, looking every 5 ms; panics naming `what` if it still does not after
+/// `limit`. For events a test can only observe by looking (a file growing, a counter moving, a
+/// descriptor closing), never as a pause.
+pub fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting until {what}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Reads until the peer closes; returns what arrived and how long the close took. Panics if the peer
 /// does not close within `limit`.
 pub fn wait_closed(s: &mut TcpStream, limit: Duration) -> (Vec<u8>, Duration) {

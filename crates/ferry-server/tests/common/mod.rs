@@ -25,7 +25,7 @@ pub use ferry_test_support::client::{
 };
 pub use ferry_test_support::util::{
     accept_within, dead_port, drain, free_port_range, random_bytes, read_at_least, sparse_file,
-    Captured, STALL_LEN,
+    wait_until, Captured, STALL_LEN,
 };
 pub use ferry_test_support::{PASS, REPLY_TIMEOUT, USER};
 
