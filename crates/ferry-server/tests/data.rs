@@ -7,9 +7,12 @@ mod common;
 
 use std::io::Write;
 use std::net::TcpStream;
+use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
-use common::{drain, random_bytes, read_at_least, sparse_file, DataMode, TestServer, PASS, USER};
+use common::{
+    drain, random_bytes, read_at_least, sparse_file, wait_until, DataMode, TestServer, PASS, USER,
+};
 use suppaftp::types::{FileType, FormatControl};
 use suppaftp::Mode;
 
@@ -411,6 +414,14 @@ fn abor_during_a_stor() {
     }
 }
 
+/// Whether this process (where the test server runs) has `path` open.
+fn holds_open(path: &Path) -> bool {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(Result::ok)
+        .any(|e| std::fs::read_link(e.path()).is_ok_and(|target| target == path))
+}
+
 #[test]
 fn abor_before_the_data_connection_is_made() {
     let srv = TestServer::start();
@@ -419,8 +430,12 @@ fn abor_before_the_data_connection_is_made() {
     c.pasv();
     c.send("RETR f");
     // The client never connects; RETR is in progress (waiting for the data connection) when ABOR
-    // comes: 426 for RETR, then 226 for ABOR (RFC 959 §4.1.3), and no 150.
-    std::thread::sleep(Duration::from_millis(100));
+    // comes: 426 for RETR, then 226 for ABOR (RFC 959 §4.1.3), and no 150. RETR opens the file before
+    // it waits for the data connection, and the server runs in this process.
+    let file = srv.path("f").canonicalize().unwrap();
+    wait_until("RETR has opened its file", Duration::from_secs(10), || {
+        holds_open(&file)
+    });
     c.send("ABOR");
     let r = c.reply();
     assert_eq!(r.code, 426, "{r:?}");
