@@ -8,9 +8,10 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::path::Path;
 use std::time::Duration;
 
-use common::{random_bytes, test_config, Control, DataMode, TestServer, REPLY_TIMEOUT};
+use common::{random_bytes, test_config, wait_until, Control, DataMode, TestServer, REPLY_TIMEOUT};
 use ferry_server::auth::users::{hash_password, Argon2Cost, UsersFile};
 use ferry_server::auth::UsersOptions;
 use ferry_server::{
@@ -47,9 +48,21 @@ fn end(c: &mut Control, mut data: TcpStream, rest: &[u8]) -> u16 {
     c.reply().code
 }
 
-/// Resets an upload's data connection and returns the final reply code.
-fn reset(c: &mut Control, data: TcpStream) -> u16 {
-    std::thread::sleep(Duration::from_millis(150));
+/// Whether an upload into `dir` has stored something: a hidden temporary file, or `in_place` (the
+/// target of an in-place upload), is not empty.
+fn stored_some(dir: &Path, in_place: Option<&str>) -> bool {
+    names(dir).iter().any(|n| {
+        (n.starts_with(".ferry-upload.") || Some(n.as_str()) == in_place)
+            && std::fs::metadata(dir.join(n)).is_ok_and(|m| m.len() > 0)
+    })
+}
+
+/// Resets an upload's data connection once some of it is stored in `dir` (see [`stored_some`]), and
+/// returns the final reply code.
+fn reset(c: &mut Control, data: TcpStream, dir: &Path, in_place: Option<&str>) -> u16 {
+    wait_until("the upload has stored something", REPLY_TIMEOUT, || {
+        stored_some(dir, in_place)
+    });
     socket2::SockRef::from(&data)
         .set_linger(Some(Duration::ZERO))
         .unwrap();
@@ -143,18 +156,16 @@ fn stou_reserves_its_name_until_complete() {
     data.write_all(b"first part, ").unwrap();
     // The name is taken (by an empty file) while the data is elsewhere: once the server has written
     // the first part to its hidden temporary file, the target is still empty.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !names(&srv.root()).iter().any(|n| {
-        n.starts_with(".ferry-upload.")
-            && std::fs::read(srv.root().join(n)).is_ok_and(|b| b == b"first part, ")
-    }) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the first part never reached a temporary file: {:?}",
-            names(&srv.root())
-        );
-        std::thread::yield_now();
-    }
+    wait_until(
+        "the first part has reached a temporary file",
+        Duration::from_secs(10),
+        || {
+            names(&srv.root()).iter().any(|n| {
+                n.starts_with(".ferry-upload.")
+                    && std::fs::read(srv.root().join(n)).is_ok_and(|b| b == b"first part, ")
+            })
+        },
+    );
     assert_eq!(srv.read("up"), b"");
     assert_eq!(end(&mut c, data, b"second part"), 226);
     assert_eq!(srv.read("up"), b"first part, second part");
@@ -177,7 +188,7 @@ fn a_kept_partial_upload_resumes_with_rest() {
     // A new file: what arrived is kept under its name.
     let mut data = begin(&mut c, "STOR new");
     data.write_all(&content[..150_000]).unwrap();
-    assert_eq!(reset(&mut c, data), 426);
+    assert_eq!(reset(&mut c, data, &srv.root(), None), 426);
     let kept = srv.read("new");
     assert!(!kept.is_empty(), "nothing kept");
     assert_eq!(kept, content[..kept.len()]);
@@ -193,7 +204,7 @@ fn a_kept_partial_upload_resumes_with_rest() {
     // An existing file is never replaced by a partial one.
     let mut data = begin(&mut c, "STOR existing");
     data.write_all(&content[..150_000]).unwrap();
-    assert_eq!(reset(&mut c, data), 426);
+    assert_eq!(reset(&mut c, data, &srv.root(), None), 426);
     assert_eq!(srv.read("existing"), b"old");
     assert_eq!(names(&srv.root()), ["existing", "new"]);
 }
@@ -255,7 +266,9 @@ fn the_users_file_sets_an_accounts_upload_policy() {
         let name = format!("{user}.bin");
         let mut data = begin(&mut c, &format!("STOR {name}"));
         data.write_all(&content[..100_000]).unwrap();
-        assert_eq!(reset(&mut c, data), 426, "{user}");
+        // Bob uploads in place, Alice into a temporary file.
+        let in_place = expect_kept.then_some(name.as_str());
+        assert_eq!(reset(&mut c, data, &root, in_place), 426, "{user}");
         let kept = std::fs::read(root.join(&name)).ok();
         assert_eq!(kept.is_some(), expect_kept, "{user}: {kept:?}");
     }
