@@ -8,12 +8,15 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{random_bytes, test_config, TestServer, PASS, USER};
+use common::{random_bytes, test_config, wait_until, TestServer, PASS, USER};
 use ferry_server::metrics::{self, Metrics};
 use ferry_server::xferlog::XferLog;
 use suppaftp::types::FileType;
+
+/// How long sessions and ports may take to close (asynchronously, after QUIT).
+const SETTLE: Duration = Duration::from_secs(10);
 
 /// A runtime serving `metrics` on a free loopback port.
 struct MetricsEndpoint {
@@ -63,15 +66,6 @@ fn value_in(body: &str, series: &str) -> Option<f64> {
         .filter_map(|l| l.strip_prefix(series))
         .find_map(|rest| rest.strip_prefix(' '))
         .map(|v| v.trim().parse().unwrap())
-}
-
-/// Waits until `f` holds (sessions close asynchronously after QUIT).
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -137,7 +131,7 @@ fn metrics_endpoint_counts_a_known_workload() {
     assert!(body.contains("# TYPE ferry_command_duration_seconds histogram"));
     assert!(body.ends_with("# EOF\n"), "OpenMetrics ends with # EOF");
 
-    eventually("sessions to close", || {
+    wait_until("the sessions have closed", SETTLE, || {
         endpoint.value("ferry_sessions_open") == Some(0.0)
     });
     assert_eq!(endpoint.value("ferry_passive_ports_in_use"), Some(0.0));
@@ -155,7 +149,7 @@ fn metrics_count_passive_ports_while_they_listen() {
     assert!(m.encode().contains("ferry_passive_ports_in_use 1\n"));
     // ABOR closes the idle passive listener.
     c.expect("ABOR", 225);
-    eventually("the passive port to close", || {
+    wait_until("the passive port has closed", SETTLE, || {
         m.encode().contains("ferry_passive_ports_in_use 0\n")
     });
 }
