@@ -92,21 +92,16 @@ fn readers_never_see_a_partial_atomic_upload() {
     data.write_all(&new[..100_000]).unwrap();
     // The upload goes to a hidden temporary file next to the target...
     let mut temp = String::new();
-    for _ in 0..200 {
-        if let Some(t) = names(&srv.root())
+    wait_until("the upload has a temporary file", REPLY_TIMEOUT, || {
+        match names(&srv.root())
             .into_iter()
             .find(|n| n.starts_with(".ferry-upload."))
         {
-            temp = t;
-            break;
+            Some(t) => temp = t,
+            None => return false,
         }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(
-        !temp.is_empty(),
-        "no temporary file: {:?}",
-        names(&srv.root())
-    );
+        true
+    });
     // ...which nobody sees, lists, reads, renames or removes, and whose names nobody can make.
     assert_eq!(reader.retr(DataMode::Pasv, "f"), old);
     let list = listing(&mut reader, "LIST -a");
