@@ -91,7 +91,7 @@ fuzz_target!(|data: &[u8]| {
                     let c = choice.next().unwrap_or(0);
                     let completion = match a {
                         Action::Authenticate { .. } => Some(Completion::Auth(if c % 2 == 0 {
-                            Ok(Grant { permissions: Permissions::from_bits(u16::from(c) * 3) })
+                            Ok(Grant::new(Permissions::from_bits(u16::from(c) * 3)))
                         } else {
                             Err(AuthError::Invalid)
                         })),

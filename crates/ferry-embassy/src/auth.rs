@@ -128,9 +128,7 @@ impl<'a> Users<'a> {
     /// Checks a login; every failure is [`AuthError::Invalid`] and costs the same hashing work.
     pub fn authenticate(&self, user: &str, password: &str) -> Result<Grant, AuthError> {
         match self.list.iter().find(|u| u.name == user) {
-            Some(u) if u.password.verify(password) => Ok(Grant {
-                permissions: u.permissions,
-            }),
+            Some(u) if u.password.verify(password) => Ok(Grant::new(u.permissions)),
             Some(_) => Err(AuthError::Invalid),
             None => {
                 let _ = DUMMY.verify(password);

@@ -7,7 +7,7 @@ use core::time::Duration;
 
 use super::{
     canonical, Action, Config, FsPending, FsRequest, Login, Output, Permissions, Session,
-    TransferKind, Wait,
+    TransferKind, Wait, MOUNT_POINT,
 };
 use crate::addr::EpsvArg;
 use crate::command::{Command, TransferType};
@@ -78,10 +78,9 @@ impl<C: Deref<Target = Config>> Session<C> {
             }
             _ => {}
         }
-        let Login::LoggedIn { grant, .. } = &self.login else {
+        if !matches!(self.login, Login::LoggedIn { .. }) {
             return self.say(ReplyCode::NOT_LOGGED_IN, "Please login with USER and PASS");
-        };
-        let perms = grant.permissions;
+        }
         match cmd {
             Command::Pwd => {
                 let mut text = ReplyText::new(ReplyCode::PATH_CREATED);
@@ -96,10 +95,13 @@ impl<C: Deref<Target = Config>> Session<C> {
                 let p = self.cwd.parent();
                 self.fs(FsRequest::Metadata(p.clone()), FsPending::Cwd(p));
             }
-            Command::Mkd(arg) => self.with_perm(perms, Permissions::MKDIR, arg, |s, p| {
+            Command::Mkd(arg) => self.with_perm(Permissions::MKDIR, arg, |s, p| {
                 s.fs(FsRequest::CreateDir(p.clone()), FsPending::Mkd(p))
             }),
-            Command::Rmd(arg) => self.with_perm(perms, Permissions::RMDIR, arg, |s, p| {
+            Command::Rmd(arg) => self.with_perm(Permissions::RMDIR, arg, |s, p| {
+                if s.is_mount_point(&p) {
+                    return s.say(ReplyCode::FILE_UNAVAILABLE, MOUNT_POINT);
+                }
                 if p.is_root() {
                     return s.reply(
                         ReplyCode::FILE_UNAVAILABLE,
@@ -111,10 +113,16 @@ impl<C: Deref<Target = Config>> Session<C> {
                     FsPending::Done("Directory removed"),
                 )
             }),
-            Command::Dele(arg) => self.with_perm(perms, Permissions::DELETE, arg, |s, p| {
+            Command::Dele(arg) => self.with_perm(Permissions::DELETE, arg, |s, p| {
+                if s.is_mount_point(&p) {
+                    return s.say(ReplyCode::FILE_UNAVAILABLE, MOUNT_POINT);
+                }
                 s.fs(FsRequest::RemoveFile(p), FsPending::Done("File deleted"))
             }),
-            Command::Rnfr(arg) => self.with_perm(perms, Permissions::RENAME, arg, |s, p| {
+            Command::Rnfr(arg) => self.with_perm(Permissions::RENAME, arg, |s, p| {
+                if s.is_mount_point(&p) {
+                    return s.say(ReplyCode::FILE_UNAVAILABLE, MOUNT_POINT);
+                }
                 if p.is_root() {
                     return s.reply(
                         ReplyCode::FILE_UNAVAILABLE,
@@ -127,14 +135,18 @@ impl<C: Deref<Target = Config>> Session<C> {
                 let Some(from) = self.rename_from.take() else {
                     return self.say(ReplyCode::BAD_SEQUENCE, "RNFR required first");
                 };
-                self.with_perm(perms, Permissions::RENAME, arg, |s, to| {
+                self.with_perm(Permissions::RENAME, arg, |s, to| {
                     if to.is_root() || to.starts_with(&from) && to != from {
                         return s.reply(
                             ReplyCode::NAME_NOT_ALLOWED,
                             "Cannot move a directory into itself",
                         );
                     }
-                    if !perms.contains(Permissions::OVERWRITE) && to != from {
+                    let folder = |s: &Self, p: &VirtualPath| s.grant().and_then(|g| g.folder_of(p));
+                    if folder(s, &from) != folder(s, &to) || s.is_mount_point(&to) {
+                        return s.say(ReplyCode::NAME_NOT_ALLOWED, "Cannot rename across folders");
+                    }
+                    if !s.permissions_at(&to).contains(Permissions::OVERWRITE) && to != from {
                         // Replacing an existing file is an overwrite: look first.
                         return s.fs(
                             FsRequest::Metadata(to.clone()),
@@ -147,10 +159,10 @@ impl<C: Deref<Target = Config>> Session<C> {
                     )
                 })
             }
-            Command::Size(arg) => self.with_perm(perms, Permissions::LIST, arg, |s, p| {
+            Command::Size(arg) => self.with_perm(Permissions::LIST, arg, |s, p| {
                 s.fs(FsRequest::Metadata(p), FsPending::Size)
             }),
-            Command::Mdtm(arg) => self.with_perm(perms, Permissions::LIST, arg, |s, p| {
+            Command::Mdtm(arg) => self.with_perm(Permissions::LIST, arg, |s, p| {
                 s.fs(FsRequest::Metadata(p), FsPending::Mdtm)
             }),
             Command::Mfmt { time, path } => {
@@ -160,7 +172,7 @@ impl<C: Deref<Target = Config>> Session<C> {
                         "Bad time value, use YYYYMMDDHHMMSS",
                     );
                 };
-                self.with_perm(perms, Permissions::OVERWRITE, path, |s, p| {
+                self.with_perm(Permissions::OVERWRITE, path, |s, p| {
                     s.fs(
                         FsRequest::SetModified {
                             path: p.clone(),
@@ -170,7 +182,7 @@ impl<C: Deref<Target = Config>> Session<C> {
                     )
                 })
             }
-            Command::Stat(Some(arg)) => self.with_perm(perms, Permissions::LIST, arg, |s, p| {
+            Command::Stat(Some(arg)) => self.with_perm(Permissions::LIST, arg, |s, p| {
                 let max = s.config.max_stat_entries;
                 s.fs(
                     FsRequest::List {
@@ -180,11 +192,9 @@ impl<C: Deref<Target = Config>> Session<C> {
                     FsPending::StatPath(p),
                 )
             }),
-            Command::Mlst(arg) => {
-                self.with_perm(perms, Permissions::LIST, arg.unwrap_or(""), |s, p| {
-                    s.fs(FsRequest::Metadata(p.clone()), FsPending::Mlst(p))
-                })
-            }
+            Command::Mlst(arg) => self.with_perm(Permissions::LIST, arg.unwrap_or(""), |s, p| {
+                s.fs(FsRequest::Metadata(p.clone()), FsPending::Mlst(p))
+            }),
             Command::Type(t) => {
                 self.ascii = t == TransferType::Ascii;
                 let text = if self.ascii {
@@ -236,12 +246,12 @@ impl<C: Deref<Target = Config>> Session<C> {
             },
             Command::Port(a) => self.active(SocketAddr::V4(a)),
             Command::Eprt(a) => self.active(a),
-            Command::Retr(arg) => self.with_perm(perms, Permissions::READ, arg, |s, path| {
+            Command::Retr(arg) => self.with_perm(Permissions::READ, arg, |s, path| {
                 let offset = core::mem::take(&mut s.rest);
                 s.transfer(TransferKind::Retr { path, offset })
             }),
-            Command::Stor(arg) => {
-                let rest = self.rest;
+            Command::Stor(arg) => self.with_path(arg, |s, path| {
+                let (rest, perms) = (s.rest, s.permissions_at(&path));
                 let (mode, need) = if rest > 0 {
                     (WriteMode::Resume(rest), Permissions::APPEND)
                 } else if perms.contains(Permissions::OVERWRITE) {
@@ -249,12 +259,13 @@ impl<C: Deref<Target = Config>> Session<C> {
                 } else {
                     (WriteMode::CreateNew, Permissions::WRITE)
                 };
-                self.with_perm(perms, need, arg, |s, path| {
-                    s.rest = 0;
-                    s.transfer(TransferKind::Stor { path, mode })
-                })
-            }
-            Command::Appe(arg) => self.with_perm(perms, Permissions::APPEND, arg, |s, path| {
+                if !perms.contains(need) {
+                    return s.denied();
+                }
+                s.rest = 0;
+                s.transfer(TransferKind::Stor { path, mode })
+            }),
+            Command::Appe(arg) => self.with_perm(Permissions::APPEND, arg, |s, path| {
                 s.rest = 0;
                 s.transfer(TransferKind::Stor {
                     path,
@@ -262,7 +273,7 @@ impl<C: Deref<Target = Config>> Session<C> {
                 })
             }),
             Command::Stou(hint) => {
-                if !perms.contains(Permissions::WRITE) {
+                if !self.permissions_at(&self.cwd).contains(Permissions::WRITE) {
                     return self.denied();
                 }
                 let stem = match hint.map(|h| VirtualPath::root().join(h)) {
@@ -276,14 +287,13 @@ impl<C: Deref<Target = Config>> Session<C> {
                 let dir = self.cwd.clone();
                 self.transfer(TransferKind::Stou { dir, stem })
             }
-            Command::List(arg) => self.list(perms, arg, ListFormat::List),
-            Command::Nlst(arg) => self.list(perms, arg, ListFormat::Nlst),
+            Command::List(arg) => self.list(arg, ListFormat::List),
+            Command::Nlst(arg) => self.list(arg, ListFormat::Nlst),
             Command::Mlsd(arg) => self.list(
-                perms,
                 arg,
                 ListFormat::Mlsd {
                     facts: self.facts,
-                    perms,
+                    perms: Permissions::NONE,
                 },
             ),
             Command::Abor => {
@@ -292,9 +302,9 @@ impl<C: Deref<Target = Config>> Session<C> {
                 }
                 self.say(ReplyCode::DATA_OPEN, "No transfer to abort");
             }
-            Command::Site(sub) => self.site(perms, sub),
-            Command::Hash(arg) => self.hash(perms, self.hash_algorithm, false, arg),
-            Command::XHash(algorithm, arg) => self.hash(perms, algorithm, true, arg),
+            Command::Site(sub) => self.site(sub),
+            Command::Hash(arg) => self.hash(self.hash_algorithm, false, arg),
+            Command::XHash(algorithm, arg) => self.hash(algorithm, true, arg),
             // Handled before the login check.
             _ => self.say(ReplyCode::SYNTAX_ERROR, "Command not understood"),
         }

@@ -199,7 +199,7 @@ impl<C: Deref<Target = Config>> Session<C> {
                 );
             }
             (FsPending::Mlst(path), FsResponse::Metadata(info)) => {
-                let perms = self.permissions();
+                let perms = self.permissions_at(&path);
                 let mut line = String::new();
                 // Writing to a String cannot fail.
                 let _ = listing::write_facts(&mut line, &info, self.facts, perms);

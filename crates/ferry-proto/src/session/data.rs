@@ -13,6 +13,7 @@ use super::{
 use crate::addr;
 use crate::glob::{self, Glob};
 use crate::listing::ListFormat;
+use crate::path::VirtualPath;
 use crate::reply::ReplyCode;
 use crate::storage::StorageErrorKind;
 
@@ -48,7 +49,9 @@ impl<C: Deref<Target = Config>> Session<C> {
         self.say(ReplyCode::OK, "Active mode accepted");
     }
 
-    pub(super) fn list(&mut self, perms: Permissions, arg: Option<&str>, format: ListFormat) {
+    /// LIST/NLST/MLSD; an MLSD format's `perms` fact source is replaced with the listed path's
+    /// (or, for a pattern, its directory's).
+    pub(super) fn list(&mut self, arg: Option<&str>, format: ListFormat) {
         let arg = arg.unwrap_or("");
         // LIST and NLST expand a pattern in the last component; MLSD never does (RFC 3659 §7.2.1).
         let (dir, pattern) = match arg.rfind('/') {
@@ -59,7 +62,8 @@ impl<C: Deref<Target = Config>> Session<C> {
             && self.config.max_list_matches > 0
             && glob::is_pattern(pattern);
         if !globbing {
-            return self.with_perm(perms, Permissions::LIST, arg, |s, path| {
+            return self.with_perm(Permissions::LIST, arg, |s, path| {
+                let format = s.mlsd_perms(format, &path);
                 s.rest = 0;
                 s.transfer(TransferKind::List {
                     path,
@@ -76,7 +80,8 @@ impl<C: Deref<Target = Config>> Session<C> {
             prefix: String::from(dir),
             max: self.config.max_list_matches,
         });
-        self.with_perm(perms, Permissions::LIST, dir, |s, dir| {
+        self.with_perm(Permissions::LIST, dir, |s, dir| {
+            let format = s.mlsd_perms(format, &dir);
             // A file or directory of that very name wins over the pattern: ask whether it exists.
             s.with_path(arg, |s, literal| {
                 let req = FsRequest::Metadata(literal.clone());
@@ -89,6 +94,18 @@ impl<C: Deref<Target = Config>> Session<C> {
                 s.fs(req, FsPending::ListPattern(Box::new(pattern)));
             })
         })
+    }
+
+    /// `format` with, for MLSD, the `perm` facts of the permissions at `path` (a virtual folder's
+    /// inside one).
+    fn mlsd_perms(&self, format: ListFormat, path: &VirtualPath) -> ListFormat {
+        match format {
+            ListFormat::Mlsd { facts, .. } => ListFormat::Mlsd {
+                facts,
+                perms: self.permissions_at(path),
+            },
+            other => other,
+        }
     }
 
     /// The answer to whether the literal name of a LIST/NLST pattern exists: list it if it does, else

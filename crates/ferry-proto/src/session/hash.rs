@@ -42,20 +42,14 @@ pub(super) struct HashState {
 
 impl<C: Deref<Target = Config>> Session<C> {
     /// HASH (`x_command` false, with the session's algorithm) or an X-command, logged in.
-    pub(super) fn hash(
-        &mut self,
-        perms: Permissions,
-        algorithm: HashAlgorithm,
-        x_command: bool,
-        arg: &str,
-    ) {
+    pub(super) fn hash(&mut self, algorithm: HashAlgorithm, x_command: bool, arg: &str) {
         if self.user().is_some_and(is_anonymous) {
             return self.say(
                 ReplyCode::FILE_UNAVAILABLE,
                 "Checksums are not available to anonymous users",
             );
         }
-        self.with_perm(perms, Permissions::READ, arg, |s, path| {
+        self.with_perm(Permissions::READ, arg, |s, path| {
             s.wait = Wait::Hash(HashState {
                 aborting: false,
                 algorithm,

@@ -39,7 +39,10 @@ impl T {
         t.send(&format!("USER {user}"));
         t.send("PASS p");
         t.out();
-        t.0.handle_completion(Duration::ZERO, Completion::Auth(Ok(Grant { permissions })));
+        t.0.handle_completion(
+            Duration::ZERO,
+            Completion::Auth(Ok(Grant::new(permissions))),
+        );
         assert_eq!(t.out(), [O::R(230, format!("User {user} logged in"))]);
         t
     }

@@ -453,13 +453,6 @@ impl<C: Deref<Target = Config>> Session<C> {
         self.unix_now = unix_secs;
     }
 
-    fn permissions(&self) -> Permissions {
-        match &self.login {
-            Login::LoggedIn { grant, .. } => grant.permissions,
-            _ => Permissions::NONE,
-        }
-    }
-
     fn reset_transfer_state(&mut self) {
         self.ascii = false;
         self.rest = 0;
@@ -476,17 +469,35 @@ impl<C: Deref<Target = Config>> Session<C> {
         }
     }
 
-    fn with_perm(
-        &mut self,
-        perms: Permissions,
-        need: Permissions,
-        arg: &str,
-        f: impl FnOnce(&mut Self, VirtualPath),
-    ) {
-        if !perms.contains(need) {
-            return self.denied();
+    /// What the logged-in user may do at `path` (its virtual folder's permissions inside one).
+    fn permissions_at(&self, path: &VirtualPath) -> Permissions {
+        match &self.login {
+            Login::LoggedIn { grant, .. } => grant.permissions_for(path),
+            _ => Permissions::NONE,
         }
-        self.with_path(arg, f)
+    }
+
+    /// The logged-in user's grant, if any.
+    fn grant(&self) -> Option<&Grant> {
+        match &self.login {
+            Login::LoggedIn { grant, .. } => Some(grant),
+            _ => None,
+        }
+    }
+
+    /// True if `path` is one of the user's virtual folders itself.
+    fn is_mount_point(&self, path: &VirtualPath) -> bool {
+        self.grant().is_some_and(|g| g.is_mount_point(path))
+    }
+
+    /// Resolves `arg` and runs `f` if the user has `need` at that path (else 550).
+    fn with_perm(&mut self, need: Permissions, arg: &str, f: impl FnOnce(&mut Self, VirtualPath)) {
+        self.with_path(arg, |s, p| {
+            if !s.permissions_at(&p).contains(need) {
+                return s.denied();
+            }
+            f(s, p)
+        })
     }
 
     fn denied(&mut self) {
@@ -522,6 +533,9 @@ impl<C: Deref<Target = Config>> Session<C> {
         self.out.push_back(Output::Action(Action::Close));
     }
 }
+
+/// The reply to RMD, DELE and RNFR of a virtual folder's mount point.
+const MOUNT_POINT: &str = "Cannot remove or rename a virtual folder";
 
 /// The output of a connection refused before it gets a session (server full, shutting down, address
 /// banned): `421 text`, then close. Drivers send the reply and close the connection.

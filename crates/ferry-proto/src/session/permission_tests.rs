@@ -44,12 +44,16 @@ impl T {
     }
 
     fn logged_in(permissions: Permissions) -> Self {
+        Self::with_grant(Grant::new(permissions))
+    }
+
+    fn with_grant(grant: Grant) -> Self {
         let mut t = Self::new();
         t.send("USER u");
         assert_eq!(t.codes(), [331]);
         t.send("PASS p");
         assert!(matches!(t.action(), Action::Authenticate { .. }));
-        t.complete(Completion::Auth(Ok(Grant { permissions })));
+        t.complete(Completion::Auth(Ok(grant)));
         assert_eq!(t.codes(), [230]);
         t
     }
@@ -219,9 +223,7 @@ fn too_many_sessions_is_an_immediate_530_that_does_not_count() {
     t.send("USER u");
     t.send("PASS p");
     t.out();
-    t.complete(Completion::Auth(Ok(Grant {
-        permissions: Permissions::ALL,
-    })));
+    t.complete(Completion::Auth(Ok(Grant::new(Permissions::ALL))));
     assert_eq!(t.codes(), [230]);
 }
 
@@ -302,4 +304,78 @@ fn site_chmod_needs_chmod_and_a_plain_octal_mode() {
     assert!(!Permissions::ALL.contains(Permissions::CHMOD));
     assert!(Permissions::ADMIN.contains(Permissions::ALL | Permissions::CHMOD));
     assert_eq!(Permissions::from_bits(u16::MAX), Permissions::ADMIN);
+}
+
+/// A grant of everything at home with a read-only folder `/pub` and a write-and-rename folder `/in/drop`.
+fn folder_grant() -> Grant {
+    Grant {
+        permissions: Permissions::ALL,
+        folders: alloc::vec![
+            FolderGrant {
+                path: vp("/pub"),
+                permissions: Permissions::READ_ONLY,
+            },
+            FolderGrant {
+                path: vp("/in/drop"),
+                permissions: Permissions::WRITE.union(Permissions::RENAME),
+            },
+        ],
+    }
+}
+
+#[test]
+fn folder_permissions_replace_the_accounts_inside_the_folder() {
+    let g = folder_grant();
+    assert_eq!(g.folder_of(&vp("/pub")), Some(0));
+    assert_eq!(g.folder_of(&vp("/pub/a/b")), Some(0));
+    assert_eq!(g.folder_of(&vp("/public")), None);
+    assert_eq!(g.folder_of(&vp("/in")), None);
+    assert_eq!(g.folder_of(&vp("/in/drop/x")), Some(1));
+    assert_eq!(g.permissions_for(&vp("/pub/a")), Permissions::READ_ONLY);
+    assert_eq!(g.permissions_for(&vp("/publication")), Permissions::ALL);
+    assert_eq!(
+        g.permissions_for(&vp("/in/drop")),
+        Permissions::WRITE | Permissions::RENAME
+    );
+    assert_eq!(g.permissions_for(&vp("/")), Permissions::ALL);
+    assert!(g.is_mount_point(&vp("/pub")) && !g.is_mount_point(&vp("/pub/a")));
+}
+
+#[test]
+fn folders_have_their_own_permissions_and_keep_their_mount_points() {
+    let mut t = T::with_grant(folder_grant());
+    // Read-only inside /pub, everything at home (even through `..` out of the folder).
+    for cmd in [
+        "DELE /pub/a",
+        "MKD /pub/d",
+        "RMD /pub/d",
+        "RNFR /pub/a",
+        "SITE CHMOD 644 /pub/a",
+    ] {
+        t.send(cmd);
+        assert_eq!(t.codes(), [550], "{cmd}");
+    }
+    assert_eq!(t.fs("DELE /pub/../a"), FsRequest::RemoveFile(vp("/a")));
+    t.complete(Completion::Fs(Ok(FsResponse::Done)));
+    assert_eq!(t.codes(), [250]);
+    // Mount points cannot be removed or renamed, whatever the folder allows.
+    for cmd in ["RMD /in/drop", "DELE /in/drop", "RNFR /in/drop"] {
+        t.send(cmd);
+        assert_eq!(t.codes(), [550], "{cmd}");
+    }
+    // Renames across folders (and onto a mount point) are refused with 553.
+    t.rnfr("/a");
+    t.send("RNTO /in/drop/a");
+    assert_eq!(t.codes(), [553]);
+    t.rnfr("/a");
+    t.send("RNTO /in/drop");
+    assert_eq!(t.codes(), [553]);
+    t.rnfr("/a");
+    assert_eq!(
+        t.fs("RNTO /in/b"),
+        FsRequest::Rename {
+            from: vp("/a"),
+            to: vp("/in/b")
+        }
+    );
 }

@@ -56,9 +56,7 @@ fn login(s: &mut Session<Arc<Config>>) {
     let _ = send(s, "PASS pw");
     s.handle_completion(
         Duration::ZERO,
-        Completion::Auth(Ok(Grant {
-            permissions: Permissions::ALL,
-        })),
+        Completion::Auth(Ok(Grant::new(Permissions::ALL))),
     );
     let _ = drain(s);
 }

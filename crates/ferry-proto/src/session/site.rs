@@ -11,10 +11,10 @@ use crate::text::{div_rem, Num};
 
 impl<C: Deref<Target = Config>> Session<C> {
     /// `SITE word ...` (logged in).
-    pub(super) fn site(&mut self, perms: Permissions, sub: &str) {
+    pub(super) fn site(&mut self, sub: &str) {
         let (word, args) = sub.split_once(' ').unwrap_or((sub, ""));
         if word.eq_ignore_ascii_case("CHMOD") {
-            self.chmod(perms, args);
+            self.chmod(args);
         } else if word.eq_ignore_ascii_case("HELP") {
             let mut text = ReplyText::new(ReplyCode::HELP);
             text.push("SITE commands:")
@@ -38,7 +38,7 @@ impl<C: Deref<Target = Config>> Session<C> {
     /// `SITE CHMOD <mode> <path>` (as WinSCP and FileZilla send it): the mode is one to four octal
     /// digits of at most `0777` (setuid, setgid and sticky bits are refused, 501); the path is the rest
     /// of the line, verbatim. Needs [`Permissions::CHMOD`].
-    fn chmod(&mut self, perms: Permissions, args: &str) {
+    fn chmod(&mut self, args: &str) {
         let (mode, path) = args.split_once(' ').unwrap_or((args, ""));
         let Some(mode) = parse_mode(mode).filter(|_| !path.is_empty()) else {
             return self.say(
@@ -46,7 +46,7 @@ impl<C: Deref<Target = Config>> Session<C> {
                 "Use SITE CHMOD <octal mode 0-777> <path>",
             );
         };
-        self.with_perm(perms, Permissions::CHMOD, path, |s, path| {
+        self.with_perm(Permissions::CHMOD, path, |s, path| {
             s.fs(FsRequest::SetMode { path, mode }, FsPending::Chmod)
         });
     }

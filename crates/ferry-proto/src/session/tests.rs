@@ -352,7 +352,7 @@ impl H {
                 password: String::from("secret"),
             }
         );
-        self.complete(Completion::Auth(Ok(Grant { permissions })));
+        self.complete(Completion::Auth(Ok(Grant::new(permissions))));
         assert_eq!(self.expect(230), "User bob logged in");
     }
 
@@ -470,9 +470,7 @@ fn user_pass_authenticates_with_the_exact_credentials() {
         }
     );
     assert_eq!(h.s.user(), None);
-    h.complete(Completion::Auth(Ok(Grant {
-        permissions: Permissions::ALL,
-    })));
+    h.complete(Completion::Auth(Ok(Grant::new(Permissions::ALL))));
     assert_eq!(h.expect(230), "User alice logged in");
     assert_eq!(h.s.user(), Some("alice"));
     assert_eq!(h.pwd(), "\"/\" is the current directory");
@@ -629,9 +627,7 @@ fn user_while_logged_in_starts_a_new_login() {
             password: String::from("pw"),
         }
     );
-    h.complete(Completion::Auth(Ok(Grant {
-        permissions: Permissions::READ_ONLY,
-    })));
+    h.complete(Completion::Auth(Ok(Grant::new(Permissions::READ_ONLY))));
     h.expect(230);
     assert_eq!(h.s.user(), Some("carol"));
     // The new login starts from a clean transfer state: TYPE is back to binary.
@@ -652,9 +648,7 @@ fn changing_user_late_in_a_session_restarts_the_login_timer() {
     h.quiet();
     h.send("PASS pw");
     h.expect_action();
-    h.complete(Completion::Auth(Ok(Grant {
-        permissions: Permissions::ALL,
-    })));
+    h.complete(Completion::Auth(Ok(Grant::new(Permissions::ALL))));
     h.expect(230);
 }
 
@@ -809,9 +803,7 @@ fn verbs_are_case_insensitive() {
     h.cmd("user bob", 331);
     h.send("pAsS pw");
     h.expect_action();
-    h.complete(Completion::Auth(Ok(Grant {
-        permissions: Permissions::ALL,
-    })));
+    h.complete(Completion::Auth(Ok(Grant::new(Permissions::ALL))));
     h.expect(230);
     h.cmd("xpwd", 257);
 }
@@ -2219,9 +2211,7 @@ fn pipelined_login_stops_at_pass() {
             })
         ]
     );
-    h.complete(Completion::Auth(Ok(Grant {
-        permissions: Permissions::ALL,
-    })));
+    h.complete(Completion::Auth(Ok(Grant::new(Permissions::ALL))));
     h.expect(230);
     assert_eq!(h.feed(&input[n..]), 5);
     h.expect(257);
@@ -2645,9 +2635,7 @@ impl Fuzz {
             Action::Authenticate { .. } => match p % 5 {
                 0 => Completion::Auth(Err(AuthError::Invalid)),
                 1 => Completion::Auth(Err(AuthError::Unavailable)),
-                _ => Completion::Auth(Ok(Grant {
-                    permissions: perms[usize::from(p / 5) % perms.len()],
-                })),
+                _ => Completion::Auth(Ok(Grant::new(perms[usize::from(p / 5) % perms.len()]))),
             },
             Action::Fs(_) => Completion::Fs(match p % 6 {
                 0 => Ok(FsResponse::Done),
@@ -2842,9 +2830,7 @@ proptest! {
         if prelude {
             f.pending.extend_from_slice(b"USER u\r\nPASS p\r\n");
             f.offer()?;
-            f.outstanding = VecDeque::from([Completion::Auth(Ok(Grant {
-                permissions: Permissions::ALL,
-            }))]);
+            f.outstanding = VecDeque::from([Completion::Auth(Ok(Grant::new(Permissions::ALL)))]);
             f.deliver()?;
         }
         for (i, s) in steps.into_iter().enumerate() {

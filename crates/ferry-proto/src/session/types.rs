@@ -322,8 +322,60 @@ pub enum TransferError {
 /// Identity and rights granted by a successful login.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Grant {
-    /// What the user may do.
+    /// What the user may do outside its virtual folders.
     pub permissions: Permissions,
+    /// The user's virtual folders (mounts of other directories into its tree), each with its own
+    /// permissions; empty for none. The driver keeps them apart from one another: no path may be inside
+    /// another folder's path, and none is the root.
+    pub folders: Vec<FolderGrant>,
+}
+
+/// A virtual folder: where it appears in the user's tree and what the user may do inside it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FolderGrant {
+    /// The mount point (the folder itself).
+    pub path: VirtualPath,
+    /// What the user may do at and below [`FolderGrant::path`], instead of [`Grant::permissions`].
+    pub permissions: Permissions,
+}
+
+impl Grant {
+    /// A grant of `permissions` everywhere, without virtual folders.
+    pub fn new(permissions: Permissions) -> Self {
+        Self {
+            permissions,
+            folders: Vec::new(),
+        }
+    }
+
+    /// The index in [`Grant::folders`] of the folder that holds `path` (the longest mount point that
+    /// `path` is or lies below), or `None` for a path of the home.
+    pub fn folder_of(&self, path: &VirtualPath) -> Option<usize> {
+        folder_of(&self.folders, path)
+    }
+
+    /// What the user may do at `path`: its folder's permissions inside a virtual folder, else
+    /// [`Grant::permissions`].
+    pub fn permissions_for(&self, path: &VirtualPath) -> Permissions {
+        self.folder_of(path)
+            .and_then(|i| self.folders.get(i))
+            .map_or(self.permissions, |f| f.permissions)
+    }
+
+    /// True if `path` is a mount point itself (which cannot be removed or renamed).
+    pub fn is_mount_point(&self, path: &VirtualPath) -> bool {
+        self.folders.iter().any(|f| f.path == *path)
+    }
+}
+
+/// The index of the folder in `folders` whose path is the longest one that `path` is or lies below.
+pub fn folder_of(folders: &[FolderGrant], path: &VirtualPath) -> Option<usize> {
+    folders
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| !f.path.is_root() && path.starts_with(&f.path))
+        .max_by_key(|(_, f)| f.path.as_str().len())
+        .map(|(i, _)| i)
 }
 
 /// Why a login failed: 530 for all but [`AuthError::ServiceDown`] (421).

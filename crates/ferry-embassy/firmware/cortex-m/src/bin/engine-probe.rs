@@ -38,9 +38,7 @@ fn completion(kind: u8) -> Completion {
         unique: None,
     };
     match kind % 13 {
-        0 => Completion::Auth(Ok(Grant {
-            permissions: Permissions::from_bits(u16::from(kind)),
-        })),
+        0 => Completion::Auth(Ok(Grant::new(Permissions::from_bits(u16::from(kind))))),
         1 => Completion::Auth(Err(AuthError::Invalid)),
         2 => Completion::Fs(Ok(FsResponse::Metadata(info))),
         3 => Completion::Fs(Ok(FsResponse::Entries {
