@@ -19,6 +19,9 @@
 //! only for its growth: the old file's size is credited when the upload starts. A new file needs room
 //! for one more entry, or `552` before anything is created. At the end of an upload the usage is set
 //! right from the target's real size (`Charge::settle`), whatever the upload policy left.
+//!
+//! Virtual folders ([`crate::auth::folders`]) are outside quotas: the users file refuses an account
+//! with both, so a quota only ever counts a home without folders.
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -461,6 +461,14 @@ async fn serve(cli: Cli, matches: ArgMatches, credentials: scale::FileCredential
     let users = UsersAuthenticator::open(users_path, options)
         .with_context(|| format!("loading the users file {}", users_path.display()))?;
     let file = users.file();
+    let has_folders = file.users().any(|(_, u)| !u.folders.is_empty())
+        || file.anonymous().is_some_and(|a| !a.folders.is_empty());
+    if has_folders && matches!(storage, ferry_server::AnyStorage::S3(_)) {
+        anyhow::bail!(
+            "{}: virtual folders (`folders`) need local storage, not S3",
+            users_path.display()
+        );
+    }
     let access = Access {
         anonymous: file.anonymous().filter(|a| a.enabled).map(|a| {
             let rights = a.role.map_or_else(

@@ -11,6 +11,7 @@
 
 mod any;
 mod cidr;
+pub mod folders;
 pub mod limiter;
 mod password;
 pub mod postgres;
@@ -28,6 +29,7 @@ use ferry_proto::session::{AuthError, Grant, Permissions};
 pub use any::AnyAuthenticator;
 pub use cidr::{Cidr, CidrError};
 pub use ferry_proto::session::is_anonymous;
+pub use folders::Folder;
 pub use limiter::{Check, Failure, LoginLimiter, LoginLimits};
 pub use postgres::{PgAuthenticator, PgOptions, PgUsers};
 pub use users::{UsersAuthenticator, UsersFile, UsersFileError, UsersOptions};
@@ -81,6 +83,8 @@ pub struct Account {
     /// The account's own hook command, URL or events, each replacing the server's for its events.
     /// Default: none (the server's hooks). See [`crate::hooks`].
     pub hooks: Option<crate::hooks::HookSettings>,
+    /// The account's virtual folders, each opened like a home (see [`folders`]). Default: none.
+    pub folders: Vec<folders::Folder>,
 }
 
 impl Account {
@@ -91,7 +95,7 @@ impl Account {
     pub fn new(user: &str, permissions: Permissions) -> Self {
         Self {
             user: user.to_owned(),
-            grant: Grant { permissions },
+            grant: Grant::new(permissions),
             home: None,
             max_sessions: None,
             upload_mode: None,
@@ -99,6 +103,7 @@ impl Account {
             quota: crate::quota::Quota::default(),
             bandwidth: crate::throttle::Bandwidth::default(),
             hooks: None,
+            folders: Vec::new(),
         }
     }
 }

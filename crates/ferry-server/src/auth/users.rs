@@ -19,6 +19,7 @@
 //! download_rate = "10M"
 //! hook_url = "http://127.0.0.1:8080/alice"   # this account's events go here instead
 //! hook_events = ["upload"]        # and only its uploads; [] turns its hooks off
+//! folders = [{ path = "/shared", source = "shared", permissions = ["list", "read"] }]
 //!
 //! [users.dropbox]
 //! password_hash = "$argon2id$..."
@@ -49,6 +50,7 @@ use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 
+use super::folders::{folders_of, Folder, RawFolder};
 pub use super::password::{hash_password, Argon2Cost, PasswordError, PasswordHashString};
 pub use super::roles::{permission_by_name, permission_names, Role, PERMISSION_NAMES};
 use super::{is_anonymous, Account, Authenticator, Cidr, Credentials};
@@ -87,6 +89,8 @@ pub struct User {
     pub bandwidth: Bandwidth,
     /// The account's own hooks (`hook_command`, `hook_url`, `hook_events`); `None` for the server's.
     pub hooks: Option<HookSettings>,
+    /// The account's virtual folders (`folders`, see [`super::folders`]).
+    pub folders: Vec<Folder>,
 }
 
 /// The `[anonymous]` section: users `anonymous` and `ftp` with any password.
@@ -116,6 +120,8 @@ pub struct AnonymousAccess {
     pub bandwidth: Bandwidth,
     /// The account's own hooks (`hook_command`, `hook_url`, `hook_events`); `None` for the server's.
     pub hooks: Option<HookSettings>,
+    /// The account's virtual folders (`folders`, see [`super::folders`]).
+    pub folders: Vec<Folder>,
 }
 
 fn allows(networks: &[Cidr], ip: IpAddr) -> bool {
@@ -138,6 +144,7 @@ impl User {
             quota: self.quota,
             bandwidth: self.bandwidth,
             hooks: self.hooks.clone(),
+            folders: self.folders.clone(),
             ..Account::new(name, self.permissions)
         }
     }
@@ -154,6 +161,7 @@ impl AnonymousAccess {
             quota: self.quota,
             bandwidth: self.bandwidth,
             hooks: self.hooks.clone(),
+            folders: self.folders.clone(),
             ..Account::new("anonymous", self.permissions)
         }
     }
@@ -254,6 +262,8 @@ struct RawAccount {
     hook_url: Option<HookUrl>,
     #[serde(default)]
     hook_events: Option<EventSet>,
+    #[serde(default)]
+    folders: Vec<RawFolder>,
 }
 
 impl RawAccount {
@@ -399,6 +409,8 @@ impl UsersFile {
                     quota,
                     bandwidth,
                     hooks,
+                    folders: folders_of(&raw.folders, permissions, !quota.is_unlimited())
+                        .map_err(|m| invalid(at, format!("user {name:?}: {m}")))?,
                 },
             );
         }
@@ -423,6 +435,8 @@ impl UsersFile {
                     .hooks()
                     .map_err(|m| invalid(at, format!("anonymous: {m}")))?;
                 Some(AnonymousAccess {
+                    folders: folders_of(&raw.folders, permissions, !quota.is_unlimited())
+                        .map_err(|m| invalid(at, format!("anonymous: {m}")))?,
                     enabled: raw.enabled.unwrap_or(true),
                     home: home_of(raw.home).map_err(|m| invalid(at, format!("anonymous: {m}")))?,
                     role,

@@ -108,15 +108,18 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
             info!(peer = %self.session.peer(), user = ?account.user, max, "login refused: too many sessions for this user");
             return Err(AuthError::TooManySessions);
         };
-        let storage = match &account.home {
-            None => Arc::clone(&self.shared.storage),
-            Some(home) => match self.shared.storage.open_home(home).await {
-                Ok(s) => Arc::new(s),
-                Err(e) => {
-                    tracing::error!(user = ?account.user, home = %home.display(), error = %e, "cannot open the user's home; login refused");
-                    return Err(AuthError::Unavailable);
+        let storage = match (&account.home, account.folders.is_empty()) {
+            (None, true) => Arc::clone(&self.shared.storage),
+            (home, _) => {
+                let home = home.as_deref().unwrap_or(std::path::Path::new("."));
+                match self.shared.storage.open_home(home).await {
+                    Ok(s) => Arc::new(self.mount_folders(&account, s).await?),
+                    Err(e) => {
+                        tracing::error!(user = ?account.user, home = %home.display(), error = %e, "cannot open the user's home; login refused");
+                        return Err(AuthError::Unavailable);
+                    }
                 }
-            },
+            }
         };
         self.policy = self
             .shared
@@ -129,7 +132,31 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
             .config
             .uploads
             .with_overrides(account.upload_mode, account.partial_uploads);
-        Ok(account.grant)
+        let mut grant = account.grant;
+        grant.folders = account.folders.iter().map(|f| f.grant()).collect();
+        Ok(grant)
+    }
+
+    /// Mounts the account's virtual folders into its `home` (each opened like a home of the server's
+    /// storage: a relative source inside the root, through its jail).
+    async fn mount_folders(&self, account: &Account, home: S) -> Result<S, AuthError> {
+        if account.folders.is_empty() {
+            return Ok(home);
+        }
+        let mut mounts = Vec::with_capacity(account.folders.len());
+        for f in &account.folders {
+            match self.shared.storage.open_home(&f.source).await {
+                Ok(s) => mounts.push((f.path.clone(), s)),
+                Err(e) => {
+                    tracing::error!(user = ?account.user, folder = %f.path, source = %f.source.display(), error = %e, "cannot open a virtual folder; login refused");
+                    return Err(AuthError::Unavailable);
+                }
+            }
+        }
+        home.with_folders(mounts).map_err(|e| {
+            tracing::error!(user = ?account.user, error = %e, "virtual folders refused; login refused");
+            AuthError::Unavailable
+        })
     }
 
     /// Upgrades the control connection to TLS (AUTH TLS). On failure the connection is gone.

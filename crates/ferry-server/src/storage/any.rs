@@ -13,7 +13,9 @@ use ferry_proto::listing::FileInfo;
 use ferry_proto::path::VirtualPath;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::{Lister, LocalStorage, S3Storage, Storage, StorageError, WriteMode};
+use super::{
+    Lister, LocalStorage, Mounted, MountedLister, S3Storage, Storage, StorageError, WriteMode,
+};
 
 /// A storage backend chosen at run time: a local folder or an S3 bucket.
 #[derive(Debug, Clone)]
@@ -22,6 +24,8 @@ pub enum AnyStorage {
     Local(LocalStorage),
     /// An S3-compatible bucket.
     S3(S3Storage),
+    /// A local home with virtual folders.
+    Mounted(Mounted),
 }
 
 /// The reader of an [`AnyStorage`].
@@ -52,6 +56,8 @@ pub enum AnyLister {
     Local(<LocalStorage as Storage>::Lister),
     /// Of a key prefix.
     S3(<S3Storage as Storage>::Lister),
+    /// Of a home with virtual folders.
+    Mounted(MountedLister),
 }
 
 impl Lister for AnyLister {
@@ -59,6 +65,7 @@ impl Lister for AnyLister {
         match self {
             Self::Local(l) => l.next_page().await,
             Self::S3(l) => l.next_page().await,
+            Self::Mounted(l) => l.next_page().await,
         }
     }
 }
@@ -105,12 +112,31 @@ impl AsyncWrite for AnyWriter {
 
 /// Runs `$call` with `$s` bound to the backend inside `$self`.
 macro_rules! each {
-    ($self:expr, $s:ident => $call:expr) => {
+    ($self:expr, $path:expr, $s:ident, $p:ident => $call:expr) => {
         match $self {
-            AnyStorage::Local($s) => $call,
-            AnyStorage::S3($s) => $call,
+            AnyStorage::Local($s) => {
+                let $p = $path;
+                $call
+            }
+            AnyStorage::S3($s) => {
+                let $p = $path;
+                $call
+            }
+            AnyStorage::Mounted(m) => {
+                let ($s, inner, _) = m.route($path)?;
+                let $p = &inner;
+                $call
+            }
         }
     };
+}
+
+/// The refusal of virtual folders outside a local home.
+fn no_folders() -> StorageError {
+    StorageError::new(
+        super::StorageErrorKind::Unsupported,
+        "virtual folders need local storage",
+    )
 }
 
 /// Both backends' writers came from the same variant as the storage; a mismatch is a bug in the
@@ -144,13 +170,17 @@ impl Storage for AnyStorage {
     }
 
     async fn metadata(&self, path: &VirtualPath) -> Result<FileInfo, StorageError> {
-        each!(self, s => s.metadata(path).await)
+        match self {
+            Self::Mounted(m) => m.metadata(path).await,
+            _ => each!(self, path, s, p => s.metadata(p).await),
+        }
     }
 
     async fn list(&self, path: &VirtualPath) -> Result<AnyLister, StorageError> {
         match self {
             Self::Local(s) => s.list(path).await.map(AnyLister::Local),
             Self::S3(s) => s.list(path).await.map(AnyLister::S3),
+            Self::Mounted(m) => m.list(path).await.map(AnyLister::Mounted),
         }
     }
 
@@ -168,6 +198,11 @@ impl Storage for AnyStorage {
                 .open_read(path, offset)
                 .await
                 .map(|(r, n)| (AnyReader::S3(r), n)),
+            Self::Mounted(m) => {
+                let (s, inner, _) = m.route(path)?;
+                let (r, n) = s.open_read(&inner, offset).await?;
+                Ok((AnyReader::Local(r), n))
+            }
         }
     }
 
@@ -179,6 +214,10 @@ impl Storage for AnyStorage {
         match self {
             Self::Local(s) => s.open_write(path, mode).await.map(AnyWriter::Local),
             Self::S3(s) => s.open_write(path, mode).await.map(AnyWriter::S3),
+            Self::Mounted(m) => {
+                let (s, inner, _) = m.route(path)?;
+                s.open_write(&inner, mode).await.map(AnyWriter::Local)
+            }
         }
     }
 
@@ -196,31 +235,40 @@ impl Storage for AnyStorage {
                 .create_unique(dir, stem)
                 .await
                 .map(|(p, w)| (p, AnyWriter::S3(w))),
+            Self::Mounted(m) => {
+                let (s, inner, mount) = m.route(dir)?;
+                let (p, w) = s.create_unique(&inner, stem).await?;
+                Ok((Mounted::outer(mount, p)?, AnyWriter::Local(w)))
+            }
         }
     }
 
     async fn remove_file(&self, path: &VirtualPath) -> Result<(), StorageError> {
-        each!(self, s => s.remove_file(path).await)
+        each!(self, path, s, p => s.remove_file(p).await)
     }
 
     async fn create_dir(&self, path: &VirtualPath) -> Result<(), StorageError> {
-        each!(self, s => s.create_dir(path).await)
+        each!(self, path, s, p => s.create_dir(p).await)
     }
 
     async fn remove_dir(&self, path: &VirtualPath) -> Result<(), StorageError> {
-        each!(self, s => s.remove_dir(path).await)
+        each!(self, path, s, p => s.remove_dir(p).await)
     }
 
     async fn rename(&self, from: &VirtualPath, to: &VirtualPath) -> Result<(), StorageError> {
-        each!(self, s => s.rename(from, to).await)
+        match self {
+            Self::Local(s) => s.rename(from, to).await,
+            Self::S3(s) => s.rename(from, to).await,
+            Self::Mounted(m) => m.rename(from, to).await,
+        }
     }
 
     async fn set_modified(&self, path: &VirtualPath, unix_secs: i64) -> Result<(), StorageError> {
-        each!(self, s => s.set_modified(path, unix_secs).await)
+        each!(self, path, s, p => s.set_modified(p, unix_secs).await)
     }
 
     async fn set_mode(&self, path: &VirtualPath, mode: u32) -> Result<(), StorageError> {
-        each!(self, s => s.set_mode(path, mode).await)
+        each!(self, path, s, p => s.set_mode(p, mode).await)
     }
 
     async fn create_temp(
@@ -233,17 +281,30 @@ impl Storage for AnyStorage {
                 .await
                 .map(|(p, w)| (p, AnyWriter::Local(w))),
             Self::S3(s) => s.create_temp(dir).await.map(|(p, w)| (p, AnyWriter::S3(w))),
+            Self::Mounted(m) => {
+                let (s, inner, mount) = m.route(dir)?;
+                let (p, w) = s.create_temp(&inner).await?;
+                Ok((Mounted::outer(mount, p)?, AnyWriter::Local(w)))
+            }
         }
     }
 
     fn atomic_writes(&self) -> bool {
-        each!(self, s => s.atomic_writes())
+        match self {
+            Self::Local(s) => s.atomic_writes(),
+            Self::S3(s) => s.atomic_writes(),
+            Self::Mounted(_) => false,
+        }
     }
 
     async fn discard_writer(&self, writer: Self::Writer) {
         match (self, writer) {
             (Self::Local(s), AnyWriter::Local(w)) => s.discard_writer(w).await,
             (Self::S3(s), AnyWriter::S3(w)) => s.discard_writer(w).await,
+            (Self::Mounted(_), AnyWriter::Local(w)) => {
+                let mut w = w;
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut w).await;
+            }
             (_, w) => {
                 tracing::warn!(error = %mismatch(), "discarding a writer");
                 drop(w);
@@ -255,7 +316,25 @@ impl Storage for AnyStorage {
         match self {
             Self::Local(s) => s.open_home(home).await.map(Self::Local),
             Self::S3(s) => s.open_home(home).await.map(Self::S3),
+            Self::Mounted(_) => Err(StorageError::new(
+                super::StorageErrorKind::Unsupported,
+                "a home with virtual folders has no homes",
+            )),
         }
+    }
+
+    fn with_folders(self, folders: Vec<(VirtualPath, Self)>) -> Result<Self, StorageError> {
+        let Self::Local(home) = self else {
+            return Err(no_folders());
+        };
+        let mut local = Vec::with_capacity(folders.len());
+        for (path, storage) in folders {
+            let Self::Local(s) = storage else {
+                return Err(no_folders());
+            };
+            local.push((path, s));
+        }
+        Ok(Self::Mounted(Mounted::new(home, local)))
     }
 }
 

@@ -30,6 +30,7 @@
 
 mod any;
 mod local;
+mod mounts;
 pub mod s3;
 
 use core::future::Future;
@@ -41,6 +42,7 @@ pub use ferry_proto::storage::{StorageErrorKind, WriteMode};
 
 pub use any::{AnyLister, AnyReader, AnyStorage, AnyWriter};
 pub use local::{LocalLister, LocalStorage};
+pub use mounts::{Mounted, MountedLister};
 pub use s3::{S3Config, S3Lister, S3Storage};
 
 /// A failed storage operation: a [`StorageErrorKind`] plus a human-readable detail.
@@ -411,6 +413,26 @@ pub trait Storage: Send + Sync + 'static {
             let mut writer = writer;
             let _ = tokio::io::AsyncWriteExt::shutdown(&mut writer).await;
         }
+    }
+
+    /// This storage (a user's home) with each `(mount point, storage)` of `folders` shown at its mount
+    /// point: the virtual folders of [`Account::folders`](crate::auth::Account::folders), each
+    /// opened with [`Storage::open_home`] of the server's storage. The mount points must not lie inside
+    /// one another (the users file checks it).
+    ///
+    /// The default refuses with [`StorageErrorKind::Unsupported`] (only local homes have folders).
+    ///
+    /// # Errors
+    /// [`StorageErrorKind::Unsupported`] when the backend has no virtual folders.
+    fn with_folders(self, folders: Vec<(VirtualPath, Self)>) -> Result<Self, StorageError>
+    where
+        Self: Sized,
+    {
+        let _ = folders;
+        Err(StorageError::new(
+            StorageErrorKind::Unsupported,
+            "this storage has no virtual folders",
+        ))
     }
 
     /// A storage for one user, rooted at `home`: the per-session storage of an account whose
