@@ -1,7 +1,7 @@
 //! Virtual folders (users-file key `folders`) through the `ferry` binary, with Python's ftplib over
 //! loopback: the folder is listed in its parent, has its own permissions (a read-only folder refuses
 //! STOR with 550 while the home takes it; an upload into a read-write folder lands in its source byte
-//! for byte), `..` and symlinks do not leave a folder (the traversal attempts of the other tests),
+//! for byte; a home directory of the same name is hidden behind it), `..` and symlinks do not leave a folder (the traversal attempts of the other tests),
 //! renames across folders get 553, a mount point cannot be removed or renamed (550), and a user
 //! without the folder does not see it.
 //!
@@ -47,7 +47,8 @@ a = ftplib.FTP()
 a.connect(host, port, timeout=30)
 a.login("alice", "alice-pw")
 names = a.nlst("/")
-assert "shared" in names and "drop" in names and "home.txt" in names, names
+assert "shared" in names and names.count("drop") == 1 and "home.txt" in names, names
+assert "hidden.txt" not in a.nlst("/drop"), "the home's drop directory is behind the folder"
 lines = []
 a.retrlines("LIST /", lines.append)
 shared = [l for l in lines if l.endswith(" shared")]
@@ -124,6 +125,9 @@ fn virtual_folders_are_listed_jailed_and_keep_their_permissions() {
         std::fs::create_dir(ferry.path(d)).unwrap();
     }
     std::fs::write(ferry.path("alice/home.txt"), b"home").unwrap();
+    // A directory of the home with a folder's name is hidden behind the folder.
+    std::fs::create_dir(ferry.path("alice/drop")).unwrap();
+    std::fs::write(ferry.path("alice/drop/hidden.txt"), b"h").unwrap();
     std::fs::write(ferry.path("shared/doc.txt"), b"shared doc").unwrap();
     std::fs::write(ferry.path("secret-in-root.txt"), b"secret").unwrap();
     let outside = dir.path().join("outside.txt");
