@@ -151,8 +151,9 @@ struct Cli {
     #[arg(long = "partial-uploads", value_enum, value_name = "POLICY", default_value_t = PartialUploadsArg::Delete)]
     partial_uploads: PartialUploadsArg,
     /// Zero-copy transfers (on/off): plain binary downloads with sendfile and uploads with splice
-    /// (Linux), other transfers of local files read and written straight into the copy buffer. The
-    /// file side runs on a thread pool either way, so a stalled disk never stalls other sessions.
+    /// (Linux), other transfers of local files read and written straight into the copy buffer. Reads
+    /// run on a thread pool, so a disk stalled on reads never stalls other sessions; zero-copy uploads
+    /// write on the session's worker: use off where writes can stall (NFS, FUSE).
     #[arg(
         long = "zero-copy",
         value_name = "on|off",
