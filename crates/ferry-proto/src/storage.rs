@@ -18,6 +18,7 @@ use crate::reply::{Reply, ReplyCode};
 /// | --- | --- |
 /// | `NotFound`, `PermissionDenied`, `AlreadyExists`, `NotADirectory`, `IsADirectory`, `DirectoryNotEmpty`, `InvalidOffset`, `Unsupported` | 550 |
 /// | `InvalidName` | 553 |
+/// | `Busy` | 450 |
 /// | `NoSpace` | 452 |
 /// | `QuotaExceeded` | 552 |
 /// | `Unavailable`, `Io` | 451 |
@@ -59,6 +60,9 @@ pub enum StorageErrorKind {
     Unavailable,
     /// Any other failure: a local error in processing, 451.
     Io,
+    /// The file is in use by another transfer (an in-place upload holds it): 450, the request may
+    /// succeed once that transfer is over.
+    Busy,
 }
 
 impl StorageErrorKind {
@@ -79,6 +83,7 @@ impl StorageErrorKind {
             Self::Unsupported => "operation not supported",
             Self::Unavailable => "storage unavailable",
             Self::Io => "i/o error",
+            Self::Busy => "file busy",
         }
     }
 
@@ -110,6 +115,10 @@ impl StorageErrorKind {
                 "Storage unavailable: the file store is not answering, try again later",
             ),
             Self::Io => (ReplyCode::LOCAL_ERROR, "Local error in processing"),
+            Self::Busy => (
+                ReplyCode::FILE_BUSY,
+                "File busy: another transfer is writing it, try again later",
+            ),
         }
     }
 

@@ -91,6 +91,8 @@ impl Policies {
         let user = account.user.as_str();
         let own = account.bandwidth;
         let quota = (!account.quota.is_unlimited()).then(|| {
+            let outside: Arc<[ferry_proto::path::VirtualPath]> =
+                account.folders.iter().map(|f| f.path.clone()).collect();
             let metrics = config.metrics.as_deref();
             let (usage, new) = self.quotas.usage(user, account.home.as_ref(), metrics);
             if let Some(m) = metrics {
@@ -101,12 +103,14 @@ impl Policies {
                 let storage = Arc::clone(storage);
                 let timeout = config.limits.quota_scan_timeout;
                 let user = user.to_owned();
-                let scan = async move { usage.scan(&*storage, timeout, &user).await };
+                let outside = Arc::clone(&outside);
+                let scan = async move { usage.scan(&*storage, &outside, timeout, &user).await };
                 tokio::spawn(tracing::Instrument::in_current_span(scan));
             }
             AccountQuota {
                 quota: account.quota,
                 usage,
+                outside,
             }
         });
         let policy = SessionPolicy {

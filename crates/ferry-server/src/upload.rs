@@ -45,7 +45,7 @@ use ferry_proto::session::FsRequest;
 use tokio::io::AsyncWriteExt;
 use tracing::{debug, warn};
 
-use crate::quota::{AccountQuota, Charge};
+use crate::quota::{AccountQuota, Charge, Writes};
 pub use crate::storage::TEMP_PREFIX;
 use crate::storage::{Storage, StorageError, StorageErrorKind, WriteMode};
 
@@ -156,6 +156,16 @@ fn check_new(path: &VirtualPath) -> Result<(), StorageErrorKind> {
     }
 }
 
+/// True if an upload in `mode` goes through a temporary file under `policy` (on a storage without
+/// atomic writers of its own): continuing a file (REST n > 0, APPE) is written in place.
+fn is_atomic(policy: UploadPolicy, mode: WriteMode) -> bool {
+    policy.mode == UploadMode::Atomic
+        && matches!(
+            mode,
+            WriteMode::Truncate | WriteMode::CreateNew | WriteMode::Resume(0)
+        )
+}
+
 fn reserved_name() -> StorageError {
     StorageError::new(
         StorageErrorKind::InvalidName,
@@ -196,7 +206,8 @@ impl<S: Storage> Upload<S> {
     ///
     /// # Errors
     /// As [`Storage::open_write`] and [`Storage::create_temp`]; `InvalidName` for a reserved name;
-    /// `QuotaExceeded` when the account has no room left.
+    /// `QuotaExceeded` when the account has no room left; `Busy` when an in-place upload holds the
+    /// target (accounts with a quota, see [`crate::quota`]).
     pub(crate) async fn open(
         storage: Arc<S>,
         policy: UploadPolicy,
@@ -207,15 +218,29 @@ impl<S: Storage> Upload<S> {
         if touches_temp(path) {
             return Err(reserved_name());
         }
+        let writes = if storage.atomic_writes() || is_atomic(policy, mode) {
+            Writes::Replacing
+        } else {
+            Writes::InPlace
+        };
         let charge = match quota {
-            Some(q) => Some(open_charge(&*storage, q, path, mode).await?),
+            Some(q) => q.open_upload(&*storage, path, mode, writes).await?,
             None => None,
         };
         let opened = Self::open_uncharged(Arc::clone(&storage), policy, path, mode).await;
         match (opened, charge) {
-            (Ok(up), charge) => Ok(Self { charge, ..up }),
+            (Ok(up), None) => Ok(up),
+            (Ok(up), Some(charge)) => {
+                if matches!(up.how, Target::Atomic { reserved: true, .. }) {
+                    charge.placeholder_made().await;
+                }
+                Ok(Self {
+                    charge: Some(charge),
+                    ..up
+                })
+            }
             (Err(e), Some(charge)) => {
-                charge.settle(&*storage).await;
+                charge.opening_failed(&*storage).await;
                 Err(e)
             }
             (Err(e), None) => Err(e),
@@ -234,12 +259,7 @@ impl<S: Storage> Upload<S> {
             let how = Target::Direct { continues };
             return Ok(Self::new(storage, writer, path.clone(), how, policy));
         }
-        let atomic = policy.mode == UploadMode::Atomic
-            && matches!(
-                mode,
-                WriteMode::Truncate | WriteMode::CreateNew | WriteMode::Resume(0)
-            );
-        if !atomic {
+        if !is_atomic(policy, mode) {
             let writer = storage.open_write(path, mode).await?;
             let fresh = !matches!(mode, WriteMode::Append | WriteMode::Resume(1..));
             return Ok(Self::new(
@@ -297,27 +317,25 @@ impl<S: Storage> Upload<S> {
         if touches_temp(dir) || is_temp_name(stem) {
             return Err(reserved_name());
         }
-        // A new file: room for it first, before any name is taken.
-        if let Some(q) = quota {
-            q.usage.ready().await;
-            q.check_room()?;
-            q.reserve_entry()?;
-        }
-        let (path, writer) = match storage.create_unique(dir, stem).await {
-            Ok(created) => created,
-            Err(e) => {
-                if let Some(q) = quota {
-                    q.release_entry();
-                }
-                return Err(e);
-            }
+        let Some(q) = quota else {
+            let (path, writer) = storage.create_unique(dir, stem).await?;
+            return Self::unique_uncharged(storage, policy, path, writer).await;
         };
-        let charge = quota.map(|q| q.charge_new_file(&path));
+        let writes = if storage.atomic_writes() || policy.mode == UploadMode::Atomic {
+            Writes::Replacing
+        } else {
+            Writes::InPlace
+        };
+        // A new file: room for it is reserved before any name is taken.
+        let (created, charge) = q
+            .open_unique(&*storage, dir, writes, storage.create_unique(dir, stem))
+            .await?;
+        let (path, writer) = created;
         match Self::unique_uncharged(Arc::clone(&storage), policy, path, writer).await {
             Ok((path, upload)) => Ok((path, Self { charge, ..upload })),
             Err(e) => {
                 if let Some(charge) = charge {
-                    charge.settle(&*storage).await;
+                    charge.opening_failed(&*storage).await;
                 }
                 Err(e)
             }
@@ -451,75 +469,165 @@ impl<S: Storage> Upload<S> {
 
     /// Completes the upload: flushes and closes the writer (where a write error may surface only),
     /// then, in atomic mode, renames the temporary file over the target. On failure the upload is
-    /// abandoned as the partial-upload policy says.
+    /// abandoned as the partial-upload policy says. With a quota, the commit is accounted under the
+    /// account's ledger, and refused (`552`, the upload discarded) when its result does not fit.
     ///
     /// # Errors
-    /// The flush, close or rename failure.
-    pub(crate) async fn commit(self) -> Result<(), StorageError> {
-        let charge = self.charge.clone();
+    /// The flush, close or rename failure; `QuotaExceeded`.
+    pub(crate) async fn commit(mut self) -> Result<(), StorageError> {
+        let Some(charge) = self.charge.take() else {
+            return match self.commit_uncharged().await {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    self.abandon_uncharged().await;
+                    Err(e)
+                }
+            };
+        };
         let storage = Arc::clone(&self.storage);
-        let result = self.commit_uncharged().await;
-        if let Some(charge) = charge {
-            charge.settle(&*storage).await;
+        if matches!(self.how, Target::InPlace { .. }) {
+            let r = self.close_writer().await;
+            if r.is_err() {
+                self.abandon_uncharged().await;
+            }
+            charge.settle_in_place(&*storage).await;
+            return r;
         }
-        result
+        // A temporary file is closed first; an atomic writer's close is the commit itself.
+        if matches!(self.how, Target::Atomic { .. }) {
+            if let Err(e) = self.close_writer().await {
+                self.discard_charged(&charge).await;
+                return Err(e);
+            }
+        }
+        let result = charge.commit(&*storage, self.commit_uncharged()).await;
+        if let Err(e) = result {
+            if matches!(self.how, Target::Atomic { .. }) {
+                warn!(target = %self.target, error = %e, "cannot move a completed upload into place");
+            }
+            self.discard_charged(&charge).await;
+            return Err(e);
+        }
+        Ok(())
     }
 
-    async fn commit_uncharged(mut self) -> Result<(), StorageError> {
-        if let Some(mut writer) = self.writer.take() {
-            let closed = match writer.flush().await {
-                Ok(()) => writer.shutdown().await,
-                Err(e) => Err(e),
-            };
-            drop(writer);
-            if let Err(e) = closed {
-                let e = StorageError::from(e);
-                self.abandon_uncharged().await;
-                return Err(e);
-            }
-        }
+    /// Flushes and closes the writer, if it is still open.
+    async fn close_writer(&mut self) -> Result<(), StorageError> {
+        let Some(mut writer) = self.writer.take() else {
+            return Ok(());
+        };
+        let closed = match writer.flush().await {
+            Ok(()) => writer.shutdown().await,
+            Err(e) => Err(e),
+        };
+        closed.map_err(StorageError::from)
+    }
+
+    /// Closes the writer and, in atomic mode, moves the temporary file into place.
+    async fn commit_uncharged(&mut self) -> Result<(), StorageError> {
+        self.close_writer().await?;
         if let Target::Atomic { temp, .. } = &self.how {
-            if let Err(e) = self.storage.rename(temp, &self.target).await {
-                warn!(target = %self.target, error = %e, "cannot move a completed upload into place");
-                self.abandon_uncharged().await;
-                return Err(e);
-            }
+            self.storage.rename(temp, &self.target).await?;
         }
         Ok(())
     }
 
     /// Ends a failed upload: closes the writer and deletes or keeps the partial data as the policy
-    /// says. Failures here are logged, not returned: the transfer has failed already.
-    pub(crate) async fn abandon(self) {
-        let charge = self.charge.clone();
+    /// says. Failures here are logged, not returned: the transfer has failed already. With a quota,
+    /// keeping the partial data is accounted like a commit (and not done if it does not fit).
+    pub(crate) async fn abandon(mut self) {
+        let Some(charge) = self.charge.take() else {
+            self.abandon_uncharged().await;
+            return;
+        };
         let storage = Arc::clone(&self.storage);
-        self.abandon_uncharged().await;
-        if let Some(charge) = charge {
-            charge.settle(&*storage).await;
+        if matches!(self.how, Target::InPlace { .. }) {
+            self.abandon_uncharged().await;
+            charge.settle_in_place(&*storage).await;
+            return;
+        }
+        if self.keeps_partial().await {
+            let written = self.written;
+            match charge.commit(&*storage, self.keep_partial()).await {
+                Ok(()) => {
+                    debug!(target = %self.target, bytes = written, "failed upload: partial data kept");
+                    return;
+                }
+                Err(e) => warn!(target = %self.target, error = %e, "cannot keep a partial upload"),
+            }
+        }
+        self.discard_charged(&charge).await;
+    }
+
+    /// Removes what the upload wrote (and its placeholder), accounted under the account's ledger.
+    async fn discard_charged(&mut self, charge: &Charge) {
+        let storage = Arc::clone(&self.storage);
+        charge.discard(&*storage, self.discard()).await;
+    }
+
+    async fn abandon_uncharged(&mut self) {
+        if self.keeps_partial().await {
+            match self.keep_partial().await {
+                Ok(()) => {
+                    debug!(target = %self.target, bytes = self.written, "failed upload: partial data kept");
+                    return;
+                }
+                Err(e) => warn!(target = %self.target, error = %e, "cannot keep a partial upload"),
+            }
+        }
+        self.discard().await;
+    }
+
+    /// True if the partial data of a failed upload is to be kept: the policy says so, something
+    /// arrived, and it replaces nothing (an in-place upload keeps what it wrote anyway).
+    async fn keeps_partial(&mut self) -> bool {
+        if self.partial != PartialUploads::Keep || self.written == 0 {
+            return false;
+        }
+        match self.how {
+            Target::InPlace { .. } => false,
+            Target::Direct { continues: true } => self.writer.is_some(),
+            Target::Direct { continues: false } => {
+                self.writer.is_some() && is_missing(self.storage.metadata(&self.target).await)
+            }
+            Target::Atomic { reserved, .. } => {
+                reserved || is_missing(self.storage.metadata(&self.target).await)
+            }
         }
     }
 
-    async fn abandon_uncharged(mut self) {
+    /// Keeps the partial data of a failed upload under the target's name.
+    async fn keep_partial(&mut self) -> Result<(), StorageError> {
+        match &self.how {
+            Target::Direct { .. } => match self.writer.as_mut() {
+                Some(writer) => {
+                    writer.shutdown().await?;
+                    self.writer = None;
+                    Ok(())
+                }
+                None => Err(StorageError::new(StorageErrorKind::Io, "writer closed")),
+            },
+            Target::Atomic { temp, .. } => {
+                if let Some(writer) = self.writer.take() {
+                    close(writer).await;
+                }
+                self.storage.rename(temp, &self.target).await
+            }
+            Target::InPlace { .. } => Ok(()),
+        }
+    }
+
+    /// Removes the data of a failed upload as the policy says: the temporary file (and a placeholder
+    /// this upload made), an atomic writer's pending data, or an in-place target this upload created
+    /// or emptied (policy `delete`).
+    async fn discard(&mut self) {
         let storage = &self.storage;
         let target = &self.target;
-        if let Target::Direct { continues } = self.how {
-            let Some(mut writer) = self.writer.take() else {
-                return;
-            };
-            let keep = self.partial == PartialUploads::Keep
-                && self.written > 0
-                && (continues || is_missing(storage.metadata(target).await));
-            if keep {
-                match writer.shutdown().await {
-                    Ok(()) => {
-                        debug!(%target, bytes = self.written, "failed upload: partial data kept");
-                        return;
-                    }
-                    Err(e) => warn!(%target, error = %e, "cannot keep a partial upload"),
-                }
+        if let Target::Direct { .. } = self.how {
+            if let Some(writer) = self.writer.take() {
+                storage.discard_writer(writer).await;
+                debug!(%target, "failed upload discarded; the target is as it was");
             }
-            storage.discard_writer(writer).await;
-            debug!(%target, "failed upload discarded; the target is as it was");
             return;
         }
         if let Some(writer) = self.writer.take() {
@@ -533,19 +641,7 @@ impl<S: Storage> Upload<S> {
                 debug!(%target, bytes = self.written, "failed upload: partial data kept in place");
             }
             (Target::Direct { .. }, _) => {}
-            (Target::Atomic { temp, reserved }, partial) => {
-                let keep = partial == PartialUploads::Keep
-                    && self.written > 0
-                    && (*reserved || is_missing(storage.metadata(target).await));
-                if keep {
-                    match storage.rename(temp, target).await {
-                        Ok(()) => {
-                            debug!(%target, bytes = self.written, "failed upload: partial data kept");
-                            return;
-                        }
-                        Err(e) => warn!(%target, error = %e, "cannot keep a partial upload"),
-                    }
-                }
+            (Target::Atomic { temp, reserved }, _) => {
                 log_removal(temp, storage.remove_file(temp).await);
                 if *reserved {
                     log_removal(target, storage.remove_file(target).await);
@@ -565,40 +661,6 @@ fn log_removal(path: &VirtualPath, r: Result<(), StorageError>) {
         Err(e) if e.kind() == StorageErrorKind::NotFound => {}
         Err(e) => warn!(%path, error = %e, "cannot remove the partial data of a failed upload"),
     }
-}
-
-/// Opens the quota accounting of an upload to `path` in `mode`: what is there now, and how much of it
-/// the upload keeps.
-async fn open_charge<S: Storage>(
-    storage: &S,
-    quota: &AccountQuota,
-    path: &VirtualPath,
-    mode: WriteMode,
-) -> Result<Arc<Charge>, StorageError> {
-    quota.usage.ready().await;
-    let before = match storage.metadata(path).await {
-        Ok(info) if info.kind == FileKind::Dir => {
-            return Err(StorageError::new(
-                StorageErrorKind::IsADirectory,
-                "is a directory",
-            ))
-        }
-        Ok(info) => Some(info.size),
-        Err(e) if e.kind() == StorageErrorKind::NotFound => None,
-        Err(e) => return Err(e),
-    };
-    let keep = match mode {
-        WriteMode::Append => before.unwrap_or(0),
-        WriteMode::Resume(n) => n,
-        WriteMode::Truncate | WriteMode::CreateNew => 0,
-    };
-    if mode == WriteMode::CreateNew && before.is_some() {
-        return Err(StorageError::new(
-            StorageErrorKind::AlreadyExists,
-            "the file exists",
-        ));
-    }
-    quota.open_upload(path, before, keep)
 }
 
 /// Closes a writer, ignoring errors (nothing is kept that depends on them).

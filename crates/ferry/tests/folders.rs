@@ -199,10 +199,6 @@ fn bad_folders_are_refused_with_the_line() {
             "folders = [{ path = \"/a\", source = \"s\", mode = 1 }]",
             "unknown field",
         ),
-        (
-            "quota_bytes = 10\nfolders = [{ path = \"/a\", source = \"s\" }]",
-            "quota",
-        ),
     ];
     for (extra, want) in cases {
         let users = dir.path().join("users.toml");

@@ -102,8 +102,11 @@ impl<C: Deref<Target = Config>> Session<C> {
                     }
                     Err(TransferError::Storage(e)) => {
                         let (code, text) = e.reply_code();
-                        // A storage failure after 150 is a local error in processing, except disk full.
-                        let code = if t.started && code == ReplyCode::FILE_UNAVAILABLE {
+                        // A storage failure after 150 is a local error in processing, except disk
+                        // full and quota (RFC 959 lists neither 550 nor 450 after a 150).
+                        let code = if t.started
+                            && (code == ReplyCode::FILE_UNAVAILABLE || code == ReplyCode::FILE_BUSY)
+                        {
                             ReplyCode::LOCAL_ERROR
                         } else {
                             code

@@ -52,19 +52,9 @@ pub(super) struct RawFolder {
     permissions: Option<Vec<String>>,
 }
 
-/// Checks the `folders` of an account whose own permissions are `account`; `quota` says whether the
-/// account has a quota (folders are outside quotas, and the two are not combined yet).
-pub(super) fn folders_of(
-    raw: &[RawFolder],
-    account: Permissions,
-    quota: bool,
-) -> Result<Vec<Folder>, String> {
-    if !raw.is_empty() && quota {
-        return Err(
-            "folders cannot be combined with quota_bytes or quota_files (not supported yet)"
-                .to_owned(),
-        );
-    }
+/// Checks the `folders` of an account whose own permissions are `account`. An account may have a
+/// quota too: it covers the home, and the folders lie outside it ([`crate::quota`]).
+pub(super) fn folders_of(raw: &[RawFolder], account: Permissions) -> Result<Vec<Folder>, String> {
     if raw.len() > MAX_FOLDERS {
         return Err(format!("at most {MAX_FOLDERS} folders per account"));
     }

@@ -409,7 +409,7 @@ impl UsersFile {
                     quota,
                     bandwidth,
                     hooks,
-                    folders: folders_of(&raw.folders, permissions, !quota.is_unlimited())
+                    folders: folders_of(&raw.folders, permissions)
                         .map_err(|m| invalid(at, format!("user {name:?}: {m}")))?,
                 },
             );
@@ -435,7 +435,7 @@ impl UsersFile {
                     .hooks()
                     .map_err(|m| invalid(at, format!("anonymous: {m}")))?;
                 Some(AnonymousAccess {
-                    folders: folders_of(&raw.folders, permissions, !quota.is_unlimited())
+                    folders: folders_of(&raw.folders, permissions)
                         .map_err(|m| invalid(at, format!("anonymous: {m}")))?,
                     enabled: raw.enabled.unwrap_or(true),
                     home: home_of(raw.home).map_err(|m| invalid(at, format!("anonymous: {m}")))?,

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use ferry_proto::session::Config as SessionConfig;
 use ferry_server::{
-    AnonymousMode, Authenticator, LocalStorage, Reloader, Server, ServerConfig, StaticAuthenticator,
+    AnonymousMode, AnyStorage, Authenticator, LocalStorage, Reloader, Server, ServerConfig,
+    StaticAuthenticator, Storage,
 };
 use suppaftp::FtpStream;
 use tempfile::TempDir;
@@ -95,14 +96,32 @@ impl TestServer {
         Self::try_with(config, auth).unwrap_or_else(|e| panic!("server failed to start: {e}"))
     }
 
+    /// Like [`TestServer::with_auth`], over [`AnyStorage`] (what the binary uses), so that accounts
+    /// may have virtual folders.
+    pub fn with_auth_any<A: Authenticator>(
+        config: ServerConfig,
+        auth: impl FnOnce(&Path) -> A,
+    ) -> Self {
+        Self::launch(config, auth, AnyStorage::Local)
+            .unwrap_or_else(|e| panic!("server failed to start: {e}"))
+    }
+
     fn try_with<A: Authenticator>(
         config: ServerConfig,
         auth: impl FnOnce(&Path) -> A,
     ) -> Result<Self, ferry_server::ServerError> {
+        Self::launch(config, auth, |s| s)
+    }
+
+    fn launch<A: Authenticator, S: Storage>(
+        config: ServerConfig,
+        auth: impl FnOnce(&Path) -> A,
+        storage: impl FnOnce(LocalStorage) -> S,
+    ) -> Result<Self, ferry_server::ServerError> {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("root")).unwrap();
         std::fs::create_dir(dir.path().join("outside")).unwrap();
-        let storage = LocalStorage::open(&dir.path().join("root")).unwrap();
+        let storage = storage(LocalStorage::open(&dir.path().join("root")).unwrap());
         let auth = auth(dir.path());
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
