@@ -18,8 +18,10 @@
 //!
 //! Hooks never slow a session down: the session queues the event after its reply went out and carries
 //! on; [`HooksConfig::workers`] hooks run at once, each within [`HooksConfig::timeout`] (a command that
-//! takes longer is killed). The queue holds [`HooksConfig::queue`] events; when it is full, further
-//! events are dropped, counted in `ferry_hooks_dropped_total` and logged (at most once a second).
+//! takes longer is killed). A command runs in a process group of its own, which is killed whole
+//! when the command exits or times out: nothing it starts in the background outlives it. The queue
+//! holds [`HooksConfig::queue`] events; when it is full, further events are dropped, counted in
+//! `ferry_hooks_dropped_total` and logged (at most once a second).
 //!
 //! # Crate choice
 //!
@@ -508,6 +510,9 @@ impl Runner {
         if let Some(path) = std::env::var_os("PATH") {
             cmd.env("PATH", path);
         }
+        // Its own process group, so that whatever it starts can be ended with it.
+        #[cfg(unix)]
+        cmd.process_group(0);
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
@@ -515,7 +520,14 @@ impl Runner {
                 return "failed";
             }
         };
-        match tokio::time::timeout(self.timeout, child.wait()).await {
+        // Declared after `child`, so dropped before it: a cancelled run kills the group while the
+        // leader is not reaped yet.
+        let mut group = ProcessGroup::of(&child);
+        let waited = tokio::time::timeout(self.timeout, child.wait()).await;
+        // Whatever the command left behind (background children) ends with it; on a timeout the
+        // leader is not reaped yet, so the group's id is still its own.
+        group.kill();
+        match waited {
             Ok(Ok(status)) if status.success() => {
                 debug!(program = %program.display(), event = record.event, "hook command done");
                 "ok"
@@ -581,6 +593,54 @@ impl Runner {
             tokio::time::sleep(wait).await;
             wait = wait.saturating_mul(2);
         }
+    }
+}
+
+/// A hook command's process group (the command leads it: `process_group(0)`), killed as a whole
+/// when the command ends, times out or its run is cancelled, so that no child it started outlives
+/// its worker slot.
+///
+/// The group is killed once, with `SIGKILL`. After a timeout or a cancellation the leader is not
+/// reaped yet, so the id cannot name anybody else's group. After a normal exit the leader has been
+/// reaped: if its children still run they keep the id in use (Linux gives no new process an id
+/// that names a live group); if none is left the kill finds nothing (`ESRCH`, ignored), unless the
+/// pid counter went all the way round in between.
+struct ProcessGroup {
+    #[cfg(target_os = "linux")]
+    id: Option<rustix::process::Pid>,
+}
+
+impl ProcessGroup {
+    fn of(child: &tokio::process::Child) -> Self {
+        #[cfg(target_os = "linux")]
+        {
+            Self {
+                id: child
+                    .id()
+                    .and_then(|id| i32::try_from(id).ok())
+                    .and_then(rustix::process::Pid::from_raw),
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = child;
+            Self {}
+        }
+    }
+
+    /// Kills every process left in the group (once; later calls do nothing). Elsewhere than on
+    /// Linux only the command itself is killed (by `kill_on_drop` and on a timeout).
+    fn kill(&mut self) {
+        #[cfg(target_os = "linux")]
+        if let Some(id) = self.id.take() {
+            let _ = rustix::process::kill_process_group(id, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 

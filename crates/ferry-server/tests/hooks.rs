@@ -364,3 +364,122 @@ fn hanging_and_failing_hooks_do_not_disturb_the_session() {
     assert_ne!(dropped, "ferry_hooks_dropped_total 0");
     c.expect("QUIT", 221);
 }
+
+/// True once process `pid` has ended: no `/proc/<pid>`, or a zombie waiting for its reaper (the
+/// grandchild's new parent, init, may be slow or absent in a container).
+#[cfg(target_os = "linux")]
+fn ended(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // "pid (comm) S ...": the state follows the last ')'.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+    }
+}
+
+/// Waits for the pid a hook wrote to `file`.
+#[cfg(target_os = "linux")]
+fn pid_in(file: &Path) -> u32 {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(pid) = std::fs::read_to_string(file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "the hook never wrote {file:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until process `pid` has ended; false if it outlives [`WAIT`].
+#[cfg(target_os = "linux")]
+fn wait_ended(pid: u32) -> bool {
+    let deadline = Instant::now() + WAIT;
+    while !ended(pid) {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+/// Kills `pid` if it is still there (so that a failing test leaves nothing behind).
+#[cfg(target_os = "linux")]
+fn reap_leftover(pid: u32) {
+    if !ended(pid) {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    }
+}
+
+/// A hook's own children die with it: one that is killed for taking too long takes its
+/// background `sleep` along (issue 19, finding 9).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_timed_out_hook_takes_its_children_along() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("child.pid");
+    let hook = dir.path().join("hook.sh");
+    script(
+        &hook,
+        &format!(
+            "sleep 1000 &\necho $! > {}.tmp\nmv {0}.tmp {0}\nwait",
+            pidfile.display()
+        ),
+    );
+    let metrics = Arc::new(Metrics::new());
+    let hooks = HooksConfig {
+        command: Some(hook),
+        events: "login".parse().unwrap(),
+        timeout: Duration::from_millis(300),
+        ..HooksConfig::default()
+    };
+    let server = server(hooks, Some(Arc::clone(&metrics)));
+    let mut c = server.raw_login();
+    let pid = pid_in(&pidfile);
+    wait_metric(
+        &metrics,
+        "ferry_hooks_total{kind=\"command\",outcome=\"timeout\"}",
+    );
+    let gone = wait_ended(pid);
+    reap_leftover(pid);
+    assert!(gone, "the hook's child {pid} outlived the hook's timeout");
+    c.expect("QUIT", 221);
+}
+
+/// A hook that exits but leaves a child running in the background: the child is ended with it,
+/// so no hook outlives its worker slot.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_hook_that_exits_leaves_no_children_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("child.pid");
+    let hook = dir.path().join("hook.sh");
+    script(
+        &hook,
+        &format!(
+            "sleep 1000 &\necho $! > {}.tmp\nmv {0}.tmp {0}\nexit 0",
+            pidfile.display()
+        ),
+    );
+    let metrics = Arc::new(Metrics::new());
+    let hooks = HooksConfig {
+        command: Some(hook),
+        events: "login".parse().unwrap(),
+        ..HooksConfig::default()
+    };
+    let server = server(hooks, Some(Arc::clone(&metrics)));
+    let mut c = server.raw_login();
+    let pid = pid_in(&pidfile);
+    wait_metric(
+        &metrics,
+        "ferry_hooks_total{kind=\"command\",outcome=\"ok\"}",
+    );
+    let gone = wait_ended(pid);
+    reap_leftover(pid);
+    assert!(gone, "the hook's background child {pid} outlived the hook");
+    c.expect("QUIT", 221);
+}
