@@ -16,10 +16,29 @@
 //!   absent values are `null`). A reply other than 2xx, a connection failure or a timeout is retried,
 //!   up to [`HooksConfig::retries`] times, waiting [`HooksConfig::backoff`] and twice as long each time.
 //!
-//! Hooks never slow a session down: the session queues the event after its reply went out and carries
-//! on; [`HooksConfig::workers`] hooks run at once, each within [`HooksConfig::timeout`] (a command that
-//! takes longer is killed). The queue holds [`HooksConfig::queue`] events; when it is full, further
-//! events are dropped, counted in `ferry_hooks_dropped_total` and logged (at most once a second).
+//! The session queues the event after its reply went out and carries on; [`HooksConfig::workers`]
+//! hooks run at once, each within [`HooksConfig::timeout`] (a command that takes longer is killed).
+//! A command runs in a process group of its own, which is killed whole when the command exits or
+//! times out: nothing it starts in the background outlives it.
+//!
+//! # The queue under flood
+//!
+//! Events wait in one queue per account (all `login-failed` events share one: their name is the
+//! client's choice), each holding at most [`HooksConfig::queue_per_account`] events, all of them
+//! together at most [`HooksConfig::queue`]; the workers take from the accounts in turn
+//! (round-robin), so an account that floods its share delays others by at most one hook per
+//! round, and cannot take their room. An account is tracked only while it has events waiting.
+//!
+//! - An `upload` event is never dropped: when its account's share (or the whole queue) is full, the
+//!   session that made it waits for room, after its `226` went out and before it reads the next
+//!   command, so only the flooding sessions slow down; the account's other events are refused
+//!   while an upload waits. After [`HooksConfig::timeout`] the event is queued over the share
+//!   anyway (logged), as long as the queue holds less than twice [`HooksConfig::queue`]; beyond
+//!   that the session waits on.
+//! - Any other event is dropped when its account's share or the queue is full: counted in
+//!   `ferry_hooks_dropped_total{event,user}` (`user` empty for `login-failed`) and logged as
+//!   `hook queue full` with the event, the account and the count so far, at most once a second for
+//!   each event and account.
 //!
 //! # Crate choice
 //!
@@ -27,17 +46,17 @@
 //! metrics; JSON by `serde_json`. HTTPS would need a root certificate store on top; a receiver on
 //! the same host or network over plain HTTP is the expected setup.
 
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{Notify, Semaphore};
 use tracing::{debug, info, warn};
 
 use crate::metrics::Metrics;
@@ -246,8 +265,13 @@ pub struct HooksConfig {
     pub events: EventSet,
     /// Time a command or one POST may take; a command is then killed. Default 10 s.
     pub timeout: Duration,
-    /// Events waiting to run; beyond it they are dropped (and counted). Default 1024.
+    /// Events waiting to run, of all accounts; beyond it events other than uploads are dropped
+    /// (and counted), uploads wait. Default 1024.
     pub queue: usize,
+    /// Events of one account waiting to run (its fair share; `login-failed` events count as one
+    /// account); beyond it the account's events other than uploads are dropped, its uploads wait.
+    /// Default 64.
+    pub queue_per_account: usize,
     /// Hooks running at once. Default 4.
     pub workers: usize,
     /// Further attempts of a failed POST. Default 3.
@@ -264,6 +288,7 @@ impl Default for HooksConfig {
             events: EventSet::ALL,
             timeout: Duration::from_secs(10),
             queue: 1024,
+            queue_per_account: 64,
             workers: 4,
             retries: 3,
             backoff: Duration::from_secs(1),
@@ -339,16 +364,79 @@ struct Job {
     url: Option<HookUrl>,
 }
 
+/// Whose share of the queue an event takes: the account's name, `None` for `login-failed` (whose
+/// name is the client's choice).
+type Share = Option<String>;
+
+/// One account's waiting events.
+#[derive(Default)]
+struct ShareQueue {
+    jobs: VecDeque<Job>,
+    /// Uploads of this account waiting for room (they go before its other events).
+    waiting: usize,
+}
+
+/// What is dropped, per event and account: the count so far and when it was last logged.
+type DropCounts = HashMap<(HookEvent, Share), (u64, Instant)>;
+
+/// The queues of all accounts.
+#[derive(Default)]
+struct Queues {
+    shares: HashMap<Share, ShareQueue>,
+    /// The accounts with events, in the order the workers serve them.
+    turn: VecDeque<Share>,
+    /// Events in all queues.
+    len: usize,
+    /// Dropped events (bounded: there are nine events, and accounts are the administrator's).
+    dropped: DropCounts,
+}
+
+impl Queues {
+    fn push(&mut self, share: Share, job: Job) {
+        let q = self.shares.entry(share.clone()).or_default();
+        if q.jobs.is_empty() {
+            self.turn.push_back(share);
+        }
+        q.jobs.push_back(job);
+        self.len += 1;
+    }
+
+    /// The next job, from the account whose turn it is.
+    fn pop(&mut self) -> Option<Job> {
+        let share = self.turn.pop_front()?;
+        let q = self.shares.get_mut(&share)?;
+        let job = q.jobs.pop_front();
+        self.len -= usize::from(job.is_some());
+        if !q.jobs.is_empty() {
+            self.turn.push_back(share);
+        } else if q.waiting == 0 {
+            self.shares.remove(&share);
+        }
+        job
+    }
+
+    /// True if an event of `share` fits: its share and the whole queue have room (and, but for an
+    /// upload, no upload of the account is waiting).
+    fn has_room(&self, share: &Share, upload: bool, limits: (usize, usize)) -> bool {
+        let (held, waiting) = self
+            .shares
+            .get(share)
+            .map_or((0, 0), |q| (q.jobs.len(), q.waiting));
+        let held = if upload { held } else { held + waiting };
+        held < limits.0.max(1) && self.len < limits.1.max(1)
+    }
+}
+
 /// The server's hook queue and its workers.
 pub(crate) struct Hooks {
     config: HooksConfig,
-    tx: mpsc::Sender<Job>,
-    /// The queue's other end, until [`Hooks::start_workers`] takes it.
-    rx: Mutex<Option<mpsc::Receiver<Job>>>,
+    queues: Mutex<Queues>,
+    /// Told when an event is queued (the dispatcher waits on it).
+    work: Notify,
+    /// Told when an event leaves the queue (waiting uploads wait on it).
+    room: Notify,
+    started: Mutex<bool>,
     metrics: Option<Arc<Metrics>>,
-    dropped: AtomicU64,
-    /// When a drop was last logged (drops are logged at most once a second).
-    last_drop_log: Mutex<Option<Instant>>,
 }
 
 impl fmt::Debug for Hooks {
@@ -359,35 +447,54 @@ impl fmt::Debug for Hooks {
     }
 }
 
+/// An upload event that found no room: [`Hooks::wait_for_room`] queues it.
+pub(crate) struct Blocked {
+    share: Share,
+    job: Job,
+}
+
 impl Hooks {
     /// The queue; events wait in it until [`Hooks::start_workers`].
     pub(crate) fn new(config: HooksConfig, metrics: Option<Arc<Metrics>>) -> Self {
-        let (tx, rx) = mpsc::channel(config.queue.max(1));
         Self {
             config,
-            tx,
-            rx: Mutex::new(Some(rx)),
+            queues: Mutex::new(Queues::default()),
+            work: Notify::new(),
+            room: Notify::new(),
+            started: Mutex::new(false),
             metrics,
-            dropped: AtomicU64::new(0),
-            last_drop_log: Mutex::new(None),
         }
     }
 
-    /// Starts the workers on the current runtime (once; later calls do nothing).
-    pub(crate) fn start_workers(&self) {
-        let rx = self
-            .rx
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queues> {
+        self.queues
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        if let Some(rx) = rx {
+    }
+
+    fn limits(&self) -> (usize, usize) {
+        (self.config.queue_per_account, self.config.queue)
+    }
+
+    /// Starts the workers on the current runtime (once; later calls do nothing).
+    pub(crate) fn start_workers(self: &Arc<Self>) {
+        let mut started = self
+            .started
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !*started {
+            *started = true;
             let runner = Runner {
                 timeout: self.config.timeout,
                 retries: self.config.retries,
                 backoff: self.config.backoff,
                 metrics: self.metrics.clone(),
             };
-            tokio::spawn(dispatch(rx, Arc::new(runner), self.config.workers.max(1)));
+            tokio::spawn(dispatch(
+                Arc::clone(self),
+                Arc::new(runner),
+                self.config.workers.max(1),
+            ));
         }
     }
 
@@ -401,15 +508,22 @@ impl Hooks {
         has_hook && events.contains(event)
     }
 
-    /// Queues `record` for the hooks of an account with `own` settings; never waits. A full queue
-    /// drops the event (counted and logged).
-    pub(crate) fn emit(&self, own: Option<&HookSettings>, record: HookRecord) {
+    /// Queues `record` of `account` (`None` before a login) for the hooks of an account with
+    /// `own` settings; never waits. Without room an event other than an upload is dropped
+    /// (counted and logged); an upload comes back, for the session to wait with
+    /// [`Hooks::wait_for_room`].
+    pub(crate) fn emit(
+        &self,
+        own: Option<&HookSettings>,
+        account: Option<&str>,
+        record: HookRecord,
+    ) -> Option<Blocked> {
         let events = own.and_then(|o| o.events).unwrap_or(self.config.events);
         let event = HookEvent::ALL
             .into_iter()
-            .find(|e| e.name() == record.event);
-        if !event.is_some_and(|e| events.contains(e)) {
-            return;
+            .find(|e| e.name() == record.event)?;
+        if !events.contains(event) {
+            return None;
         }
         let command = own
             .and_then(|o| o.command.clone())
@@ -418,49 +532,167 @@ impl Hooks {
             .and_then(|o| o.url.clone())
             .or_else(|| self.config.url.clone());
         if command.is_none() && url.is_none() {
-            return;
+            return None;
         }
+        let share: Share = match event {
+            HookEvent::LoginFailed => None,
+            _ => account.map(str::to_owned),
+        };
         let job = Job {
             record,
             command,
             url,
         };
-        if let Err(mpsc::error::TrySendError::Full(job)) = self.tx.try_send(job) {
-            self.dropped(&job.record);
+        let upload = event == HookEvent::Upload;
+        let mut queues = self.lock();
+        if queues.has_room(&share, upload, self.limits()) {
+            queues.push(share, job);
+            drop(queues);
+            self.work.notify_one();
+            return None;
+        }
+        if upload {
+            queues.shares.entry(share.clone()).or_default().waiting += 1;
+            return Some(Blocked { share, job });
+        }
+        self.dropped(&mut queues.dropped, event, share);
+        None
+    }
+
+    /// Queues an upload event that found no room once there is: in its account's share, or after
+    /// [`HooksConfig::timeout`] over it, as long as the queue holds less than twice
+    /// [`HooksConfig::queue`]. Only the session that made it waits.
+    pub(crate) async fn wait_for_room(&self, blocked: Blocked) {
+        let Blocked { share, job } = blocked;
+        // Counts the upload as waiting until it is queued, also if the session is cancelled.
+        let mut waiting = Waiting {
+            hooks: self,
+            share: Some(share.clone()),
+        };
+        let deadline = tokio::time::Instant::now() + self.config.timeout;
+        let mut over = false;
+        loop {
+            let notified = self.room.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut queues = self.lock();
+                let fits = if over {
+                    queues.len < self.config.queue.max(1).saturating_mul(2)
+                } else {
+                    queues.has_room(&share, true, self.limits())
+                };
+                if fits {
+                    if let Some(q) = queues.shares.get_mut(&share) {
+                        q.waiting = q.waiting.saturating_sub(1);
+                    }
+                    waiting.share = None;
+                    if over {
+                        warn!(
+                            user = share.as_deref().unwrap_or(""),
+                            path = job.record.path.as_deref().unwrap_or(""),
+                            queued = queues.len,
+                            "hook queue full: upload event queued over the account's share after waiting"
+                        );
+                    }
+                    queues.push(share, job);
+                    drop(queues);
+                    self.work.notify_one();
+                    return;
+                }
+            }
+            if over {
+                notified.await;
+            } else if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                over = true;
+            }
         }
     }
 
-    fn dropped(&self, record: &HookRecord) {
+    /// Counts and (at most once a second per event and account) logs a dropped event.
+    fn dropped(&self, counts: &mut DropCounts, event: HookEvent, share: Share) {
+        let user = share.as_deref().unwrap_or("");
         if let Some(m) = &self.metrics {
-            m.hook_dropped();
+            m.hook_dropped(event.name(), user);
         }
-        let total = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut last = self
-            .last_drop_log
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-            *last = Some(Instant::now());
+        let now = Instant::now();
+        let log = |count: u64| {
             warn!(
-                event = record.event,
-                dropped_total = total,
+                event = event.name(),
+                user,
+                dropped = count,
+                share = self.config.queue_per_account,
                 queue = self.config.queue,
                 "hook queue full: event dropped"
             );
+        };
+        match counts.get_mut(&(event, share.clone())) {
+            Some((count, last)) => {
+                *count += 1;
+                if now.duration_since(*last) >= Duration::from_secs(1) {
+                    *last = now;
+                    log(*count);
+                }
+            }
+            None => {
+                log(1);
+                counts.insert((event, share), (1, now));
+            }
+        }
+    }
+
+    /// Events dropped so far of `event` and `account` (`None`: `login-failed`).
+    #[cfg(test)]
+    fn dropped_count(&self, event: HookEvent, account: Option<&str>) -> u64 {
+        self.lock()
+            .dropped
+            .get(&(event, account.map(str::to_owned)))
+            .map_or(0, |(n, _)| *n)
+    }
+
+    /// The next event, waiting for one.
+    async fn next(&self) -> Job {
+        loop {
+            let notified = self.work.notified();
+            let job = self.lock().pop();
+            if let Some(job) = job {
+                self.room.notify_waiters();
+                return job;
+            }
+            notified.await;
         }
     }
 }
 
-/// Takes jobs off the queue and runs at most `workers` at once.
-async fn dispatch(mut rx: mpsc::Receiver<Job>, runner: Arc<Runner>, workers: usize) {
+/// An upload waiting for room; when dropped before it was queued, it stops counting as waiting.
+struct Waiting<'a> {
+    hooks: &'a Hooks,
+    /// The account, until the upload is queued.
+    share: Option<Share>,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if let Some(share) = self.share.take() {
+            let mut queues = self.hooks.lock();
+            if let Some(q) = queues.shares.get_mut(&share) {
+                q.waiting = q.waiting.saturating_sub(1);
+                if q.waiting == 0 && q.jobs.is_empty() {
+                    queues.shares.remove(&share);
+                }
+            }
+        }
+    }
+}
+
+/// Takes jobs off the queues and runs at most `workers` at once.
+async fn dispatch(hooks: Arc<Hooks>, runner: Arc<Runner>, workers: usize) {
     let slots = Arc::new(Semaphore::new(workers));
     loop {
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
             return;
         };
-        let Some(job) = rx.recv().await else {
-            return;
-        };
+        let job = hooks.next().await;
         let runner = Arc::clone(&runner);
         tokio::spawn(async move {
             runner.run(job).await;
@@ -508,6 +740,9 @@ impl Runner {
         if let Some(path) = std::env::var_os("PATH") {
             cmd.env("PATH", path);
         }
+        // Its own process group, so that whatever it starts can be ended with it.
+        #[cfg(unix)]
+        cmd.process_group(0);
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
@@ -515,7 +750,14 @@ impl Runner {
                 return "failed";
             }
         };
-        match tokio::time::timeout(self.timeout, child.wait()).await {
+        // Declared after `child`, so dropped before it: a cancelled run kills the group while the
+        // leader is not reaped yet.
+        let mut group = ProcessGroup::of(&child);
+        let waited = tokio::time::timeout(self.timeout, child.wait()).await;
+        // Whatever the command left behind (background children) ends with it; on a timeout the
+        // leader is not reaped yet, so the group's id is still its own.
+        group.kill();
+        match waited {
             Ok(Ok(status)) if status.success() => {
                 debug!(program = %program.display(), event = record.event, "hook command done");
                 "ok"
@@ -581,6 +823,54 @@ impl Runner {
             tokio::time::sleep(wait).await;
             wait = wait.saturating_mul(2);
         }
+    }
+}
+
+/// A hook command's process group (the command leads it: `process_group(0)`), killed as a whole
+/// when the command ends, times out or its run is cancelled, so that no child it started outlives
+/// its worker slot.
+///
+/// The group is killed once, with `SIGKILL`. After a timeout or a cancellation the leader is not
+/// reaped yet, so the id cannot name anybody else's group. After a normal exit the leader has been
+/// reaped: if its children still run they keep the id in use (Linux gives no new process an id
+/// that names a live group); if none is left the kill finds nothing (`ESRCH`, ignored), unless the
+/// pid counter went all the way round in between.
+struct ProcessGroup {
+    #[cfg(target_os = "linux")]
+    id: Option<rustix::process::Pid>,
+}
+
+impl ProcessGroup {
+    fn of(child: &tokio::process::Child) -> Self {
+        #[cfg(target_os = "linux")]
+        {
+            Self {
+                id: child
+                    .id()
+                    .and_then(|id| i32::try_from(id).ok())
+                    .and_then(rustix::process::Pid::from_raw),
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = child;
+            Self {}
+        }
+    }
+
+    /// Kills every process left in the group (once; later calls do nothing). Elsewhere than on
+    /// Linux only the command itself is killed (by `kill_on_drop` and on a timeout).
+    fn kill(&mut self) {
+        #[cfg(target_os = "linux")]
+        if let Some(id) = self.id.take() {
+            let _ = rustix::process::kill_process_group(id, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
@@ -679,31 +969,91 @@ mod tests {
         assert_eq!(json["target_path"], "/b");
     }
 
-    #[tokio::test]
-    async fn a_full_queue_drops_and_counts() {
-        let metrics = Arc::new(Metrics::new());
+    fn hooks(metrics: &Arc<Metrics>, queue: usize, share: usize) -> Arc<Hooks> {
         let config = HooksConfig {
-            // A command that never starts quickly enough is not needed: the queue of one fills at
-            // once since the single worker blocks on a hanging URL.
+            // The single worker blocks on a URL that never answers, so events stay queued.
             url: Some("http://127.0.0.1:9/never".parse().unwrap()),
-            queue: 1,
+            queue,
+            queue_per_account: share,
             workers: 1,
             retries: 0,
             timeout: Duration::from_secs(30),
             ..HooksConfig::default()
         };
-        let hooks = Hooks::new(config, Some(Arc::clone(&metrics)));
-        hooks.start_workers();
+        Arc::new(Hooks::new(config, Some(Arc::clone(metrics))))
+    }
+
+    fn record(event: HookEvent) -> HookRecord {
+        HookRecord::new(event, 1, IpAddr::from([127, 0, 0, 1]))
+    }
+
+    #[tokio::test]
+    async fn a_full_share_drops_and_counts_by_event_and_account() {
+        let metrics = Arc::new(Metrics::new());
+        let hooks = hooks(&metrics, 100, 4);
         for _ in 0..50 {
-            hooks.emit(
-                None,
-                HookRecord::new(HookEvent::Upload, 1, IpAddr::from([127, 0, 0, 1])),
-            );
+            assert!(hooks
+                .emit(None, Some("alice"), record(HookEvent::Download))
+                .is_none());
         }
-        assert!(hooks.dropped.load(Ordering::Relaxed) >= 45);
-        assert!(metrics
-            .encode()
-            .lines()
-            .any(|l| l.starts_with("ferry_hooks_dropped_total ") && !l.ends_with(" 0")));
+        // alice's share is full; bob's is not, and neither is the one of failed logins.
+        assert_eq!(hooks.dropped_count(HookEvent::Download, Some("alice")), 46);
+        assert!(hooks
+            .emit(None, Some("bob"), record(HookEvent::Mkdir))
+            .is_none());
+        assert_eq!(hooks.dropped_count(HookEvent::Mkdir, Some("bob")), 0);
+        for _ in 0..5 {
+            hooks.emit(None, Some("x"), record(HookEvent::LoginFailed));
+        }
+        assert_eq!(hooks.dropped_count(HookEvent::LoginFailed, None), 1);
+        let text = metrics.encode();
+        assert!(
+            text.lines()
+                .any(|l| l == "ferry_hooks_dropped_total{event=\"download\",user=\"alice\"} 46"),
+            "{text}"
+        );
+        // Round-robin: alice, bob, failed logins, then alice again.
+        let mut q = hooks.lock();
+        let users: Vec<_> = (0..4).map(|_| q.pop().unwrap().record.event).collect();
+        assert_eq!(users, ["download", "mkdir", "login-failed", "download"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_upload_waits_for_room_instead_of_being_dropped() {
+        let metrics = Arc::new(Metrics::new());
+        let hooks = hooks(&metrics, 100, 2);
+        for _ in 0..2 {
+            hooks.emit(None, Some("alice"), record(HookEvent::Download));
+        }
+        let blocked = hooks
+            .emit(None, Some("alice"), record(HookEvent::Upload))
+            .unwrap();
+        // While the upload waits, alice's other events are refused even when room frees.
+        let waiter = tokio::spawn({
+            let hooks = Arc::clone(&hooks);
+            async move { hooks.wait_for_room(blocked).await }
+        });
+        tokio::task::yield_now().await;
+        let first = hooks.next().await;
+        assert_eq!(first.record.event, "download");
+        assert!(hooks
+            .emit(None, Some("alice"), record(HookEvent::Download))
+            .is_none());
+        assert_eq!(hooks.dropped_count(HookEvent::Download, Some("alice")), 1);
+        waiter.await.unwrap();
+        let events: Vec<_> = (0..2)
+            .map(|_| hooks.lock().pop().unwrap().record.event)
+            .collect();
+        assert_eq!(events, ["download", "upload"]);
+        assert_eq!(hooks.lock().shares.len(), 0, "empty shares are forgotten");
+        // With no room at all, it is queued over the share after the timeout.
+        for _ in 0..2 {
+            hooks.emit(None, Some("alice"), record(HookEvent::Download));
+        }
+        let blocked = hooks
+            .emit(None, Some("alice"), record(HookEvent::Upload))
+            .unwrap();
+        hooks.wait_for_room(blocked).await;
+        assert_eq!(hooks.lock().len, 3);
     }
 }

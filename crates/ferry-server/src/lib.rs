@@ -158,7 +158,10 @@ impl<S: Storage, A: Authenticator> Server<S, A> {
             });
         let shared = Arc::new(Shared {
             policies: policy::Policies::new(&config),
-            hooks: hooks::Hooks::new(config.hooks.clone(), config.metrics.clone()),
+            hooks: Arc::new(hooks::Hooks::new(
+                config.hooks.clone(),
+                config.metrics.clone(),
+            )),
             limiter,
             user_sessions: Arc::default(),
             config,

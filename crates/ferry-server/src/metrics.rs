@@ -22,7 +22,7 @@
 //! | `ferry_quota_limit_bytes` | gauge | `user` (accounts with a byte quota) |
 //! | `ferry_quota_limit_files` | gauge | `user` (accounts with a file quota) |
 //! | `ferry_hooks_total` | counter | `kind`: `command`, `url`; `outcome`: `ok`, `failed`, `timeout` |
-//! | `ferry_hooks_dropped_total` | counter | |
+//! | `ferry_hooks_dropped_total` | counter | `event` (never `upload`); `user`: the account (empty for `login-failed`) |
 //!
 //! A command's duration runs from the moment the session starts handling it to its first reply (for
 //! RETR, the `150`; for a failed PASS, the `530` after its delay): the responsiveness a client sees,
@@ -106,6 +106,12 @@ struct UserLabel {
 struct HookLabels {
     kind: &'static str,
     outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HookDropLabels {
+    event: &'static str,
+    user: String,
 }
 
 /// Command durations from 0.5 ms to about 33 s, a factor of 4 apart.
@@ -200,7 +206,7 @@ pub struct Metrics {
     quota_limit_bytes: Family<UserLabel, Gauge>,
     quota_limit_files: Family<UserLabel, Gauge>,
     hooks: Family<HookLabels, Counter>,
-    hooks_dropped: Counter,
+    hooks_dropped: Family<HookDropLabels, Counter>,
 }
 
 impl fmt::Debug for Metrics {
@@ -301,10 +307,10 @@ impl Metrics {
         );
         let hooks = Family::<HookLabels, Counter>::default();
         registry.register("hooks", "Hooks run, by kind and outcome", hooks.clone());
-        let hooks_dropped = Counter::default();
+        let hooks_dropped = Family::<HookDropLabels, Counter>::default();
         registry.register(
             "hooks_dropped",
-            "Hook events dropped because the hook queue was full",
+            "Hook events dropped because their account's share of the hook queue was full, by event and account",
             hooks_dropped.clone(),
         );
         Self {
@@ -441,9 +447,15 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts a hook event dropped because the queue was full.
-    pub(crate) fn hook_dropped(&self) {
-        self.hooks_dropped.inc();
+    /// Counts a hook event dropped because its account's share of the queue was full (`user`:
+    /// the account, empty for `login-failed`).
+    pub(crate) fn hook_dropped(&self, event: &'static str, user: &str) {
+        self.hooks_dropped
+            .get_or_create(&HookDropLabels {
+                event,
+                user: user.to_owned(),
+            })
+            .inc();
     }
 }
 
@@ -566,7 +578,7 @@ mod tests {
             },
         );
         m.hook("url", "timeout");
-        m.hook_dropped();
+        m.hook_dropped("download", "anonymous");
         let text = m.encode();
         for line in [
             "ferry_sessions_open 1",
@@ -584,7 +596,7 @@ mod tests {
             "ferry_passive_ports_in_use 1",
             "ferry_bans_total 1",
             "ferry_hooks_total{kind=\"url\",outcome=\"timeout\"} 1",
-            "ferry_hooks_dropped_total 1",
+            "ferry_hooks_dropped_total{event=\"download\",user=\"anonymous\"} 1",
             "ferry_quota_used_bytes{user=\"al\\\"ice\"} 1234",
             "ferry_quota_used_files{user=\"al\\\"ice\"} 5",
             "ferry_quota_limit_bytes{user=\"al\\\"ice\"} 10000",

@@ -100,6 +100,12 @@ pub const KEYS: &[Key] = &[
         false,
     ),
     key("hook-events", "hook_events", "\"upload,delete\"", false),
+    key(
+        "hook-queue-per-account",
+        "hook_queue_per_account",
+        "64",
+        false,
+    ),
     key("tls-cert", "tls_cert", "\"cert.pem\"", false),
     key("tls-key", "tls_key", "\"key.pem\"", false),
     key(
@@ -195,6 +201,7 @@ pub struct FileConfig {
     hook_command: Option<PathBuf>,
     hook_url: Option<HookUrl>,
     hook_events: Option<EventSet>,
+    hook_queue_per_account: Option<Positive>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     implicit_listen: Option<Vec<SocketAddr>>,
@@ -343,6 +350,9 @@ impl LoadedFile {
         }
         if let (Some(v), false) = (f.users_db.clone(), given("users_db")) {
             cli.users_db = Some(v);
+        }
+        if let (Some(v), false) = (f.hook_queue_per_account, given("hook_queue_per_account")) {
+            cli.hook_queue_per_account = Some(usize::try_from(v.0).unwrap_or(usize::MAX));
         }
         if let (Some(v), false) = (f.verify_threads, given("verify_threads")) {
             cli.verify_threads = Some(usize::try_from(v.0).unwrap_or(usize::MAX));

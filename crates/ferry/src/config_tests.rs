@@ -127,6 +127,11 @@ const TABLE: &[(&str, &str, Check)] = &[
         "hook-events = [\"upload\", \"login-failed\"]",
         |_, s| s.hooks.events.to_string() == "upload,login-failed",
     ),
+    (
+        "hook-queue-per-account",
+        "hook-queue-per-account = 16",
+        |_, s| s.hooks.queue_per_account == 16,
+    ),
     ("max-sessions", "max-sessions = 12", |_, s| {
         s.limits.max_sessions == 12
     }),

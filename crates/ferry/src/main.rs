@@ -191,6 +191,10 @@ struct Cli {
     /// logout, login-failed, or all (default).
     #[arg(long = "hook-events", value_name = "LIST")]
     hook_events: Option<EventSet>,
+    /// Hook events of one account waiting to run (its fair share of the queue; default 64): beyond
+    /// it the account's events other than uploads are dropped and counted, its uploads wait.
+    #[arg(long = "hook-queue-per-account", value_name = "N")]
+    hook_queue_per_account: Option<usize>,
     /// PEM certificate chain: turns on explicit FTPS (AUTH TLS). Needs --tls-key.
     #[arg(long = "tls-cert", value_name = "PEM")]
     tls_cert: Option<PathBuf>,

@@ -266,6 +266,9 @@ pub fn server_config(cli: &Cli) -> ServerConfig {
     config.hooks.command = cli.hook_command.clone();
     config.hooks.url = cli.hook_url.clone();
     config.hooks.events = cli.hook_events.unwrap_or_default();
+    if let Some(n) = cli.hook_queue_per_account {
+        config.hooks.queue_per_account = n.max(1);
+    }
     config.bandwidth = Bandwidth {
         upload: cli.upload_rate.map(|r| r.0),
         download: cli.download_rate.map(|r| r.0),
@@ -358,6 +361,10 @@ fn every_field(cli: &Cli) -> Vec<(&'static str, String)> {
         ("hook-command", format!("{:?}", cli.hook_command)),
         ("hook-url", format!("{:?}", cli.hook_url)),
         ("hook-events", format!("{:?}", cli.hook_events)),
+        (
+            "hook-queue-per-account",
+            format!("{:?}", cli.hook_queue_per_account),
+        ),
         ("tls-cert", format!("{:?}", cli.tls_cert)),
         ("tls-key", format!("{:?}", cli.tls_key)),
         ("implicit-listen", format!("{:?}", cli.implicit_listen)),

@@ -23,17 +23,19 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
         let mut record = HookRecord::new(event, self.id, self.session.peer().ip());
         record.user = self.session.user().map(str::to_owned);
         fill(&mut record);
-        self.hook_events.push(record);
+        let account = self.account.as_ref().map(|a| a.key().clone());
+        self.hook_events.push((account, record));
     }
 
-    /// Queues the recorded events (call after the replies went out).
-    pub(super) fn flush_hooks(&mut self) {
-        if self.hook_events.is_empty() {
-            return;
-        }
+    /// Queues the recorded events (call after the replies went out). An upload event that finds
+    /// its account's share of the queue full makes this session wait for room (see
+    /// [`crate::hooks`]); nothing else waits.
+    pub(super) async fn flush_hooks(&mut self) {
         let own = self.policy.as_ref().and_then(|p| p.hooks.as_ref());
-        for record in std::mem::take(&mut self.hook_events) {
-            self.shared.hooks.emit(own, record);
+        for (account, record) in std::mem::take(&mut self.hook_events) {
+            if let Some(blocked) = self.shared.hooks.emit(own, account.as_deref(), record) {
+                self.shared.hooks.wait_for_room(blocked).await;
+            }
         }
     }
 

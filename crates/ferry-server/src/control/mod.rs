@@ -78,7 +78,7 @@ pub(crate) struct Shared<S, A> {
     /// The passive address when it is a host name, with its cached address.
     pub passive_host: Option<Arc<crate::resolve::PassiveHost>>,
     /// The hook queue.
-    pub hooks: crate::hooks::Hooks,
+    pub hooks: Arc<crate::hooks::Hooks>,
 }
 
 /// Drives one control connection until it closes.
@@ -99,7 +99,7 @@ pub(crate) struct ControlDriver<S: Storage, A: Authenticator> {
     /// The session's id (as in its log lines), for hook events.
     id: u64,
     /// Hook events waiting for the replies before them to go out.
-    hook_events: Vec<crate::hooks::HookRecord>,
+    hook_events: Vec<(Option<String>, crate::hooks::HookRecord)>,
     /// Bytes read but not yet consumed by the session (usually empty).
     pending: Vec<u8>,
     /// Read buffer of a TLS control connection (empty for plain ones).
@@ -330,7 +330,10 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
             self.policy = self.shared.policies.before_login();
         }
         self.write_replies().await?;
-        self.flush_hooks();
+        if !self.hook_events.is_empty() {
+            // Boxed: it rarely waits, and then its future stays out of an idle session's.
+            Box::pin(self.flush_hooks()).await;
+        }
         Ok(())
     }
 
@@ -549,7 +552,10 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
         if self.account.is_some() {
             self.logout_hook();
         }
-        self.flush_hooks();
+        if !self.hook_events.is_empty() {
+            // Boxed: it rarely waits, and then its future stays out of an idle session's.
+            Box::pin(self.flush_hooks()).await;
+        }
         if let Some(stream) = self.stream.as_mut() {
             let _ =
                 tokio::time::timeout(std::time::Duration::from_secs(2), stream.shutdown()).await;
