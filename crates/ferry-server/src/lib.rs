@@ -161,6 +161,10 @@ impl<S: Storage, A: Authenticator> Server<S, A> {
             hooks: hooks::Hooks::new(config.hooks.clone(), config.metrics.clone()),
             limiter,
             user_sessions: Arc::default(),
+            checksums: Arc::new(tokio::sync::Semaphore::new(
+                config.limits.max_checksums.max(1),
+            )),
+            user_checksums: Arc::default(),
             config,
             storage: Arc::new(storage),
             auth: Arc::new(auth),
