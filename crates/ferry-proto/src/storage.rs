@@ -16,7 +16,7 @@ use crate::reply::{Reply, ReplyCode};
 ///
 /// | kind | reply |
 /// | --- | --- |
-/// | `NotFound`, `PermissionDenied`, `AlreadyExists`, `NotADirectory`, `IsADirectory`, `DirectoryNotEmpty`, `InvalidOffset`, `Unsupported` | 550 |
+/// | `NotFound`, `PermissionDenied`, `AlreadyExists`, `NotADirectory`, `IsADirectory`, `DirectoryNotEmpty`, `InvalidOffset`, `Unsupported`, `PatternTooComplex` | 550 |
 /// | `InvalidName` | 553 |
 /// | `Busy` | 450 |
 /// | `NoSpace` | 452 |
@@ -63,6 +63,10 @@ pub enum StorageErrorKind {
     /// The file is in use by another transfer (an in-place upload holds it): 450, the request may
     /// succeed once that transfer is over.
     Busy,
+    /// A LIST or NLST pattern needed more matching work than one listing may spend
+    /// ([`crate::glob::Budget`]): 550 (451 after the `150`). The same pattern over the same directory
+    /// fails the same way, so the failure is permanent.
+    PatternTooComplex,
 }
 
 impl StorageErrorKind {
@@ -84,6 +88,7 @@ impl StorageErrorKind {
             Self::Unavailable => "storage unavailable",
             Self::Io => "i/o error",
             Self::Busy => "file busy",
+            Self::PatternTooComplex => "pattern too complex",
         }
     }
 
@@ -118,6 +123,10 @@ impl StorageErrorKind {
             Self::Busy => (
                 ReplyCode::FILE_BUSY,
                 "File busy: another transfer is writing it, try again later",
+            ),
+            Self::PatternTooComplex => (
+                ReplyCode::FILE_UNAVAILABLE,
+                "Pattern too complex: matching it takes more work than a listing may spend",
             ),
         }
     }
@@ -175,6 +184,8 @@ mod tests {
             (K::Unsupported, 550),
             (K::Unavailable, 451),
             (K::Io, 451),
+            (K::Busy, 450),
+            (K::PatternTooComplex, 550),
         ] {
             assert_eq!(kind.reply().code().as_u16(), code, "{kind}");
             assert!(!kind.as_str().is_empty());

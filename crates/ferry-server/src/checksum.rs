@@ -7,18 +7,46 @@
 //! a time); the driver aborts it on ABOR and when the session ends, and at most the chunk being
 //! digested finishes after that.
 //!
+//! Checksums are bounded beyond one per session ([`Gate`]), so that they cannot take every core:
+//! - per account ([`Limits::max_checksums_per_user`](crate::config::Limits::max_checksums_per_user),
+//!   default 1): the driver takes the account's share before it starts the task; without one the
+//!   request gets `450` at once ([`TransferError::Busy`]);
+//! - server-wide ([`Limits::max_checksums`](crate::config::Limits::max_checksums), default half the
+//!   CPUs): the task waits for a permit of a fair semaphore (first come, first served) before it opens
+//!   the file, so a waiting checksum holds no descriptor; the waiting are at most one per account and
+//!   bounded share (metrics: `ferry_checksums_waiting`, `ferry_checksums_running`);
+//! - by size ([`Limits::max_hash_size`](crate::config::Limits::max_hash_size), default 4 GiB): a
+//!   larger file gets `550` ([`TransferError::TooLarge`]) before the task waits or reads, and one that
+//!   grows past the cap while it is read, when it does.
+//!
 //! Digests come from the RustCrypto crates (`sha2`, `sha1`, `md-5`) and `crc32fast` (the CRC-32 of
 //! zlib and ISO 3309).
 
 use std::sync::Arc;
+
+use tokio::sync::Semaphore;
 
 use ferry_proto::command::HashAlgorithm;
 use ferry_proto::session::{HashDigest, HashRequest, TransferError};
 use sha2::Digest as _;
 use tokio::io::AsyncReadExt;
 
+use crate::counts::CountGuard;
+use crate::metrics::Metrics;
 use crate::storage::{Storage, StorageErrorKind};
 use crate::throttle::Throttle;
+
+/// What a checksum must pass before and while it runs (see the [module docs](self)).
+pub(crate) struct Gate {
+    /// The server-wide permits.
+    pub(crate) permits: Arc<Semaphore>,
+    /// The largest file hashed, in bytes; `None`: any.
+    pub(crate) max_size: Option<u64>,
+    /// Where the running and waiting checksums are counted.
+    pub(crate) metrics: Option<Arc<Metrics>>,
+    /// The account's share, held until the task ends (or is aborted).
+    pub(crate) share: CountGuard<String>,
+}
 
 /// Bytes read and digested at a time (fewer when the throttle grants fewer).
 const CHUNK: usize = 256 * 1024;
@@ -61,19 +89,42 @@ impl Hasher {
     }
 }
 
-/// Computes the checksum `request` asks for, reading through `throttle`.
+/// Computes the checksum `request` asks for, reading through `throttle`, once `gate` lets it.
 ///
 /// # Errors
 /// [`TransferError::Storage`] when the file cannot be opened (missing: not found; a directory: is a
-/// directory; a temporary file of an atomic upload: not found) or read.
+/// directory; a temporary file of an atomic upload: not found) or read; [`TransferError::TooLarge`]
+/// when it is larger than the gate's size cap.
 pub(crate) async fn run<S: Storage>(
     storage: Arc<S>,
     request: HashRequest,
     throttle: Throttle,
+    gate: Gate,
 ) -> Result<HashDigest, TransferError> {
+    let Gate {
+        permits,
+        max_size,
+        metrics,
+        share: _share,
+    } = gate;
     if crate::upload::touches_temp(&request.path) {
         return Err(TransferError::Storage(StorageErrorKind::NotFound));
     }
+    let too_large = |size: u64| max_size.is_some_and(|max| size > max);
+    let info = storage
+        .metadata(&request.path)
+        .await
+        .map_err(|e| TransferError::Storage(e.kind()))?;
+    if info.kind != ferry_proto::listing::FileKind::Dir && too_large(info.size) {
+        return Err(TransferError::TooLarge);
+    }
+    let waiting = metrics.as_ref().map(|m| m.checksum_waiting());
+    let _permit = permits
+        .acquire_owned()
+        .await
+        .map_err(|_| TransferError::Storage(StorageErrorKind::Io))?;
+    drop(waiting);
+    let _running = metrics.as_ref().map(|m| m.checksum_running());
     let (mut reader, _) = storage
         .open_read(&request.path, 0)
         .await
@@ -91,6 +142,9 @@ pub(crate) async fn run<S: Storage>(
             break;
         }
         size += n as u64;
+        if too_large(size) {
+            return Err(TransferError::TooLarge);
+        }
         (hasher, buf) = tokio::task::spawn_blocking(move || {
             hasher.update(&buf[..n]);
             (hasher, buf)

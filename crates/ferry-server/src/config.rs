@@ -94,6 +94,23 @@ pub struct Limits {
     /// without the reply, so that a connect flood cannot hold descriptors. Default 64. A reply usually
     /// fits the socket at once, and then no descriptor is held at all.
     pub max_pending_refusals: usize,
+    /// Checksums (HASH, XSHA256, XSHA1, XMD5, XCRC) computed at once by the whole server. One beyond
+    /// it waits, first come first served, until one ends (ABOR cancels the wait); the waiting ones are
+    /// bounded by [`Limits::max_checksums_per_user`] per account. Default: half the CPUs, rounded up
+    /// (at least 1), so that checksums never take every core. See [`crate::checksum`].
+    pub max_checksums: usize,
+    /// Checksums one account runs or waits for at once, over all its sessions; one beyond it gets
+    /// `450` at once. Default 1.
+    pub max_checksums_per_user: usize,
+    /// The largest file a checksum is computed for, in bytes; a larger one gets `550` before anything
+    /// is read (and a file that grows past it while it is read, `550` then). `None`: any size.
+    /// Default 4 GiB (a checksum of that costs about 8 s of a core).
+    pub max_hash_size: Option<u64>,
+}
+
+/// The default of [`Limits::max_checksums`]: half the CPUs, rounded up, at least 1.
+pub fn default_max_checksums() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().div_ceil(2))
 }
 
 impl Default for Limits {
@@ -107,6 +124,9 @@ impl Default for Limits {
             backlog: 1024,
             quota_scan_timeout: Duration::from_secs(60),
             max_pending_refusals: 64,
+            max_checksums: default_max_checksums(),
+            max_checksums_per_user: 1,
+            max_hash_size: Some(4 << 30),
         }
     }
 }

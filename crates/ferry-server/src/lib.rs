@@ -164,6 +164,10 @@ impl<S: Storage, A: Authenticator> Server<S, A> {
             )),
             limiter,
             user_sessions: Arc::default(),
+            checksums: Arc::new(tokio::sync::Semaphore::new(
+                config.limits.max_checksums.max(1),
+            )),
+            user_checksums: Arc::default(),
             config,
             storage: Arc::new(storage),
             auth: Arc::new(auth),

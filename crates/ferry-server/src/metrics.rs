@@ -16,6 +16,8 @@
 //! | `ferry_replies_total` | counter | `class`: `1xx` … `5xx` |
 //! | `ferry_command_duration_seconds` | histogram | `verb` |
 //! | `ferry_passive_ports_in_use` | gauge | |
+//! | `ferry_checksums_running` | gauge | |
+//! | `ferry_checksums_waiting` | gauge | (for a permit under `max_checksums`) |
 //! | `ferry_bans_total` | counter | |
 //! | `ferry_quota_used_bytes` | gauge | `user` (accounts with a quota) |
 //! | `ferry_quota_used_files` | gauge | `user` (files and directories) |
@@ -200,6 +202,8 @@ pub struct Metrics {
     replies: Family<ClassLabel, Counter>,
     commands: Family<VerbLabel, Histogram>,
     passive_ports: Gauge,
+    checksums_running: Gauge,
+    checksums_waiting: Gauge,
     bans: Counter,
     quota_bytes: Family<UserLabel, Gauge>,
     quota_files: Family<UserLabel, Gauge>,
@@ -273,6 +277,18 @@ impl Metrics {
             "Passive data ports listening now",
             passive_ports.clone(),
         );
+        let checksums_running = Gauge::default();
+        registry.register(
+            "checksums_running",
+            "Checksums (HASH, XSHA256, ...) being computed now",
+            checksums_running.clone(),
+        );
+        let checksums_waiting = Gauge::default();
+        registry.register(
+            "checksums_waiting",
+            "Checksums waiting for a turn under max-checksums",
+            checksums_waiting.clone(),
+        );
         let bans = Counter::default();
         registry.register(
             "bans",
@@ -324,6 +340,8 @@ impl Metrics {
             replies,
             commands,
             passive_ports,
+            checksums_running,
+            checksums_waiting,
             bans,
             quota_bytes,
             quota_files,
@@ -403,6 +421,16 @@ impl Metrics {
     /// Counts a passive port as listening until the guard is dropped.
     pub(crate) fn passive_port(&self) -> GaugeGuard {
         GaugeGuard::new(self.passive_ports.clone())
+    }
+
+    /// Counts a checksum as running until the guard is dropped.
+    pub(crate) fn checksum_running(&self) -> GaugeGuard {
+        GaugeGuard::new(self.checksums_running.clone())
+    }
+
+    /// Counts a checksum as waiting for its turn until the guard is dropped.
+    pub(crate) fn checksum_waiting(&self) -> GaugeGuard {
+        GaugeGuard::new(self.checksums_waiting.clone())
     }
 
     /// Counts a ban.

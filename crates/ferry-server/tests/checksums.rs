@@ -172,3 +172,115 @@ fn until(done: impl Fn() -> bool, what: &str) {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
+
+/// The SHA-256 of `abc` (FIPS 180-4).
+const ABC_SHA256: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+
+/// A second account besides [`USER`].
+const OTHER: &str = "other";
+
+/// A server with `config`, the accounts [`USER`] and [`OTHER`] (same password), a 1 GiB sparse `large`
+/// (which at the 1 MiB/s download limit set here takes 17 minutes to hash, so it is still running when
+/// the test looks) and `abc`.
+fn limited(mut config: ferry_server::ServerConfig) -> TestServer {
+    config.bandwidth.download = Some(1 << 20);
+    let server = TestServer::with_auth(config, |_| {
+        let mut auth = TestServer::static_auth();
+        auth.add_user(OTHER, PASS);
+        auth
+    });
+    sparse_file(&server.path("large"), 1 << 30);
+    server.write("abc", b"abc");
+    server
+}
+
+/// The value of an unlabelled gauge in `metrics`' text.
+fn gauge(metrics: &ferry_server::metrics::Metrics, name: &str) -> Option<i64> {
+    metrics.encode().lines().find_map(|l| {
+        l.strip_prefix(name)
+            .and_then(|v| v.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
+
+/// With one checksum server-wide, a second account's checksum waits for the first (it is counted in
+/// `ferry_checksums_waiting` and its session still answers NOOP), and runs once the first ends (here by
+/// ABOR). Before: it ran beside the first at once (nothing ever waited).
+#[test]
+fn the_server_wide_bound_makes_other_accounts_wait_their_turn() {
+    let metrics = std::sync::Arc::new(ferry_server::metrics::Metrics::new());
+    let mut config = common::test_config();
+    config.limits.max_checksums = 1;
+    config.metrics = Some(metrics.clone());
+    let server = limited(config);
+    let large = std::fs::canonicalize(server.path("large")).unwrap();
+    let mut first = server.raw_login();
+    first.send("XSHA256 large");
+    first.expect("NOOP", 200);
+    // It holds the server's one permit once it has opened the file (the permit comes first).
+    until(|| open_on(&large) == 1, "the first checksum opens its file");
+    let mut second = server.raw();
+    second.login(OTHER, PASS);
+    second.send("XSHA256 abc");
+    until(
+        || gauge(&metrics, "ferry_checksums_waiting") == Some(1),
+        "the second account's checksum waits",
+    );
+    second.expect("NOOP", 200);
+    assert_eq!(gauge(&metrics, "ferry_checksums_running"), Some(1));
+    first.send("ABOR");
+    assert_eq!(first.reply().code, 426);
+    assert_eq!(first.reply().code, 226);
+    let r = second.reply();
+    assert_eq!((r.code, r.text.as_str()), (250, ABC_SHA256), "{r:?}");
+    assert_eq!(gauge(&metrics, "ferry_checksums_waiting"), Some(0));
+    first.expect("NOOP", 200);
+}
+
+/// One account has one checksum at a time over all its sessions (the default): a second session's gets
+/// `450` at once, and the account may hash again once the first ends. Before: both ran.
+#[test]
+fn one_account_over_its_bound_is_busy() {
+    let mut config = common::test_config();
+    // Room server-wide (the default is half the CPUs), so that only the account's bound applies.
+    config.limits.max_checksums = 4;
+    let server = limited(config);
+    let mut first = server.raw_login();
+    first.send("XSHA256 large");
+    // The account's share is taken before the NOOP after the XSHA256 is answered.
+    first.expect("NOOP", 200);
+    let mut second = server.raw_login();
+    let busy = second.expect("XSHA256 abc", 450);
+    assert!(busy.text.contains("try again later"), "{busy:?}");
+    second.expect("HASH abc", 450);
+    // Another account is not affected.
+    let mut other = server.raw();
+    other.login(OTHER, PASS);
+    let r = other.expect("XSHA256 abc", 250);
+    assert_eq!(r.text, ABC_SHA256);
+    first.send("ABOR");
+    assert_eq!(first.reply().code, 426);
+    assert_eq!(first.reply().code, 226);
+    let r = second.expect("XSHA256 abc", 250);
+    assert_eq!(r.text, ABC_SHA256);
+}
+
+/// `max_hash_size` refuses larger files with `550` before anything is read; a file of exactly that size
+/// is hashed. Before: there was no cap.
+#[test]
+fn files_over_the_size_cap_are_refused() {
+    let mut config = common::test_config();
+    config.limits.max_hash_size = Some(3);
+    let server = limited(config);
+    server.write("abcd", b"abcd");
+    let mut c = server.raw_login();
+    let r = c.expect("XSHA256 abc", 250);
+    assert_eq!(r.text, ABC_SHA256);
+    let r = c.expect("XSHA256 abcd", 550);
+    assert!(r.text.contains("too large"), "{r:?}");
+    c.expect("HASH large", 550);
+    c.expect("XCRC large", 550);
+    // A missing file is still a 550 of its own, and the session goes on.
+    c.expect("XMD5 missing", 550);
+    c.expect("NOOP", 200);
+}

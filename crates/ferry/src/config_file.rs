@@ -79,6 +79,14 @@ pub const KEYS: &[Key] = &[
     key("max-sessions", "max_sessions", "1000", true),
     key("max-sessions-per-ip", "max_sessions_per_ip", "50", true),
     key("idle-timeout", "idle_timeout", "600", true),
+    key("max-checksums", "max_checksums", "1", false),
+    key(
+        "max-checksums-per-user",
+        "max_checksums_per_user",
+        "1",
+        false,
+    ),
+    key("max-hash-size", "max_hash_size", "\"4G\"", false),
     key("shutdown-grace", "shutdown_grace", "10", false),
     key("upload-mode", "upload_mode", "\"atomic\"", false),
     key("partial-uploads", "partial_uploads", "\"delete\"", false),
@@ -190,6 +198,9 @@ pub struct FileConfig {
     max_sessions: Option<Positive>,
     max_sessions_per_ip: Option<Positive>,
     idle_timeout: Option<Positive>,
+    max_checksums: Option<Positive>,
+    max_checksums_per_user: Option<Positive>,
+    max_hash_size: Option<ByteCount>,
     shutdown_grace: Option<u64>,
     upload_mode: Option<UploadModeArg>,
     zero_copy: Option<bool>,
@@ -368,6 +379,15 @@ impl LoadedFile {
         }
         if let (Some(v), false) = (f.idle_timeout, given("idle_timeout")) {
             cli.idle_timeout = v.0;
+        }
+        if let (Some(v), false) = (f.max_checksums, given("max_checksums")) {
+            cli.max_checksums = Some(usize::try_from(v.0).unwrap_or(usize::MAX));
+        }
+        if let (Some(v), false) = (f.max_checksums_per_user, given("max_checksums_per_user")) {
+            cli.max_checksums_per_user = usize::try_from(v.0).unwrap_or(usize::MAX);
+        }
+        if let (Some(v), false) = (f.max_hash_size, given("max_hash_size")) {
+            cli.max_hash_size = v;
         }
         if let (Some(v), false) = (f.tls_require_resumption, given("tls_require_resumption")) {
             cli.tls_require_resumption = v;

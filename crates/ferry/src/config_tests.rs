@@ -141,6 +141,17 @@ const TABLE: &[(&str, &str, Check)] = &[
     ("idle-timeout", "idle-timeout = 30", |_, s| {
         s.session.idle_timeout.as_secs() == 30
     }),
+    ("max-checksums", "max-checksums = 3", |_, s| {
+        s.limits.max_checksums == 3
+    }),
+    (
+        "max-checksums-per-user",
+        "max-checksums-per-user = 2",
+        |_, s| s.limits.max_checksums_per_user == 2,
+    ),
+    ("max-hash-size", "max-hash-size = \"1G\"", |_, s| {
+        s.limits.max_hash_size == Some(1 << 30)
+    }),
     ("shutdown-grace", "shutdown-grace = 3", |_, s| {
         s.limits.shutdown_grace.as_secs() == 3
     }),

@@ -138,6 +138,17 @@ struct Cli {
     /// Seconds without a command before a session is closed.
     #[arg(long, value_name = "SECS", default_value_t = 600)]
     idle_timeout: u64,
+    /// Checksums (HASH, XSHA256, ...) computed at once by the whole server; more wait their turn
+    /// (default: half the CPUs, rounded up).
+    #[arg(long = "max-checksums", value_name = "N")]
+    max_checksums: Option<usize>,
+    /// Checksums one account runs or waits for at once, over all its sessions; more get 450.
+    #[arg(long = "max-checksums-per-user", value_name = "N", default_value_t = 1)]
+    max_checksums_per_user: usize,
+    /// The largest file a checksum is computed for (4G, 512M: 1024-based); larger ones get 550. 0: any
+    /// size.
+    #[arg(long = "max-hash-size", value_name = "BYTES", default_value = "4G")]
+    max_hash_size: ByteCount,
     /// Seconds running transfers get to finish on SIGTERM or SIGINT before they are cut with 421.
     #[arg(long = "shutdown-grace", value_name = "SECS", default_value_t = 10)]
     shutdown_grace: u64,

@@ -251,6 +251,11 @@ pub fn server_config(cli: &Cli) -> ServerConfig {
     config.session = Arc::new(session_config(cli));
     config.limits.max_sessions = cli.max_sessions.max(1);
     config.limits.max_sessions_per_ip = cli.max_sessions_per_ip.max(1);
+    if let Some(n) = cli.max_checksums {
+        config.limits.max_checksums = n.max(1);
+    }
+    config.limits.max_checksums_per_user = cli.max_checksums_per_user.max(1);
+    config.limits.max_hash_size = Some(cli.max_hash_size.0).filter(|&n| n > 0);
     if let (Some(cert), Some(key)) = (&cli.tls_cert, &cli.tls_key) {
         let mut tls = TlsConfig::new(cert, key);
         tls.require_resumption = cli.tls_require_resumption;
@@ -332,6 +337,12 @@ fn every_field(cli: &Cli) -> Vec<(&'static str, String)> {
             format!("{:?}", cli.max_sessions_per_ip),
         ),
         ("idle-timeout", format!("{:?}", cli.idle_timeout)),
+        ("max-checksums", format!("{:?}", cli.max_checksums)),
+        (
+            "max-checksums-per-user",
+            format!("{:?}", cli.max_checksums_per_user),
+        ),
+        ("max-hash-size", format!("{:?}", cli.max_hash_size)),
         ("shutdown-grace", format!("{:?}", cli.shutdown_grace)),
         ("upload-mode", format!("{:?}", cli.upload_mode)),
         ("partial-uploads", format!("{:?}", cli.partial_uploads)),

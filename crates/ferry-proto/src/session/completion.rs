@@ -100,6 +100,13 @@ impl<C: Deref<Target = Config>> Session<C> {
                     Err(TransferError::Aborted) => {
                         self.say(ReplyCode::TRANSFER_ABORTED, "Transfer aborted")
                     }
+                    // Not sent by the drivers for transfers; a reply of the right class if one did.
+                    Err(TransferError::Busy) => {
+                        self.say(ReplyCode::FILE_BUSY, "Server busy, try again later")
+                    }
+                    Err(TransferError::TooLarge) => {
+                        self.say(ReplyCode::FILE_UNAVAILABLE, "File too large")
+                    }
                     Err(TransferError::Storage(e)) => {
                         let (code, text) = e.reply_code();
                         // A storage failure after 150 is a local error in processing, except disk

@@ -9,7 +9,11 @@
 //!   STAT and NOOP are answered at once, other commands, a second HASH among them, wait their turn up to
 //!   [`Config::max_pipelined`]), so a second checksum never runs beside the first and replies stay in
 //!   the order of the commands;
-//! - ABOR cancels it: `426` for the HASH, then `226` for the ABOR, as for a transfer.
+//! - ABOR cancels it: `426` for the HASH, then `226` for the ABOR, as for a transfer;
+//! - the driver may bound checksums further: [`TransferError::Busy`] is answered `450` (busy, try
+//!   again later: draft-bryan-ftpext-hash's code for a file action not taken now), and
+//!   [`TransferError::TooLarge`] `550` (the file is unavailable for a checksum; 501 and 504 are that
+//!   draft's codes for a bad parameter or algorithm, which the request is not).
 //!
 //! Replies: HASH gets `213 <algorithm> 0-<size> <hex> <path as sent>` (the whole file; RANG is not
 //! supported), an X-command `250 <hex>` (as ProFTPD's mod_digest and Serv-U answer them; their optional
@@ -117,6 +121,14 @@ impl<C: Deref<Target = Config>> Session<C> {
                 self.say(ReplyCode::TRANSFER_ABORTED, "Checksum aborted")
             }
             Err(TransferError::Storage(e)) => self.out.push_back(Output::Reply(e.reply())),
+            Err(TransferError::Busy) => self.say(
+                ReplyCode::FILE_BUSY,
+                "Checksum not started: this account has as many running as it may, try again later",
+            ),
+            Err(TransferError::TooLarge) => self.say(
+                ReplyCode::FILE_UNAVAILABLE,
+                "File too large for a checksum on this server",
+            ),
             Err(_) => self.say(ReplyCode::LOCAL_ERROR, "Checksum failed"),
         }
         if h.aborting {

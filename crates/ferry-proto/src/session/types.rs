@@ -317,6 +317,12 @@ pub enum TransferError {
     Aborted,
     /// The storage side failed.
     Storage(StorageErrorKind),
+    /// The driver already runs as many of these as it allows (a checksum beyond the account's
+    /// bound): 450, the request may succeed later.
+    Busy,
+    /// The file is larger than the driver accepts for this (a checksum beyond its size cap): 550,
+    /// the request as made cannot succeed.
+    TooLarge,
 }
 
 /// Identity and rights granted by a successful login.

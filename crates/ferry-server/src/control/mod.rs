@@ -79,6 +79,10 @@ pub(crate) struct Shared<S, A> {
     pub passive_host: Option<Arc<crate::resolve::PassiveHost>>,
     /// The hook queue.
     pub hooks: Arc<crate::hooks::Hooks>,
+    /// Checksums computed at once by the whole server ([`crate::config::Limits::max_checksums`]).
+    pub checksums: Arc<tokio::sync::Semaphore>,
+    /// Checksums running or waiting per account name.
+    pub user_checksums: Counts<String>,
 }
 
 /// Drives one control connection until it closes.
@@ -461,12 +465,36 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
                     .handle_completion(now(), Completion::Quota(report));
             }
             Action::Hash(request) => {
+                let shared = &self.shared;
+                let limits = &shared.config.limits;
+                // The session only hashes when logged in; an account's checksums count together.
+                let user = self.account.as_ref().map_or("", |a| a.key().as_str());
+                let share = CountGuard::acquire(
+                    &shared.user_checksums,
+                    &user.to_owned(),
+                    limits.max_checksums_per_user,
+                );
+                let Some(share) = share else {
+                    debug!(
+                        user,
+                        "checksum refused: the account's checksums are all in use"
+                    );
+                    self.session
+                        .handle_completion(now(), Completion::Hash(Err(TransferError::Busy)));
+                    return;
+                };
                 let throttle = self
                     .policy
                     .as_ref()
                     .map(|p| p.download.clone())
                     .unwrap_or_default();
-                let task = crate::checksum::run(Arc::clone(&self.storage), request, throttle);
+                let gate = crate::checksum::Gate {
+                    permits: Arc::clone(&shared.checksums),
+                    max_size: limits.max_hash_size,
+                    metrics: shared.config.metrics.clone(),
+                    share,
+                };
+                let task = crate::checksum::run(Arc::clone(&self.storage), request, throttle, gate);
                 self.hashing = Some(tokio::spawn(task.in_current_span()));
             }
         }
