@@ -252,8 +252,11 @@ impl<C: Deref<Target = Config>> Session<C> {
             }),
             Command::Stor(arg) => self.with_path(arg, |s, path| {
                 let (rest, perms) = (s.rest, s.permissions_at(&path));
-                let (mode, need) = if rest > 0 {
+                let (mode, need) = if rest > 0 && perms.contains(Permissions::OVERWRITE) {
                     (WriteMode::Resume(rest), Permissions::APPEND)
+                } else if rest > 0 {
+                    // Without OVERWRITE the offset must be the file's end: nothing may be dropped.
+                    (WriteMode::Extend(rest), Permissions::APPEND)
                 } else if perms.contains(Permissions::OVERWRITE) {
                     (WriteMode::Truncate, Permissions::WRITE)
                 } else {

@@ -24,9 +24,11 @@ impl Permissions {
     pub const READ: Self = Self(1 << 1);
     /// STOR/STOU of a new file.
     pub const WRITE: Self = Self(1 << 2);
-    /// STOR over an existing file, RNTO onto an existing name, MFMT.
+    /// STOR over an existing file, STOR after a REST below the file's size, RNTO onto an existing
+    /// name, MFMT.
     pub const OVERWRITE: Self = Self(1 << 3);
-    /// APPE and STOR after REST (resume).
+    /// APPE and STOR after REST (resume) at the file's end; STOR after a REST below the file's size
+    /// (which drops the rest) also needs [`Permissions::OVERWRITE`].
     pub const APPEND: Self = Self(1 << 4);
     /// DELE.
     pub const DELETE: Self = Self(1 << 5);
