@@ -490,6 +490,17 @@ impl<C: Deref<Target = Config>> Session<C> {
         self.grant().is_some_and(|g| g.is_mount_point(path))
     }
 
+    /// Refuses (550) a command that would remove, rename or change a virtual folder's mount point
+    /// itself (RMD, DELE, RNFR, MFMT, SITE CHMOD): the folder's source is a directory of the host that
+    /// the account only sees, never owns. True if refused.
+    fn refuse_mount_point(&mut self, path: &VirtualPath) -> bool {
+        let refused = self.is_mount_point(path);
+        if refused {
+            self.say(ReplyCode::FILE_UNAVAILABLE, MOUNT_POINT);
+        }
+        refused
+    }
+
     /// Resolves `arg` and runs `f` if the user has `need` at that path (else 550).
     fn with_perm(&mut self, need: Permissions, arg: &str, f: impl FnOnce(&mut Self, VirtualPath)) {
         self.with_path(arg, |s, p| {
@@ -534,8 +545,8 @@ impl<C: Deref<Target = Config>> Session<C> {
     }
 }
 
-/// The reply to RMD, DELE and RNFR of a virtual folder's mount point.
-const MOUNT_POINT: &str = "Cannot remove or rename a virtual folder";
+/// The reply to RMD, DELE, RNFR, MFMT and SITE CHMOD of a virtual folder's mount point.
+const MOUNT_POINT: &str = "Cannot remove, rename or change a virtual folder itself";
 
 /// The output of a connection refused before it gets a session (server full, shutting down, address
 /// banned): `421 text`, then close. Drivers send the reply and close the connection.
