@@ -1014,6 +1014,54 @@ fn brute_force_delays_grow_then_ban_while_others_keep_working() {
     ok.expect("NOOP", 200);
 }
 
+/// Issue 19, finding 10: a control character (NUL, ESC, any C0 or DEL) in USER or PASS is refused
+/// with 501 before any backend or hook sees the name, and counts as a failed login: the address is
+/// banned after as many of them as after wrong passwords.
+#[test]
+fn control_characters_in_user_or_pass_get_501_and_count_towards_the_ban() {
+    let mut config = test_config();
+    config.login_limits = LoginLimits {
+        free_failures: 0,
+        delay: Duration::ZERO,
+        ban_after: 4,
+        ban_duration: Duration::from_secs(60),
+        lock_user_after: 0,
+        ..LoginLimits::default()
+    };
+    with_session(&mut config, |s| {
+        s.failed_login_delay = Duration::ZERO;
+        s.max_failed_logins = 100;
+    });
+    let srv = UsersServer::with_config(
+        &user("alice", "role = \"read-write\"\nhome = \"h\""),
+        config,
+        UsersOptions::default(),
+    );
+    srv.home("h");
+    let attacker = Ipv4Addr::new(127, 0, 0, 3);
+    let mut c = connect_from(attacker, srv.addr);
+    c.send_raw(b"USER ali\0ce\r\n");
+    assert_eq!(c.reply().code, 501);
+    c.send_raw(b"USER \x1b[2Jalice\r\n");
+    assert_eq!(c.reply().code, 501);
+    // The session is usable after a refusal; PASS with a control character is refused the same way.
+    c.expect("NOOP", 200);
+    c.expect("USER alice", 331);
+    c.send_raw(b"PASS alice-pw\x7f\r\n");
+    assert_eq!(c.reply().code, 501);
+    // The fourth failure bans the address.
+    c.send_raw(b"USER a\tb\r\n");
+    let banned = c.reply();
+    assert_eq!(banned.code, 421, "{banned:?}");
+    assert!(banned.text.contains("Too many failed logins"), "{banned:?}");
+    c.expect_closed();
+    let refused = connect_from(attacker, srv.addr);
+    assert_eq!(refused.greeting.code, 421, "{:?}", refused.greeting);
+    // Another address logs in as usual.
+    let mut ok = srv.login("alice");
+    ok.expect("NOOP", 200);
+}
+
 #[test]
 fn unknown_and_known_users_are_refused_in_the_same_time() {
     // A cost five times the default's (m=19456, t=2), so that verification dominates the time and a

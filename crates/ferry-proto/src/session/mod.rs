@@ -30,7 +30,7 @@ mod site;
 mod tls;
 mod types;
 
-pub use login::is_anonymous;
+pub use login::{has_control, is_anonymous};
 pub use types::*;
 
 use alloc::boxed::Box;
@@ -76,7 +76,12 @@ enum Wait {
     /// A checksum (HASH and the X-commands): like a transfer, ABOR, STAT and NOOP are answered at once.
     Hash(hash::HashState),
     /// A failed-login delay; at `until` the 530 (and maybe 421) goes out.
-    LoginDelay { until: Duration, close: bool },
+    LoginDelay {
+        until: Duration,
+        close: bool,
+        /// The failure was [`AuthError::Malformed`]: answered 501, not 530.
+        malformed: bool,
+    },
     /// The connection is closing; nothing more is read.
     Closed,
 }
@@ -303,10 +308,21 @@ impl<C: Deref<Target = Config>> Session<C> {
     /// Handles the passage of time: idle and login timeouts, failed-login delays.
     pub fn handle_timeout(&mut self, now: Duration) {
         match self.wait {
-            Wait::LoginDelay { until, close } if now >= until => {
+            Wait::LoginDelay {
+                until,
+                close,
+                malformed,
+            } if now >= until => {
                 self.wait = Wait::Idle;
                 self.last_activity = now;
-                self.say(ReplyCode::NOT_LOGGED_IN, "Login incorrect");
+                if malformed {
+                    self.say(
+                        ReplyCode::BAD_ARGUMENTS,
+                        "Control characters are not allowed in USER or PASS",
+                    );
+                } else {
+                    self.say(ReplyCode::NOT_LOGGED_IN, "Login incorrect");
+                }
                 if close {
                     self.say(ReplyCode::NOT_AVAILABLE, "Too many failed logins, closing");
                     self.close();

@@ -394,6 +394,10 @@ pub enum AuthError {
     /// The service that keeps the accounts (a users database) does not answer: 421 and the session
     /// closes, not counted as a failed login; the client may try again later (RFC 959 §4.2.1).
     ServiceDown,
+    /// The user name or the password holds a control character ([`has_control`](super::has_control)):
+    /// refused by the engine itself before any backend is asked, answered with 501 and counted as
+    /// a failed login (the delays, the disconnect and the driver's bans apply).
+    Malformed,
 }
 
 /// Work the driver must do for the session.
@@ -409,6 +413,14 @@ pub enum Action {
         user: String,
         /// Password as sent.
         password: String,
+    },
+    /// A login the engine refused itself: a control character in USER or PASS. Count it as a failed
+    /// login, as for a wrong password (the driver's failed-login limits and bans, its login-failed
+    /// event), without asking any backend; answer with `Completion::Auth(Err(AuthError::Malformed))`
+    /// (or close the session when the address is banned).
+    RefuseLogin {
+        /// User name as sent (it may hold control characters: escape it before it goes anywhere).
+        user: String,
     },
     /// Run a file-system request; answer with [`Completion::Fs`].
     Fs(FsRequest),
