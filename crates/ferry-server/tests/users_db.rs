@@ -212,3 +212,48 @@ fn control_characters_never_reach_the_database_and_count_as_failed_logins() {
         "a NUL reached the database"
     );
 }
+
+/// Issue 19, finding 11: an unknown name is verified against a dummy hash of the cost the accounts
+/// have (the users file's rule: the most common cost), not the default cost, so a wrong password for
+/// an account made with `--argon2-memory 131072` costs what an unknown name costs. Counted work, not
+/// time: the dummy's parameters are the accounts' parameters.
+#[test]
+fn the_dummy_hash_has_the_accounts_cost() {
+    let Some(pg) = Postgres::start() else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let costly = Argon2Cost {
+        memory_kib: 16,
+        iterations: 2,
+        parallelism: 1,
+    };
+    assert_ne!(costly, Argon2Cost::default());
+    let (addr, auth, _root) = pg_server(&pg, &rt, costly, test_config());
+    assert_eq!(rt.block_on(auth.refresh_dummy()).unwrap(), costly);
+    assert_eq!(auth.dummy_cost(), costly);
+    // Clones (the server's) share the dummy: unknown names and wrong passwords still get 530.
+    for (user, pass) in [("alice", "wrong"), ("nobody", "x")] {
+        let mut c = Control::connect(addr);
+        c.expect(&format!("USER {user}"), 331);
+        c.expect(&format!("PASS {pass}"), 530);
+    }
+    // Two accounts of another cost: that is the most common cost now.
+    let users = PgUsers::new(&pg.url(), &PgOptions::default()).unwrap();
+    rt.block_on(async {
+        for name in ["bob", "carol"] {
+            users
+                .put(name, &fields("role = \"read-only\"", "pw"), false)
+                .await
+                .unwrap();
+        }
+    });
+    assert_eq!(rt.block_on(auth.refresh_dummy()).unwrap(), CHEAP);
+    assert_eq!(auth.dummy_cost(), CHEAP);
+    let mut ok = Control::connect(addr);
+    ok.login("alice", "alice-pw");
+}
