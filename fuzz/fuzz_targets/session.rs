@@ -90,6 +90,7 @@ fuzz_target!(|data: &[u8]| {
                     check_path_actions(&a);
                     let c = choice.next().unwrap_or(0);
                     let completion = match a {
+                        Action::RefuseLogin { .. } => Some(Completion::Auth(Err(AuthError::Malformed))),
                         Action::Authenticate { .. } => Some(Completion::Auth(if c % 2 == 0 {
                             Ok(Grant::new(Permissions::from_bits(u16::from(c) * 3)))
                         } else {

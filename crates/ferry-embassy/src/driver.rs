@@ -24,7 +24,7 @@ use ferry_proto::listing::{self, FileInfo, ListFormat};
 use ferry_proto::path::VirtualPath;
 use ferry_proto::reply::Reply;
 use ferry_proto::session::{
-    Action, Completion, Config, DataEndpoint, FsRequest, FsResponse, Output, Session,
+    Action, AuthError, Completion, Config, DataEndpoint, FsRequest, FsResponse, Output, Session,
     TransferError, TransferKind, TransferRequest,
 };
 use ferry_proto::storage::{StorageErrorKind, WriteMode};
@@ -210,6 +210,7 @@ impl<E: Deref<Target = Config>, C: Control, K: Clock> Ctl<'_, E, C, K> {
                 // so that a new action fails to compile here until this driver handles it.
                 Output::Action(
                     Action::Authenticate { .. }
+                    | Action::RefuseLogin { .. }
                     | Action::Fs(_)
                     | Action::OpenPassive
                     | Action::Transfer(_)
@@ -291,6 +292,10 @@ where
                 Action::Authenticate { user, password } => {
                     let result = cx.users.authenticate(&user, &password);
                     ctl.complete(Completion::Auth(result));
+                }
+                // Counted as a failed login by the session itself (this driver keeps no bans).
+                Action::RefuseLogin { .. } => {
+                    ctl.complete(Completion::Auth(Err(AuthError::Malformed)));
                 }
                 Action::Fs(request) => {
                     // Boxed: the state of a storage call is held only while it runs, not by every

@@ -369,17 +369,17 @@ impl<D: Volume> Storage for FatStorage<D> {
         let (writer, temp) = match (mode, existing) {
             (WriteMode::CreateNew, Some(_)) => return Err(StorageErrorKind::AlreadyExists),
             (WriteMode::Append, Some(e)) => (in_place(&e, true)?, None),
-            (WriteMode::Resume(n), Some(e)) => {
-                if n > e.len() {
-                    return Err(StorageErrorKind::InvalidOffset);
-                }
+            (WriteMode::Resume(_) | WriteMode::Extend(_), Some(e)) => {
+                let n = mode.kept(Some(e.len()))?;
                 let n = usize::try_from(n).map_err(|_| StorageErrorKind::InvalidOffset)?;
                 self.fs.truncate(&e, n).map_err(error)?;
                 let e = find(&dir, name)?;
                 (in_place(&e, true)?, None)
             }
-            (WriteMode::Resume(n), None) if n > 0 => return Err(StorageErrorKind::InvalidOffset),
-            (WriteMode::Append | WriteMode::Resume(_), None) => {
+            (WriteMode::Resume(n) | WriteMode::Extend(n), None) if n > 0 => {
+                return Err(StorageErrorKind::InvalidOffset)
+            }
+            (WriteMode::Append | WriteMode::Resume(_) | WriteMode::Extend(_), None) => {
                 // Nothing to keep: a new file, written in place.
                 let e = self.fs.create_file(&dir, name).map_err(error)?;
                 (in_place(&e, false)?, None)

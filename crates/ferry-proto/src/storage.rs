@@ -159,13 +159,67 @@ pub enum WriteMode {
     /// creates the file if it is missing; a larger offset on a missing file fails with
     /// [`StorageErrorKind::NotFound`].
     Resume(u64),
+    /// Write from offset `n`, which must be the end of the existing file (REST + STOR by a user who
+    /// may append but not overwrite): nothing of the file is dropped.
+    ///
+    /// Fails with [`StorageErrorKind::PermissionDenied`] if the file is longer than `n` (keeping only
+    /// its first `n` bytes would overwrite the rest), and otherwise as [`WriteMode::Resume`].
+    Extend(u64),
     /// Write at the end of the file, creating it if missing (APPE).
     Append,
+}
+
+impl WriteMode {
+    /// How many bytes of the existing file (`size`, `None` when there is none) an upload in this
+    /// mode keeps: the one rule every backend applies when it opens a file for writing.
+    ///
+    /// # Errors
+    /// [`StorageErrorKind::AlreadyExists`] for [`WriteMode::CreateNew`] on an existing file;
+    /// [`StorageErrorKind::NotFound`] for an offset above 0 on a missing file;
+    /// [`StorageErrorKind::InvalidOffset`] for an offset beyond the end; and
+    /// [`StorageErrorKind::PermissionDenied`] for [`WriteMode::Extend`] below the end.
+    pub fn kept(self, size: Option<u64>) -> Result<u64, StorageErrorKind> {
+        match (self, size) {
+            (Self::CreateNew, Some(_)) => Err(StorageErrorKind::AlreadyExists),
+            (Self::Truncate | Self::CreateNew, _) => Ok(0),
+            (Self::Append, size) => Ok(size.unwrap_or(0)),
+            (Self::Resume(0) | Self::Extend(0), None) => Ok(0),
+            (Self::Resume(_) | Self::Extend(_), None) => Err(StorageErrorKind::NotFound),
+            (Self::Resume(n) | Self::Extend(n), Some(size)) if n > size => {
+                Err(StorageErrorKind::InvalidOffset)
+            }
+            (Self::Extend(n), Some(size)) if n < size => Err(StorageErrorKind::PermissionDenied),
+            (Self::Resume(n) | Self::Extend(n), Some(_)) => Ok(n),
+        }
+    }
+
+    /// True if the upload continues the existing file (writes after kept bytes) rather than
+    /// starting it afresh: [`WriteMode::Append`], and [`WriteMode::Resume`] or
+    /// [`WriteMode::Extend`] from an offset above 0.
+    pub fn continues(self) -> bool {
+        matches!(self, Self::Append | Self::Resume(1..) | Self::Extend(1..))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extend_never_drops_bytes() {
+        use StorageErrorKind as K;
+        use WriteMode as W;
+        assert_eq!(W::Extend(5).kept(Some(5)), Ok(5));
+        assert_eq!(W::Extend(4).kept(Some(5)), Err(K::PermissionDenied));
+        assert_eq!(W::Extend(6).kept(Some(5)), Err(K::InvalidOffset));
+        assert_eq!(W::Extend(1).kept(None), Err(K::NotFound));
+        assert_eq!(W::Extend(0).kept(None), Ok(0));
+        // Resume may drop the tail: that is what needs the overwrite permission.
+        assert_eq!(W::Resume(4).kept(Some(5)), Ok(4));
+        assert_eq!(W::Append.kept(Some(5)), Ok(5));
+        assert_eq!(W::CreateNew.kept(Some(0)), Err(K::AlreadyExists));
+        assert_eq!(W::Truncate.kept(Some(5)), Ok(0));
+    }
 
     #[test]
     fn every_kind_has_a_reply_of_its_class() {

@@ -408,18 +408,11 @@ impl AccountQuota {
             return Err(busy_error());
         }
         let before = file_size(storage, path).await?;
-        if mode == WriteMode::CreateNew && before.is_some() {
-            return Err(StorageError::new(
-                StorageErrorKind::AlreadyExists,
-                "the file exists",
-            ));
-        }
         let size = before.unwrap_or(0);
-        let keep = match mode {
-            WriteMode::Append => size,
-            WriteMode::Resume(n) => n.min(size),
-            WriteMode::Truncate | WriteMode::CreateNew => 0,
-        };
+        // Refused here before anything is credited, as the storage would refuse it.
+        let keep = mode.kept(before).map_err(|kind| {
+            StorageError::new(kind, format!("{mode:?} on a file of {before:?} bytes"))
+        })?;
         // In place, the part after `keep` is truncated at once: credited now.
         let credit = match writes {
             Writes::InPlace => size - keep,

@@ -255,13 +255,13 @@ impl<S: Storage> Upload<S> {
     ) -> Result<Self, StorageError> {
         if storage.atomic_writes() {
             let writer = storage.open_write(path, mode).await?;
-            let continues = matches!(mode, WriteMode::Append | WriteMode::Resume(1..));
+            let continues = mode.continues();
             let how = Target::Direct { continues };
             return Ok(Self::new(storage, writer, path.clone(), how, policy));
         }
         if !is_atomic(policy, mode) {
             let writer = storage.open_write(path, mode).await?;
-            let fresh = !matches!(mode, WriteMode::Append | WriteMode::Resume(1..));
+            let fresh = !mode.continues();
             return Ok(Self::new(
                 storage,
                 writer,

@@ -375,8 +375,19 @@ fn cases() -> Vec<Case> {
             effect: |h| assert_eq!(read(h, "f"), b"hello world"),
         },
         Case {
-            what: "REST + STOR",
+            what: "REST at the end + STOR",
             needs: P::APPEND,
+            setup: file_f,
+            run: |c| {
+                c.expect("REST 5", 350);
+                data_cmd(c, "STOR f", Some(b"!!"))
+            },
+            ok: 226,
+            effect: |h| assert_eq!(read(h, "f"), b"hello!!"),
+        },
+        Case {
+            what: "REST below the size + STOR (drops the rest)",
+            needs: P::APPEND.union(P::OVERWRITE),
             setup: file_f,
             run: |c| {
                 c.expect("REST 3", 350);
@@ -547,6 +558,55 @@ fn denied_replies_say_permission_denied_and_mlst_perm_follows_the_grant() {
     d.expect("SIZE inbox.txt", 550);
     assert_eq!(d.transfer(DataMode::Pasv, "LIST", None).first.code, 550);
     assert_eq!(d.transfer(DataMode::Pasv, "RETR f", None).first.code, 550);
+}
+
+/// Issue 19, finding 7: REST + STOR below a file's size drops the rest of the file, which is an
+/// overwrite; a user who may append but not overwrite is refused and the file stays as it was, while
+/// REST at the size (a pure append) works.
+#[test]
+fn rest_below_the_size_needs_overwrite() {
+    let srv = UsersServer::start(&format!(
+        "{}{}",
+        user(
+            "appender",
+            "home = \"h\"\npermissions = [\"list\", \"read\", \"write\", \"append\"]"
+        ),
+        user("writer", "home = \"h\"\nrole = \"read-write\""),
+    ));
+    let home = srv.home("h");
+    let report: Vec<u8> = (0..360u32).map(|i| b'a' + (i % 26) as u8).collect();
+    std::fs::write(home.join("report.txt"), &report).unwrap();
+    let mut c = srv.login("appender");
+    for offset in [1, 359] {
+        c.expect(&format!("REST {offset}"), 350);
+        let t = c.transfer(DataMode::Pasv, "STOR report.txt", Some(b""));
+        let code = t.last.as_ref().map_or(t.first.code, |r| r.code);
+        assert_eq!(code, 550, "REST {offset}: {t:?}");
+        assert_eq!(read(&home, "report.txt"), report, "REST {offset}");
+    }
+    // At the size: a pure append.
+    c.expect("REST 360", 350);
+    c.transfer(DataMode::Pasv, "STOR report.txt", Some(b"+tail"))
+        .assert_ok();
+    let mut grown = report.clone();
+    grown.extend_from_slice(b"+tail");
+    assert_eq!(read(&home, "report.txt"), grown);
+    // Past the end is refused as before.
+    c.expect("REST 999", 350);
+    let t = c.transfer(DataMode::Pasv, "STOR report.txt", Some(b"x"));
+    assert_eq!(
+        t.last.as_ref().map_or(t.first.code, |r| r.code),
+        550,
+        "{t:?}"
+    );
+    assert_eq!(read(&home, "report.txt"), grown);
+    c.expect("NOOP", 200);
+    // With overwrite, REST below the size keeps the prefix and drops the rest.
+    let mut w = srv.login("writer");
+    w.expect("REST 1", 350);
+    w.transfer(DataMode::Pasv, "STOR report.txt", Some(b""))
+        .assert_ok();
+    assert_eq!(read(&home, "report.txt"), b"a");
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -950,6 +1010,54 @@ fn brute_force_delays_grow_then_ban_while_others_keep_working() {
         "a legit login took {slowest:?}"
     );
     // The legitimate address is not banned and Alice's account is not locked.
+    let mut ok = srv.login("alice");
+    ok.expect("NOOP", 200);
+}
+
+/// Issue 19, finding 10: a control character (NUL, ESC, any C0 or DEL) in USER or PASS is refused
+/// with 501 before any backend or hook sees the name, and counts as a failed login: the address is
+/// banned after as many of them as after wrong passwords.
+#[test]
+fn control_characters_in_user_or_pass_get_501_and_count_towards_the_ban() {
+    let mut config = test_config();
+    config.login_limits = LoginLimits {
+        free_failures: 0,
+        delay: Duration::ZERO,
+        ban_after: 4,
+        ban_duration: Duration::from_secs(60),
+        lock_user_after: 0,
+        ..LoginLimits::default()
+    };
+    with_session(&mut config, |s| {
+        s.failed_login_delay = Duration::ZERO;
+        s.max_failed_logins = 100;
+    });
+    let srv = UsersServer::with_config(
+        &user("alice", "role = \"read-write\"\nhome = \"h\""),
+        config,
+        UsersOptions::default(),
+    );
+    srv.home("h");
+    let attacker = Ipv4Addr::new(127, 0, 0, 3);
+    let mut c = connect_from(attacker, srv.addr);
+    c.send_raw(b"USER ali\0ce\r\n");
+    assert_eq!(c.reply().code, 501);
+    c.send_raw(b"USER \x1b[2Jalice\r\n");
+    assert_eq!(c.reply().code, 501);
+    // The session is usable after a refusal; PASS with a control character is refused the same way.
+    c.expect("NOOP", 200);
+    c.expect("USER alice", 331);
+    c.send_raw(b"PASS alice-pw\x7f\r\n");
+    assert_eq!(c.reply().code, 501);
+    // The fourth failure bans the address.
+    c.send_raw(b"USER a\tb\r\n");
+    let banned = c.reply();
+    assert_eq!(banned.code, 421, "{banned:?}");
+    assert!(banned.text.contains("Too many failed logins"), "{banned:?}");
+    c.expect_closed();
+    let refused = connect_from(attacker, srv.addr);
+    assert_eq!(refused.greeting.code, 421, "{:?}", refused.greeting);
+    // Another address logs in as usual.
     let mut ok = srv.login("alice");
     ok.expect("NOOP", 200);
 }

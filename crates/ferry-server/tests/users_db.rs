@@ -137,3 +137,123 @@ fn logins_from_postgres_and_a_database_that_goes_down() {
     let _ = stop.send(());
     let _ = rt.block_on(task);
 }
+
+/// A server on `127.0.0.1:0` over a fresh database with `alice` (password `alice-pw`, hashed at
+/// `cost`), with `config`; the authenticator is returned too.
+fn pg_server(
+    pg: &Postgres,
+    rt: &tokio::runtime::Runtime,
+    cost: Argon2Cost,
+    config: ferry_server::ServerConfig,
+) -> (std::net::SocketAddr, PgAuthenticator, tempfile::TempDir) {
+    let options = PgOptions {
+        timeout: Duration::from_secs(2),
+        ..PgOptions::default()
+    };
+    let users = PgUsers::new(&pg.url(), &options).unwrap();
+    rt.block_on(async {
+        users.migrate().await.unwrap();
+        let mut alice: toml::Table = "role = \"read-write\"".parse().unwrap();
+        let hash = hash_password("alice-pw", cost).unwrap();
+        alice.insert(
+            "password_hash".to_owned(),
+            toml::Value::String(hash.as_str().to_owned()),
+        );
+        users.put("alice", &alice, false).await.unwrap();
+    });
+    let auth = PgAuthenticator::new(users, &options).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let storage = LocalStorage::open(root.path()).unwrap();
+    let server = {
+        let _guard = rt.enter();
+        Server::bind(config, storage, auth.clone()).unwrap()
+    };
+    let addr = server.local_addrs()[0];
+    rt.spawn(server.run(std::future::pending::<()>()));
+    (addr, auth, root)
+}
+
+/// Issue 19, finding 10: a NUL in USER never reaches PostgreSQL (which refuses such a query: the
+/// login got 421 "users database unavailable" and was not counted); it gets 501 and counts as a failed
+/// login, so the address is banned as after wrong passwords.
+#[test]
+fn control_characters_never_reach_the_database_and_count_as_failed_logins() {
+    let Some(pg) = Postgres::start() else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut config = test_config();
+    config.login_limits = ferry_server::auth::LoginLimits {
+        free_failures: 0,
+        delay: Duration::ZERO,
+        ban_after: 3,
+        ban_duration: Duration::from_secs(60),
+        lock_user_after: 0,
+        ..ferry_server::auth::LoginLimits::default()
+    };
+    let (addr, _auth, _root) = pg_server(&pg, &rt, CHEAP, config);
+    let mut c = Control::connect(addr);
+    c.send_raw(b"USER ali\0ce\r\n");
+    assert_eq!(c.reply().code, 501);
+    c.expect("NOOP", 200);
+    c.expect("USER alice", 331);
+    c.send_raw(b"PASS alice\0pw\r\n");
+    assert_eq!(c.reply().code, 501);
+    c.send_raw(b"USER \0\r\n");
+    let banned = c.reply();
+    assert_eq!(banned.code, 421, "{banned:?}");
+    assert!(banned.text.contains("Too many failed logins"), "{banned:?}");
+    assert!(
+        !pg.log().contains("invalid byte sequence"),
+        "a NUL reached the database"
+    );
+}
+
+/// Issue 19, finding 11: an unknown name is verified against a dummy hash of the cost the accounts
+/// have (the users file's rule: the most common cost), not the default cost, so a wrong password for
+/// an account made with `--argon2-memory 131072` costs what an unknown name costs. Counted work, not
+/// time: the dummy's parameters are the accounts' parameters.
+#[test]
+fn the_dummy_hash_has_the_accounts_cost() {
+    let Some(pg) = Postgres::start() else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let costly = Argon2Cost {
+        memory_kib: 16,
+        iterations: 2,
+        parallelism: 1,
+    };
+    assert_ne!(costly, Argon2Cost::default());
+    let (addr, auth, _root) = pg_server(&pg, &rt, costly, test_config());
+    assert_eq!(rt.block_on(auth.refresh_dummy()).unwrap(), costly);
+    assert_eq!(auth.dummy_cost(), costly);
+    // Clones (the server's) share the dummy: unknown names and wrong passwords still get 530.
+    for (user, pass) in [("alice", "wrong"), ("nobody", "x")] {
+        let mut c = Control::connect(addr);
+        c.expect(&format!("USER {user}"), 331);
+        c.expect(&format!("PASS {pass}"), 530);
+    }
+    // Two accounts of another cost: that is the most common cost now.
+    let users = PgUsers::new(&pg.url(), &PgOptions::default()).unwrap();
+    rt.block_on(async {
+        for name in ["bob", "carol"] {
+            users
+                .put(name, &fields("role = \"read-only\"", "pw"), false)
+                .await
+                .unwrap();
+        }
+    });
+    assert_eq!(rt.block_on(auth.refresh_dummy()).unwrap(), CHEAP);
+    assert_eq!(auth.dummy_cost(), CHEAP);
+    let mut ok = Control::connect(addr);
+    ok.login("alice", "alice-pw");
+}

@@ -230,5 +230,10 @@ pub async fn open_users_db(
         ferry_server::auth::PgAuthenticator::new(users, &options)
     })
     .await??;
+    // Unknown names cost what the accounts cost (a database that is down: the default until a
+    // login reaches an account).
+    if let Err(e) = auth.refresh_dummy().await {
+        tracing::warn!(database = %what, error = %e, "cannot read the accounts' password costs; unknown names are checked at the default cost until they can be");
+    }
     Ok((auth, what))
 }

@@ -2,7 +2,7 @@
 //! loopback: the folder is listed in its parent, has its own permissions (a read-only folder refuses
 //! STOR with 550 while the home takes it; an upload into a read-write folder lands in its source byte
 //! for byte; a home directory of the same name is hidden behind it), `..` and symlinks do not leave a folder (the traversal attempts of the other tests),
-//! renames across folders get 553, a mount point cannot be removed or renamed (550), and a user
+//! renames across folders get 553, a mount point cannot be removed, renamed, chmodded or retimed (550), and a user
 //! without the folder does not see it.
 //!
 //! Needs `python3`: a missing one fails the test under CI (`CI=true`) and skips it loudly otherwise.
@@ -208,4 +208,47 @@ fn bad_folders_are_refused_with_the_line() {
             .to_string();
         assert!(err.contains(want) && err.contains("line"), "{extra}: {err}");
     }
+}
+
+/// Issue 19, finding 8: SITE CHMOD and MFMT on a mount point would change the folder's source
+/// directory on the host; they are refused (550) like RMD, DELE and RNFR, while inside the folder
+/// they work.
+#[test]
+fn chmod_and_mfmt_leave_a_mount_point_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let rw = dir.path().join("rw");
+    std::fs::create_dir(&rw).unwrap();
+    std::fs::set_permissions(&rw, std::fs::Permissions::from_mode(0o750)).unwrap();
+    std::fs::write(rw.join("f.txt"), b"f").unwrap();
+    let folders = format!(
+        "folders = [ {{ path = \"/rw\", source = \"{}\" }} ]\n",
+        rw.display()
+    );
+    let users = dir.path().join("users.toml");
+    let admin = user("root", &folders).replace("role = \"read-write\"", "role = \"admin\"");
+    std::fs::write(&users, admin).unwrap();
+    let ferry = Ferry::builder(BIN).arg("--users").arg(&users).start();
+    std::fs::create_dir(ferry.path("root")).unwrap();
+    let mtime = || std::fs::metadata(&rw).unwrap().modified().unwrap();
+    let mode = || std::fs::metadata(&rw).unwrap().permissions().mode() & 0o7777;
+    let before = mtime();
+
+    let mut c = ferry_test_support::Client::connect(ferry.addr);
+    c.login("root", "root-pw");
+    for path in ["/rw", "/rw/", "/rw/."] {
+        c.expect(&format!("SITE CHMOD 777 {path}"), 550);
+        c.expect(&format!("MFMT 20000101000000 {path}"), 550);
+    }
+    c.expect("CWD /rw", 250);
+    c.expect("SITE CHMOD 777 .", 550);
+    c.expect("MFMT 20000101000000 .", 550);
+    assert_eq!(mode(), 0o750, "the source directory's mode changed");
+    assert_eq!(mtime(), before, "the source directory's time changed");
+    // Inside the folder both work.
+    c.expect("SITE CHMOD 600 f.txt", 200);
+    c.expect("MFMT 20000101000000 f.txt", 213);
+    let f = std::fs::metadata(rw.join("f.txt")).unwrap();
+    assert_eq!(f.permissions().mode() & 0o777, 0o600);
+    c.expect("NOOP", 200);
 }

@@ -210,23 +210,19 @@ impl Storage for Folder {
                     target,
                 })
             }
-            WriteMode::Append | WriteMode::Resume(_) => {
+            WriteMode::Append | WriteMode::Resume(_) | WriteMode::Extend(_) => {
                 let mut file = OpenOptions::new()
                     .create(true)
                     .write(true)
                     .truncate(false)
                     .open(&target)
                     .map_err(error)?;
-                let at = match mode {
-                    WriteMode::Resume(n) if n > existing.unwrap_or(0) => {
-                        return Err(StorageErrorKind::InvalidOffset)
-                    }
-                    WriteMode::Resume(n) => {
-                        file.set_len(n).map_err(error)?;
-                        n
-                    }
-                    _ => existing.unwrap_or(0),
-                };
+                // Resume(0) and Append may create the file: look at what is there now.
+                let size = file.metadata().map_err(error)?.len();
+                let at = mode.kept(existing.map(|_| size))?;
+                if at < size {
+                    file.set_len(at).map_err(error)?;
+                }
                 file.seek(SeekFrom::Start(at)).map_err(error)?;
                 Ok(Writer {
                     file,

@@ -7,7 +7,7 @@ use core::time::Duration;
 
 use super::{
     canonical, Action, Config, FsPending, FsRequest, Login, Output, Permissions, Session,
-    TransferKind, Wait, MOUNT_POINT,
+    TransferKind, Wait,
 };
 use crate::addr::EpsvArg;
 use crate::command::{Command, TransferType};
@@ -99,8 +99,8 @@ impl<C: Deref<Target = Config>> Session<C> {
                 s.fs(FsRequest::CreateDir(p.clone()), FsPending::Mkd(p))
             }),
             Command::Rmd(arg) => self.with_perm(Permissions::RMDIR, arg, |s, p| {
-                if s.is_mount_point(&p) {
-                    return s.say(ReplyCode::FILE_UNAVAILABLE, MOUNT_POINT);
+                if s.refuse_mount_point(&p) {
+                    return;
                 }
                 if p.is_root() {
                     return s.reply(
@@ -114,14 +114,14 @@ impl<C: Deref<Target = Config>> Session<C> {
                 )
             }),
             Command::Dele(arg) => self.with_perm(Permissions::DELETE, arg, |s, p| {
-                if s.is_mount_point(&p) {
-                    return s.say(ReplyCode::FILE_UNAVAILABLE, MOUNT_POINT);
+                if s.refuse_mount_point(&p) {
+                    return;
                 }
                 s.fs(FsRequest::RemoveFile(p), FsPending::Done("File deleted"))
             }),
             Command::Rnfr(arg) => self.with_perm(Permissions::RENAME, arg, |s, p| {
-                if s.is_mount_point(&p) {
-                    return s.say(ReplyCode::FILE_UNAVAILABLE, MOUNT_POINT);
+                if s.refuse_mount_point(&p) {
+                    return;
                 }
                 if p.is_root() {
                     return s.reply(
@@ -173,6 +173,9 @@ impl<C: Deref<Target = Config>> Session<C> {
                     );
                 };
                 self.with_perm(Permissions::OVERWRITE, path, |s, p| {
+                    if s.refuse_mount_point(&p) {
+                        return;
+                    }
                     s.fs(
                         FsRequest::SetModified {
                             path: p.clone(),
@@ -252,8 +255,11 @@ impl<C: Deref<Target = Config>> Session<C> {
             }),
             Command::Stor(arg) => self.with_path(arg, |s, path| {
                 let (rest, perms) = (s.rest, s.permissions_at(&path));
-                let (mode, need) = if rest > 0 {
+                let (mode, need) = if rest > 0 && perms.contains(Permissions::OVERWRITE) {
                     (WriteMode::Resume(rest), Permissions::APPEND)
+                } else if rest > 0 {
+                    // Without OVERWRITE the offset must be the file's end: nothing may be dropped.
+                    (WriteMode::Extend(rest), Permissions::APPEND)
                 } else if perms.contains(Permissions::OVERWRITE) {
                     (WriteMode::Truncate, Permissions::WRITE)
                 } else {

@@ -13,6 +13,13 @@ pub fn is_anonymous(user: &str) -> bool {
     user.eq_ignore_ascii_case("anonymous") || user.eq_ignore_ascii_case("ftp")
 }
 
+/// True if `s` holds a control character (C0, DEL or C1: NUL, TAB, ESC, ...). No user name or
+/// password holds one: USER and PASS with one are refused (501) before any backend sees them, and
+/// the attempt counts as a failed login ([`AuthError::Malformed`]).
+pub fn has_control(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
+
 impl<C: Deref<Target = Config>> Session<C> {
     pub(super) fn user_cmd(&mut self, now: Duration, name: &str) {
         let tls = self.config.tls;
@@ -29,6 +36,9 @@ impl<C: Deref<Target = Config>> Session<C> {
             self.reset_transfer_state();
             self.connected_at = now;
         }
+        if has_control(name) {
+            return self.refuse_login(String::from(name));
+        }
         self.login = Login::AwaitPass {
             user: String::from(name),
         };
@@ -37,6 +47,7 @@ impl<C: Deref<Target = Config>> Session<C> {
 
     pub(super) fn pass_cmd(&mut self, password: &str) {
         match core::mem::replace(&mut self.login, Login::AwaitUser) {
+            Login::AwaitPass { user } if has_control(password) => self.refuse_login(user),
             Login::AwaitPass { user } => {
                 self.wait = Wait::Auth { user: user.clone() };
                 self.action(Action::Authenticate {
@@ -50,6 +61,14 @@ impl<C: Deref<Target = Config>> Session<C> {
             }
             Login::AwaitUser => self.say(ReplyCode::BAD_SEQUENCE, "Login with USER first"),
         }
+    }
+
+    /// Refuses a login with a control character in USER or PASS without asking any backend: the
+    /// driver counts it as a failed login and answers [`AuthError::Malformed`].
+    fn refuse_login(&mut self, user: String) {
+        self.login = Login::AwaitUser;
+        self.wait = Wait::Auth { user: user.clone() };
+        self.action(Action::RefuseLogin { user });
     }
 
     pub(super) fn auth_done(
@@ -80,7 +99,7 @@ impl<C: Deref<Target = Config>> Session<C> {
                 );
                 self.resume_deferred(now);
             }
-            Err(_) => {
+            Err(e) => {
                 self.failed_logins = self.failed_logins.saturating_add(1);
                 // The delay doubles with each failure: doubled by additions, since
                 // `Duration::saturating_mul` divides by 64 bits (a 1 KiB routine on 32-bit cores).
@@ -93,6 +112,7 @@ impl<C: Deref<Target = Config>> Session<C> {
                 self.wait = Wait::LoginDelay {
                     until: now.saturating_add(delay),
                     close,
+                    malformed: e == AuthError::Malformed,
                 };
             }
         }

@@ -30,7 +30,7 @@ mod site;
 mod tls;
 mod types;
 
-pub use login::is_anonymous;
+pub use login::{has_control, is_anonymous};
 pub use types::*;
 
 use alloc::boxed::Box;
@@ -76,7 +76,12 @@ enum Wait {
     /// A checksum (HASH and the X-commands): like a transfer, ABOR, STAT and NOOP are answered at once.
     Hash(hash::HashState),
     /// A failed-login delay; at `until` the 530 (and maybe 421) goes out.
-    LoginDelay { until: Duration, close: bool },
+    LoginDelay {
+        until: Duration,
+        close: bool,
+        /// The failure was [`AuthError::Malformed`]: answered 501, not 530.
+        malformed: bool,
+    },
     /// The connection is closing; nothing more is read.
     Closed,
 }
@@ -303,10 +308,21 @@ impl<C: Deref<Target = Config>> Session<C> {
     /// Handles the passage of time: idle and login timeouts, failed-login delays.
     pub fn handle_timeout(&mut self, now: Duration) {
         match self.wait {
-            Wait::LoginDelay { until, close } if now >= until => {
+            Wait::LoginDelay {
+                until,
+                close,
+                malformed,
+            } if now >= until => {
                 self.wait = Wait::Idle;
                 self.last_activity = now;
-                self.say(ReplyCode::NOT_LOGGED_IN, "Login incorrect");
+                if malformed {
+                    self.say(
+                        ReplyCode::BAD_ARGUMENTS,
+                        "Control characters are not allowed in USER or PASS",
+                    );
+                } else {
+                    self.say(ReplyCode::NOT_LOGGED_IN, "Login incorrect");
+                }
                 if close {
                     self.say(ReplyCode::NOT_AVAILABLE, "Too many failed logins, closing");
                     self.close();
@@ -490,6 +506,17 @@ impl<C: Deref<Target = Config>> Session<C> {
         self.grant().is_some_and(|g| g.is_mount_point(path))
     }
 
+    /// Refuses (550) a command that would remove, rename or change a virtual folder's mount point
+    /// itself (RMD, DELE, RNFR, MFMT, SITE CHMOD): the folder's source is a directory of the host that
+    /// the account only sees, never owns. True if refused.
+    fn refuse_mount_point(&mut self, path: &VirtualPath) -> bool {
+        let refused = self.is_mount_point(path);
+        if refused {
+            self.say(ReplyCode::FILE_UNAVAILABLE, MOUNT_POINT);
+        }
+        refused
+    }
+
     /// Resolves `arg` and runs `f` if the user has `need` at that path (else 550).
     fn with_perm(&mut self, need: Permissions, arg: &str, f: impl FnOnce(&mut Self, VirtualPath)) {
         self.with_path(arg, |s, p| {
@@ -534,8 +561,8 @@ impl<C: Deref<Target = Config>> Session<C> {
     }
 }
 
-/// The reply to RMD, DELE and RNFR of a virtual folder's mount point.
-const MOUNT_POINT: &str = "Cannot remove or rename a virtual folder";
+/// The reply to RMD, DELE, RNFR, MFMT and SITE CHMOD of a virtual folder's mount point.
+const MOUNT_POINT: &str = "Cannot remove, rename or change a virtual folder itself";
 
 /// The output of a connection refused before it gets a session (server full, shutting down, address
 /// banned): `421 text`, then close. Drivers send the reply and close the connection.

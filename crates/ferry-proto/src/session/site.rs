@@ -37,7 +37,8 @@ impl<C: Deref<Target = Config>> Session<C> {
 
     /// `SITE CHMOD <mode> <path>` (as WinSCP and FileZilla send it): the mode is one to four octal
     /// digits of at most `0777` (setuid, setgid and sticky bits are refused, 501); the path is the rest
-    /// of the line, verbatim. Needs [`Permissions::CHMOD`].
+    /// of the line, verbatim. Needs [`Permissions::CHMOD`]; a virtual folder's mount point itself is
+    /// refused (550).
     fn chmod(&mut self, args: &str) {
         let (mode, path) = args.split_once(' ').unwrap_or((args, ""));
         let Some(mode) = parse_mode(mode).filter(|_| !path.is_empty()) else {
@@ -47,6 +48,9 @@ impl<C: Deref<Target = Config>> Session<C> {
             );
         };
         self.with_perm(Permissions::CHMOD, path, |s, path| {
+            if s.refuse_mount_point(&path) {
+                return;
+            }
             s.fs(FsRequest::SetMode { path, mode }, FsPending::Chmod)
         });
     }

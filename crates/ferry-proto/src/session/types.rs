@@ -24,9 +24,11 @@ impl Permissions {
     pub const READ: Self = Self(1 << 1);
     /// STOR/STOU of a new file.
     pub const WRITE: Self = Self(1 << 2);
-    /// STOR over an existing file, RNTO onto an existing name, MFMT.
+    /// STOR over an existing file, STOR after a REST below the file's size, RNTO onto an existing
+    /// name, MFMT.
     pub const OVERWRITE: Self = Self(1 << 3);
-    /// APPE and STOR after REST (resume).
+    /// APPE and STOR after REST (resume) at the file's end; STOR after a REST below the file's size
+    /// (which drops the rest) also needs [`Permissions::OVERWRITE`].
     pub const APPEND: Self = Self(1 << 4);
     /// DELE.
     pub const DELETE: Self = Self(1 << 5);
@@ -398,6 +400,10 @@ pub enum AuthError {
     /// The service that keeps the accounts (a users database) does not answer: 421 and the session
     /// closes, not counted as a failed login; the client may try again later (RFC 959 §4.2.1).
     ServiceDown,
+    /// The user name or the password holds a control character ([`has_control`](super::has_control)):
+    /// refused by the engine itself before any backend is asked, answered with 501 and counted as
+    /// a failed login (the delays, the disconnect and the driver's bans apply).
+    Malformed,
 }
 
 /// Work the driver must do for the session.
@@ -413,6 +419,14 @@ pub enum Action {
         user: String,
         /// Password as sent.
         password: String,
+    },
+    /// A login the engine refused itself: a control character in USER or PASS. Count it as a failed
+    /// login, as for a wrong password (the driver's failed-login limits and bans, its login-failed
+    /// event), without asking any backend; answer with `Completion::Auth(Err(AuthError::Malformed))`
+    /// (or close the session when the address is banned).
+    RefuseLogin {
+        /// User name as sent (it may hold control characters: escape it before it goes anywhere).
+        user: String,
     },
     /// Run a file-system request; answer with [`Completion::Fs`].
     Fs(FsRequest),

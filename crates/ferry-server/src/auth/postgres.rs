@@ -14,13 +14,16 @@
 //! the database again, go on.
 
 use std::fmt;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use ferry_proto::session::AuthError;
 use tokio_postgres::NoTls;
 
-use super::users::{hash_password, Argon2Cost, PasswordHashString, User, UsersFile, Verifier};
+use super::users::{
+    dummy_cost, dummy_hash_at, Argon2Cost, PasswordHashString, User, UsersFile, Verifier,
+};
 use super::{is_anonymous, Account, Authenticator, Credentials};
 
 /// The schema version this build reads and [`PgUsers::migrate`] writes.
@@ -52,6 +55,13 @@ const COLUMNS: &str = "password_hash, home, role, permissions, enabled, max_sess
 const SELECT_USER: &str = "SELECT password_hash, home, role, permissions, enabled, max_sessions, \
                            allow_from, upload_mode, partial_uploads, extra \
                            FROM ferry_users WHERE name = $1";
+
+/// Reads every user's password hash (for the cost of the dummy hash).
+const SELECT_HASHES: &str = "SELECT password_hash FROM ferry_users";
+
+/// How often at most a login that finds an account of another cost than the dummy's starts a
+/// [`PgAuthenticator::refresh_dummy`].
+const LEARN_EVERY: Duration = Duration::from_secs(60);
 
 /// Errors of the users database.
 #[derive(Debug, thiserror::Error)]
@@ -212,6 +222,23 @@ impl PgUsers {
         self.with_client(|c| async move {
             let row = c.query_opt(SELECT_USER, &[&name]).await.map_err(db)?;
             row.map(|r| row_fields(&r)).transpose()
+        })
+        .await
+    }
+
+    /// The argon2 cost of every user's password hash (hashes that do not parse are left out).
+    ///
+    /// # Errors
+    /// The database cannot be reached or answer.
+    pub async fn hash_costs(&self) -> Result<Vec<Argon2Cost>, PgError> {
+        self.with_client(|c| async move {
+            let rows = c.query(SELECT_HASHES, &[]).await.map_err(db)?;
+            Ok(rows
+                .iter()
+                .filter_map(|r| r.try_get::<_, String>(0).ok())
+                .filter_map(|h| h.parse::<PasswordHashString>().ok())
+                .map(|h| h.cost())
+                .collect())
         })
         .await
     }
@@ -511,13 +538,18 @@ pub fn user_from_fields(name: &str, fields: &toml::Table) -> Result<User, PgErro
 
 /// Authenticates against the users table of a PostgreSQL database; see the [module docs](self).
 ///
-/// Unknown names are verified against a dummy hash of the default cost, and disabled users and
+/// Unknown names are verified against a dummy hash of the cost the accounts have (the users file's
+/// rule: the most common cost, see [`PgAuthenticator::refresh_dummy`]), and disabled users and
 /// refused addresses like everyone else, so the time to a refusal does not tell which names exist.
+///
+/// Clones share the dummy hash.
 #[derive(Clone)]
 pub struct PgAuthenticator {
     users: PgUsers,
     verifier: Verifier,
-    dummy: PasswordHashString,
+    dummy: Arc<RwLock<PasswordHashString>>,
+    /// When a login last started a refresh of the dummy hash (at most one per [`LEARN_EVERY`]).
+    learned: Arc<Mutex<Option<Instant>>>,
 }
 
 impl fmt::Debug for PgAuthenticator {
@@ -534,22 +566,78 @@ impl PgAuthenticator {
     ///
     /// # Errors
     /// [`PgError::Invalid`] if the dummy hash cannot be made.
+    ///
+    /// The dummy has the default cost until [`refresh_dummy`](Self::refresh_dummy) reads the
+    /// accounts' costs (the server does at start), and a login that finds an account of another cost
+    /// starts a refresh in the background (at most one a minute).
     pub fn new(users: PgUsers, options: &PgOptions) -> Result<Self, PgError> {
-        let random: String = format!(
-            "{:?}{:?}",
-            std::time::SystemTime::now(),
-            std::thread::current().id()
-        );
-        let dummy =
-            hash_password(&random, Argon2Cost::default()).map_err(|e| PgError::Invalid {
-                name: String::new(),
-                message: e.to_string(),
-            })?;
+        let dummy = dummy_hash_at(Argon2Cost::default()).ok_or_else(|| PgError::Invalid {
+            name: String::new(),
+            message: "cannot make the dummy password hash".to_owned(),
+        })?;
         Ok(Self {
             users,
             verifier: Verifier::new(options.verify_concurrency),
-            dummy,
+            dummy: Arc::new(RwLock::new(dummy)),
+            learned: Arc::new(Mutex::new(None)),
         })
+    }
+
+    /// Reads the cost of every account's hash and, when the users file's rule (the most common
+    /// cost, of equally common ones the most expensive) gives another cost than the dummy hash has, makes a
+    /// new dummy at that cost (one hash, on the blocking pool). Returns the dummy's cost.
+    ///
+    /// # Errors
+    /// The database cannot be reached or answer; the dummy stays as it was.
+    pub async fn refresh_dummy(&self) -> Result<Argon2Cost, PgError> {
+        let cost = dummy_cost(self.users.hash_costs().await?);
+        if cost != self.dummy_cost() {
+            let made = tokio::task::spawn_blocking(move || dummy_hash_at(cost))
+                .await
+                .ok()
+                .flatten();
+            let Some(dummy) = made else {
+                return Err(PgError::Invalid {
+                    name: String::new(),
+                    message: "cannot make the dummy password hash".to_owned(),
+                });
+            };
+            *self.dummy.write().unwrap_or_else(PoisonError::into_inner) = dummy;
+        }
+        Ok(self.dummy_cost())
+    }
+
+    /// The cost of the dummy hash unknown names are verified against.
+    pub fn dummy_cost(&self) -> Argon2Cost {
+        self.dummy_hash().cost()
+    }
+
+    fn dummy_hash(&self) -> PasswordHashString {
+        self.dummy
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// A login found an account whose hash costs `cost`: if the dummy costs something else, start
+    /// a refresh in the background, unless one started less than [`LEARN_EVERY`] ago.
+    fn learn(&self, cost: Argon2Cost) {
+        if cost == self.dummy_cost() {
+            return;
+        }
+        {
+            let mut last = self.learned.lock().unwrap_or_else(PoisonError::into_inner);
+            if last.is_some_and(|t| t.elapsed() < LEARN_EVERY) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = me.refresh_dummy().await {
+                tracing::warn!(error = %e, "cannot refresh the dummy password hash");
+            }
+        });
     }
 
     /// The pool.
@@ -577,9 +665,13 @@ impl Authenticator for PgAuthenticator {
                 None
             }
         };
-        let hash = user
-            .as_ref()
-            .map_or_else(|| self.dummy.clone(), |u| u.password_hash.clone());
+        let hash = match &user {
+            Some(u) => {
+                self.learn(u.password_hash.cost());
+                u.password_hash.clone()
+            }
+            None => self.dummy_hash(),
+        };
         let matched = self.verifier.verify(hash, c.password).await?;
         match user {
             Some(u) if matched && u.enabled && u.allows(c.peer) => Ok(u.account(c.user)),

@@ -679,14 +679,28 @@ impl Loaded {
 
 /// A hash of a random password at the cost most of the file's hashes have (or the default cost).
 fn dummy_hash(file: &UsersFile) -> Option<PasswordHashString> {
+    dummy_hash_at(dummy_cost(
+        file.users.values().map(|u| u.password_hash.cost()),
+    ))
+}
+
+/// The cost of the dummy hash that unknown names are verified against, given the costs of the
+/// accounts' hashes: the most common one (of equally common ones the most expensive), or the default
+/// cost when there are no accounts. The one rule of every backend (users file, PostgreSQL), so that
+/// an unknown name costs what most known names cost.
+pub(crate) fn dummy_cost(costs: impl IntoIterator<Item = Argon2Cost>) -> Argon2Cost {
     let mut counts: HashMap<Argon2Cost, usize> = HashMap::new();
-    for u in file.users.values() {
-        *counts.entry(u.password_hash.cost()).or_default() += 1;
+    for c in costs {
+        *counts.entry(c).or_default() += 1;
     }
-    let cost = counts
+    counts
         .into_iter()
         .max_by_key(|(c, n)| (*n, c.memory_kib, c.iterations, c.parallelism))
-        .map_or_else(Argon2Cost::default, |(c, _)| c);
+        .map_or_else(Argon2Cost::default, |(c, _)| c)
+}
+
+/// A hash of a random, thrown-away password at `cost` (blocks for one hash).
+pub(crate) fn dummy_hash_at(cost: Argon2Cost) -> Option<PasswordHashString> {
     let password = SaltString::generate(&mut OsRng);
     hash_password(password.as_str(), cost).ok()
 }

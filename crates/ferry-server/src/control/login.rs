@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use ferry_proto::session::{AuthError, Completion, Grant};
+use ferry_proto::session::{has_control, AuthError, Completion, Grant};
 use tracing::info;
 
 use super::ControlDriver;
@@ -17,8 +17,10 @@ use crate::stream::MaybeTls;
 impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
     /// Checks a login with the limiter and the authenticator, opens the account's home, and completes
     /// the session's authentication; or closes the session with 421 when the address is (or becomes)
-    /// banned or the server shuts down meanwhile.
-    pub(super) async fn login(&mut self, user: &str, password: &str) {
+    /// banned or the server shuts down meanwhile. Without a `password` the session refused the login
+    /// itself ([`AuthError::Malformed`]: a control character in USER or PASS): no backend is asked,
+    /// and it counts as a failed login.
+    pub(super) async fn login(&mut self, user: &str, password: Option<&str>) {
         self.account = None;
         let shared = Arc::clone(&self.shared);
         let ip = self.session.peer().ip();
@@ -29,21 +31,24 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
             }
             // A locked name is refused without looking at the password.
             Check::Locked => Err(AuthError::Invalid),
-            Check::Allowed => {
-                let credentials = Credentials {
-                    user,
-                    password,
-                    peer: ip,
-                };
-                let verified = tokio::select! {
-                    r = shared.auth.authenticate(credentials) => r,
-                    _ = self.shutdown.changed() => return self.session.shutdown("Server shutting down, closing control connection"),
-                };
-                match verified {
-                    Ok(account) => self.open_account(account).await,
-                    Err(e) => Err(e),
+            Check::Allowed => match password {
+                None => Err(AuthError::Malformed),
+                Some(password) => {
+                    let credentials = Credentials {
+                        user,
+                        password,
+                        peer: ip,
+                    };
+                    let verified = tokio::select! {
+                        r = shared.auth.authenticate(credentials) => r,
+                        _ = self.shutdown.changed() => return self.session.shutdown("Server shutting down, closing control connection"),
+                    };
+                    match verified {
+                        Ok(account) => self.open_account(account).await,
+                        Err(e) => Err(e),
+                    }
                 }
-            }
+            },
         };
         match result {
             Ok(_) => {
@@ -55,10 +60,15 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
                 let name = self.account.as_ref().map(|a| a.key().clone());
                 self.hook(HookEvent::Login, |r| r.user = name);
             }
-            Err(AuthError::Invalid) => {
+            Err(AuthError::Invalid | AuthError::Malformed) => {
                 self.count_login(LoginOutcome::Failure);
                 self.hook(HookEvent::LoginFailed, |r| {
-                    r.user = Some(user.to_owned());
+                    // Escaped: a NUL cannot go into a hook's environment.
+                    r.user = Some(if has_control(user) {
+                        user.escape_debug().to_string()
+                    } else {
+                        user.to_owned()
+                    });
                     r.result = "failed";
                 });
                 let failure = shared.limiter.record_failure(ip, user, Instant::now());

@@ -408,7 +408,8 @@ impl<S: Storage, A: Authenticator> ControlDriver<S, A> {
         let epoch = self.shared.epoch;
         let now = move || epoch.elapsed();
         match action {
-            Action::Authenticate { user, password } => self.login(&user, &password).await,
+            Action::Authenticate { user, password } => self.login(&user, Some(&password)).await,
+            Action::RefuseLogin { user } => self.login(&user, None).await,
             Action::Fs(req) => {
                 let hooked = matches!(
                     req,

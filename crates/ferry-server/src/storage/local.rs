@@ -308,24 +308,34 @@ fn open_write(root: &Dir, rel: &Path, mode: WriteMode) -> Result<std::fs::File, 
         WriteMode::Truncate => opts.write(true).create(true).truncate(true),
         WriteMode::Append => opts.append(true).create(true),
         WriteMode::CreateNew => opts.write(true).create_new(true),
-        WriteMode::Resume(offset) => opts.write(true).create(offset == 0),
+        WriteMode::Resume(offset) | WriteMode::Extend(offset) => {
+            opts.write(true).create(offset == 0)
+        }
     };
     let file = root.open_with(rel, &opts)?;
     let md = file.metadata()?;
     check_regular(&md)?;
     let mut file = file.into_std();
-    if let WriteMode::Resume(offset) = mode {
-        if offset > md.len() {
-            return Err(StorageError::new(
-                StorageErrorKind::InvalidOffset,
+    if let WriteMode::Resume(offset) | WriteMode::Extend(offset) = mode {
+        // The size of the file as opened (not as looked up before): Extend never drops a byte.
+        let keep = mode.kept(Some(md.len())).map_err(|kind| {
+            StorageError::new(
+                kind,
                 format!(
-                    "restart offset {offset} is beyond the end of the file ({} bytes)",
-                    md.len()
+                    "restart offset {offset} against a file of {} bytes{}",
+                    md.len(),
+                    if kind == StorageErrorKind::PermissionDenied {
+                        ": dropping the rest needs the overwrite permission"
+                    } else {
+                        ""
+                    }
                 ),
-            ));
+            )
+        })?;
+        if keep < md.len() {
+            file.set_len(keep)?;
         }
-        file.set_len(offset)?;
-        file.seek(SeekFrom::Start(offset))?;
+        file.seek(SeekFrom::Start(keep))?;
     }
     Ok(file)
 }

@@ -492,24 +492,16 @@ impl Storage for S3Storage {
             }
         };
         self.check_parent(path).await?;
-        let keep = match (mode, &existing) {
-            (WriteMode::CreateNew, Some(_)) => {
+        let size = existing.as_ref().map(opendal::Metadata::content_length);
+        let keep = match mode.kept(size) {
+            Ok(keep) => keep,
+            Err(StorageErrorKind::NotFound) => return Err(not_found()),
+            Err(kind) => {
                 return Err(StorageError::new(
-                    StorageErrorKind::AlreadyExists,
-                    "the file exists",
+                    kind,
+                    format!("{mode:?} on an object of {size:?} bytes"),
                 ))
             }
-            (WriteMode::Truncate | WriteMode::CreateNew | WriteMode::Resume(0), _) => 0,
-            (WriteMode::Resume(n), Some(m)) if n > m.content_length() => {
-                return Err(StorageError::new(
-                    StorageErrorKind::InvalidOffset,
-                    format!("offset {n} beyond the end {}", m.content_length()),
-                ))
-            }
-            (WriteMode::Resume(_), None) => return Err(not_found()),
-            (WriteMode::Resume(n), Some(_)) => n,
-            (WriteMode::Append, Some(m)) => m.content_length(),
-            (WriteMode::Append, None) => 0,
         };
         let mut writer = self.writer(&key).await?;
         if keep > 0 {
