@@ -348,7 +348,8 @@ impl Garage {
         all
     }
 
-    /// A `curl` request to node 0's S3 API, signed with the fixture's key (`--aws-sigv4`); the path
+    /// A `curl` request to node 0's S3 API, signed with the fixture's key (`--aws-sigv4`; query
+    /// parameters in sorted order, as the signature needs them); the path
     /// (`/bucket/...`, percent-encoded) is sent as it is (`--path-as-is`).
     fn s3_curl(&self, path_and_query: &str) -> Vec<u8> {
         let out = Command::new("curl")
@@ -378,7 +379,7 @@ impl Garage {
     /// each key). Needs `curl` (see [`have_curl`]).
     pub fn keys(&self) -> Vec<String> {
         let body = self.s3_curl(&format!(
-            "/{}?list-type=2&encoding-type=url&max-keys=1000",
+            "/{}?encoding-type=url&list-type=2&max-keys=1000",
             self.bucket
         ));
         let xml = String::from_utf8(body).expect("a UTF-8 listing");
@@ -395,12 +396,13 @@ impl Garage {
     }
 
     /// The bytes of the object `key`, read with a raw `GetObject` (every byte of the key but
-    /// letters, digits and `-_~/` percent-encoded). Needs `curl`.
+    /// SigV4's unreserved characters, letters, digits and `-_.~`, and `/` percent-encoded). Needs
+    /// `curl`.
     pub fn object(&self, key: &str) -> Vec<u8> {
         let encoded: String = key
             .bytes()
             .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'~' | b'/' => {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
                     (b as char).to_string()
                 }
                 _ => format!("%{b:02X}"),
