@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
 mod garage;
 
 use std::time::{Duration, Instant};
@@ -14,6 +15,7 @@ use ferry_proto::path::VirtualPath;
 use ferry_server::storage::{Lister, S3Config, S3Storage, Storage, StorageErrorKind, WriteMode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use common::{DataMode, TestServer};
 use garage::{data, Garage};
 
 async fn list_all(
@@ -404,4 +406,101 @@ async fn a_store_that_never_answers_times_out() {
         start.elapsed()
     );
     held.abort();
+}
+
+/// Names that OpenDAL's path normalisation (white space trimmed from both ends of a key) or the HTTP
+/// client's URL resolution (`..` and `.` segments) would turn into another key after Ferry's checks.
+const PADDED_NAMES: &[&str] = &[
+    "report.txt ",
+    " report.txt",
+    "report.txt\u{3000}",
+    "report.txt\u{a0}",
+    "/.. ",
+    " ..",
+    ". ",
+    "..\u{2003}",
+];
+
+/// Through FTP on S3 storage with key prefix `prefix`: every name of [`PADDED_NAMES`] either gets an
+/// object whose key (in a raw listing of the whole bucket) is exactly the prefix and the name, or is
+/// refused with 553 by every command that names it; `report.txt` keeps its content, and at the end the
+/// bucket holds exactly the keys Ferry said it stored, none outside the prefix.
+fn padded_names_are_exact_keys_or_553(bucket: &str, prefix: &str) {
+    let Some(g) = Garage::start(bucket) else {
+        return;
+    };
+    if !garage::have_curl() {
+        return;
+    }
+    let s3 = S3Storage::new(&config(&g, prefix)).unwrap();
+    let server = TestServer::with_storage(s3);
+    let mut c = server.raw_login();
+    let base = if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}/")
+    };
+    let report = data(10_000, 40);
+    c.stor(DataMode::Pasv, "report.txt", &report);
+    let mut expected = vec![format!("{base}report.txt")];
+    for (i, &name) in PADDED_NAMES.iter().enumerate() {
+        let body = data(100 + i, 50 + i as u32);
+        // The key the name must have: the prefix and the name as Ferry resolves it (`/.. ` is `.. `
+        // in the root).
+        let key = format!("{base}{}", vp(name).relative());
+        let stor = c.transfer(DataMode::Pasv, &format!("STOR {name}"), Some(&body));
+        if stor.first.code == 150 {
+            assert_eq!(stor.codes(), [150, 226], "STOR {name:?}");
+            let keys = g.keys();
+            assert!(
+                keys.contains(&key),
+                "STOR {name:?} succeeded but the bucket has no key {key:?}: {keys:?}"
+            );
+            assert_eq!(c.retr(DataMode::Pasv, name), body, "RETR {name:?}");
+            expected.push(key);
+        } else {
+            assert_eq!(stor.first.code, 553, "STOR {name:?}: {:?}", stor.first);
+            // Refused alike by every command that names it, before anything reaches the store.
+            for verb in ["RETR", "APPE", "STOU", "LIST", "NLST", "MLSD"] {
+                let upload = matches!(verb, "APPE" | "STOU").then_some(&body[..]);
+                let t = c.transfer(DataMode::Pasv, &format!("{verb} {name}"), upload);
+                // A LIST-style argument loses the space that follows the verb's flags (as `ls -l`
+                // arguments do); the name left may then be an ordinary one.
+                let trimmed = matches!(verb, "LIST" | "NLST" | "MLSD") && name.starts_with(' ');
+                if !(trimmed && t.first.code == 150) {
+                    assert_eq!(t.first.code, 553, "{verb} {name:?}: {:?}", t.first);
+                }
+            }
+            for verb in ["SIZE", "MDTM", "DELE", "MKD", "RMD", "CWD", "MLST", "RNFR"] {
+                let r = c.cmd(&format!("{verb} {name}"));
+                assert_eq!(r.code, 553, "{verb} {name:?}: {r:?}");
+            }
+            c.expect("RNFR report.txt", 350);
+            c.expect(&format!("RNTO {name}"), 553);
+        }
+        // The file the names resemble is untouched.
+        assert_eq!(
+            c.retr(DataMode::Pasv, "report.txt"),
+            report,
+            "after {name:?}"
+        );
+    }
+    c.expect("QUIT", 221);
+    let stored = g.object(&format!("{base}report.txt"));
+    assert!(stored == report, "report.txt changed in the bucket");
+    let mut keys = g.keys();
+    keys.sort();
+    expected.sort();
+    assert_eq!(keys, expected, "keys in the whole bucket");
+    assert!(keys.iter().all(|k| k.starts_with(&base)), "{keys:?}");
+}
+
+#[test]
+fn padded_names_are_exact_keys_or_553_in_the_whole_bucket() {
+    padded_names_are_exact_keys_or_553("padded", "");
+}
+
+#[test]
+fn padded_names_are_exact_keys_or_553_under_a_prefix() {
+    padded_names_are_exact_keys_or_553("padded-prefix", "tenant/a");
 }

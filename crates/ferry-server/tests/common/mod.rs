@@ -106,6 +106,13 @@ impl TestServer {
             .unwrap_or_else(|e| panic!("server failed to start: {e}"))
     }
 
+    /// A server with [`test_config`] and the accounts of [`TestServer::start`] over `storage` (an S3
+    /// bucket, say) instead of the temporary folder's `root/`.
+    pub fn with_storage<S: Storage>(storage: S) -> Self {
+        Self::launch(test_config(), |_| Self::static_auth(), move |_| storage)
+            .unwrap_or_else(|e| panic!("server failed to start: {e}"))
+    }
+
     fn try_with<A: Authenticator>(
         config: ServerConfig,
         auth: impl FnOnce(&Path) -> A,

@@ -56,6 +56,48 @@ pub fn binary() -> Option<PathBuf> {
     None
 }
 
+/// Whether `curl` runs, for the raw S3 requests of [`Garage::keys`] and [`Garage::object`]: a missing
+/// curl fails the test under `CI` and is a loud skip otherwise.
+pub fn have_curl() -> bool {
+    let found = Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(std::env::var_os("CI").is_none(), "curl is not installed");
+        eprintln!("SKIPPED: curl is not installed");
+    }
+    found
+}
+
+/// `%XX` sequences decoded (a key of a listing with `encoding-type=url`).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).expect("a UTF-8 key")
+}
+
 /// Deterministic test bytes (a simple LCG), different for each `seed`.
 pub fn data(len: usize, seed: u32) -> Vec<u8> {
     let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
@@ -304,6 +346,69 @@ impl Garage {
             }
         }
         all
+    }
+
+    /// A `curl` request to node 0's S3 API, signed with the fixture's key (`--aws-sigv4`; query
+    /// parameters in sorted order, as the signature needs them); the path
+    /// (`/bucket/...`, percent-encoded) is sent as it is (`--path-as-is`).
+    fn s3_curl(&self, path_and_query: &str) -> Vec<u8> {
+        let out = Command::new("curl")
+            .args(["-sS", "--fail-with-body", "--path-as-is", "--noproxy", "*"])
+            // The SHA-256 of the empty body, which Garage wants as a header.
+            .arg("-H")
+            .arg("x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+            .arg("--aws-sigv4")
+            .arg(format!("aws:amz:{REGION}:s3"))
+            .arg("--user")
+            .arg(format!("{KEY_ID}:{SECRET}"))
+            .arg(format!("{}{path_and_query}", self.endpoint(0)))
+            .output()
+            .expect("run curl");
+        assert!(
+            out.status.success(),
+            "curl {path_and_query}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    /// Every key in the bucket, exactly as the store holds it: a raw `ListObjectsV2` of the whole
+    /// bucket (no prefix, no delimiter) with `encoding-type=url`, so that white space at either end of
+    /// a key survives the XML (OpenDAL's listing cannot serve here: its XML parser trims the text of
+    /// each key). Needs `curl` (see [`have_curl`]).
+    pub fn keys(&self) -> Vec<String> {
+        let body = self.s3_curl(&format!(
+            "/{}?encoding-type=url&list-type=2&max-keys=1000",
+            self.bucket
+        ));
+        let xml = String::from_utf8(body).expect("a UTF-8 listing");
+        assert!(xml.contains("<ListBucketResult"), "ListObjectsV2: {xml}");
+        assert!(
+            !xml.contains("<IsTruncated>true</IsTruncated>"),
+            "more than one page of keys: {xml}"
+        );
+        xml.split("<Key>")
+            .skip(1)
+            .filter_map(|s| s.split("</Key>").next())
+            .map(percent_decode)
+            .collect()
+    }
+
+    /// The bytes of the object `key`, read with a raw `GetObject` (every byte of the key but
+    /// SigV4's unreserved characters, letters, digits and `-_.~`, and `/` percent-encoded). Needs
+    /// `curl`.
+    pub fn object(&self, key: &str) -> Vec<u8> {
+        let encoded: String = key
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        self.s3_curl(&format!("/{}/{encoded}", self.bucket))
     }
 
     /// An rclone configuration file for this cluster (remote `garage:`), and the environment rclone

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use ferry_proto::listing::{FileInfo, FileKind};
 use futures_util::TryStreamExt;
 
-use super::{store_error, S3Storage};
+use super::{exact_name, store_error, S3Storage};
 use crate::storage::{Lister, StorageError, LIST_PAGE};
 
 /// The [`Lister`] of [`S3Storage`]: pages through `ListObjectsV2` with a `/` delimiter (OpenDAL's
@@ -75,8 +75,9 @@ impl Lister for S3Lister {
     }
 }
 
-/// One listing entry from an OpenDAL entry under `dir_key`; `None` for the directory's own marker and
-/// for names a file system cannot have.
+/// One listing entry from an OpenDAL entry under `dir_key`; `None` for the directory's own marker, for
+/// names a file system cannot have, and for names FTP could not address on this store (see
+/// [`exact_name`]: written by another S3 client, they would be listed but refused with 553).
 pub(super) fn entry_info(dir_key: &str, entry: &opendal::Entry, now: i64) -> Option<FileInfo> {
     let path = entry.path();
     let rest = path.strip_prefix(dir_key.trim_start_matches('/'))?;
@@ -84,7 +85,7 @@ pub(super) fn entry_info(dir_key: &str, entry: &opendal::Entry, now: i64) -> Opt
         Some(n) => (n, true),
         None => (rest, false),
     };
-    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
+    if name.is_empty() || !exact_name(name) || name.contains(['/', '\0']) {
         return None;
     }
     let meta = entry.metadata();

@@ -24,6 +24,24 @@
 //!   directory is refused (it would be one copy per object, not atomic).
 //! - MFMT is refused: an object's time is set by the store.
 //!
+//! # Keys are exact
+//!
+//! The key Ferry checks is the key the store receives, byte for byte. Two layers below Ferry would
+//! otherwise rewrite some keys after Ferry's checks: OpenDAL's `normalize_path` trims Unicode white
+//! space from both ends of every path it is given (`report.txt ` would become `report.txt`), and the
+//! HTTP client resolves `.` and `..` URL segments (OpenDAL leaves dots unencoded, and a URL parser
+//! treats `%2e` as a dot too, so no encoding could carry them), so that a key ending in `..` would
+//! address the parent prefix, or the bucket itself. Neither can be switched off, so names that they
+//! would change are refused with [`StorageErrorKind::InvalidName`] (553), the same way wherever they
+//! are and whatever the prefix or home: a path component that begins or ends with white space
+//! ([`char::is_whitespace`], ASCII or Unicode), which covers `.. `, ` .` and the like. Every key is built
+//! by `S3Storage::file_key` or `S3Storage::dir_key`, which apply the rule and then check the result
+//! against OpenDAL's own normalisation and for dot segments (refusing rather than sending anything
+//! else). The configured prefix and the homes follow the same rule; objects written by other S3
+//! clients under such names are left out of listings (FTP could not name them); but OpenDAL's XML
+//! parser trims ASCII white space from the keys of a listing, so such a key ending in an ASCII space is
+//! listed under its trimmed name (inside the same prefix: never an escape).
+//!
 //! Every request has a timeout and throttling or server errors (429, 5xx) are retried with jittered
 //! exponential backoff; a store that stays unreachable fails the operation with
 //! [`StorageErrorKind::Unavailable`] (451 to the client) instead of holding the session. Credentials
@@ -185,6 +203,12 @@ impl S3Storage {
             ));
         }
         let prefix = config.prefix.trim_matches('/');
+        if !prefix.split('/').filter(|c| !c.is_empty()).all(exact_name) {
+            return Err(StorageError::new(
+                StorageErrorKind::InvalidName,
+                "an S3 prefix component may not be `.`, `..` or begin or end with white space",
+            ));
+        }
         let mut builder = opendal::services::S3::default()
             .endpoint(&config.endpoint)
             .bucket(&config.bucket)
@@ -231,7 +255,7 @@ impl S3Storage {
     pub async fn check(&self) -> Result<(), StorageError> {
         let mut lister = self
             .op
-            .lister_with(&self.dir_key(&VirtualPath::root()))
+            .lister_with(&self.dir_key(&VirtualPath::root())?)
             .limit(1)
             .await
             .map_err(|e| self.error(e))?;
@@ -245,13 +269,22 @@ impl S3Storage {
     }
 
     /// The object key of a file (relative to the configured prefix).
-    fn file_key(&self, path: &VirtualPath) -> String {
-        format!("{}{}", self.base, path.relative())
+    ///
+    /// # Errors
+    /// [`StorageErrorKind::InvalidName`] for a path the store would not receive exactly (see "Keys are
+    /// exact" in the module docs).
+    fn file_key(&self, path: &VirtualPath) -> Result<String, StorageError> {
+        exact_path(path)?;
+        exact_key(format!("{}{}", self.base, path.relative()))
     }
 
     /// The key prefix of a directory, ending in `/` (OpenDAL's root `/` for the top of the prefix).
-    fn dir_key(&self, path: &VirtualPath) -> String {
-        if path.is_root() {
+    ///
+    /// # Errors
+    /// As [`S3Storage::file_key`].
+    fn dir_key(&self, path: &VirtualPath) -> Result<String, StorageError> {
+        exact_path(path)?;
+        exact_key(if path.is_root() {
             if self.base.is_empty() {
                 "/".to_owned()
             } else {
@@ -259,7 +292,7 @@ impl S3Storage {
             }
         } else {
             format!("{}{}/", self.base, path.relative())
-        }
+        })
     }
 
     /// Maps an OpenDAL error, logging store failures with the store's name.
@@ -286,7 +319,7 @@ impl S3Storage {
         if path.is_root() {
             return Ok(Some(None));
         }
-        let key = self.dir_key(path);
+        let key = self.dir_key(path)?;
         let mut lister = self
             .op
             .lister_with(&key)
@@ -308,7 +341,7 @@ impl S3Storage {
         if parent.is_root() || self.dir_info(&parent).await?.is_some() {
             return Ok(());
         }
-        if self.head(&self.file_key(&parent)).await?.is_some() {
+        if self.head(&self.file_key(&parent)?).await?.is_some() {
             return Err(StorageError::new(
                 StorageErrorKind::NotADirectory,
                 "the parent is a file",
@@ -331,7 +364,7 @@ impl S3Storage {
             return Ok(());
         }
         self.op
-            .create_dir(&self.dir_key(dir))
+            .create_dir(&self.dir_key(dir)?)
             .await
             .map_err(|e| self.error(e))
     }
@@ -341,7 +374,7 @@ impl S3Storage {
         if path.is_root() {
             return Err(is_a_directory());
         }
-        match self.head(&self.file_key(path)).await? {
+        match self.head(&self.file_key(path)?).await? {
             Some(m) => Ok(m),
             None if self.dir_info(path).await?.is_some() => Err(is_a_directory()),
             None => Err(not_found()),
@@ -393,7 +426,7 @@ impl Storage for S3Storage {
     async fn metadata(&self, path: &VirtualPath) -> Result<FileInfo, StorageError> {
         let name = path.file_name().unwrap_or("");
         if !path.is_root() {
-            if let Some(m) = self.head(&self.file_key(path)).await? {
+            if let Some(m) = self.head(&self.file_key(path)?).await? {
                 return Ok(file_info(name, &m));
             }
         }
@@ -407,7 +440,7 @@ impl Storage for S3Storage {
     }
 
     async fn list(&self, path: &VirtualPath) -> Result<S3Lister, StorageError> {
-        let key = self.dir_key(path);
+        let key = self.dir_key(path)?;
         let mut lister = self
             .op
             .lister_with(&key)
@@ -434,7 +467,7 @@ impl Storage for S3Storage {
         }
         if !seen_any && !path.is_root() {
             // Nothing under the prefix, not even a marker: a file, or nothing.
-            return match self.head(&self.file_key(path)).await? {
+            return match self.head(&self.file_key(path)?).await? {
                 Some(m) => Ok(S3Lister::new(
                     self,
                     key,
@@ -455,7 +488,7 @@ impl Storage for S3Storage {
     ) -> Result<(Self::Reader, u64), StorageError> {
         let meta = self.file(path).await?;
         let size = meta.content_length();
-        let key = self.file_key(path);
+        let key = self.file_key(path)?;
         let mut reader = self
             .op
             .reader_with(&key)
@@ -481,7 +514,7 @@ impl Storage for S3Storage {
         if path.is_root() {
             return Err(is_a_directory());
         }
-        let key = self.file_key(path);
+        let key = self.file_key(path)?;
         let existing = match self.head(&key).await? {
             Some(m) => Some(m),
             None => {
@@ -539,14 +572,14 @@ impl Storage for S3Storage {
     async fn remove_file(&self, path: &VirtualPath) -> Result<(), StorageError> {
         self.file(path).await?;
         self.op
-            .delete(&self.file_key(path))
+            .delete(&self.file_key(path)?)
             .await
             .map_err(|e| self.error(e))?;
         self.keep_dir(&path.parent()).await
     }
 
     async fn create_dir(&self, path: &VirtualPath) -> Result<(), StorageError> {
-        if path.is_root() || self.head(&self.file_key(path)).await?.is_some() {
+        if path.is_root() || self.head(&self.file_key(path)?).await?.is_some() {
             return Err(already_exists());
         }
         if self.dir_info(path).await?.is_some() {
@@ -554,7 +587,7 @@ impl Storage for S3Storage {
         }
         self.check_parent(path).await?;
         self.op
-            .create_dir(&self.dir_key(path))
+            .create_dir(&self.dir_key(path)?)
             .await
             .map_err(|e| self.error(e))
     }
@@ -566,7 +599,7 @@ impl Storage for S3Storage {
                 "the root cannot be removed",
             ));
         }
-        let key = self.dir_key(path);
+        let key = self.dir_key(path)?;
         let mut lister = self
             .op
             .lister_with(&key)
@@ -581,9 +614,11 @@ impl Storage for S3Storage {
                 continue;
             }
             // A file just deleted may still be listed for a moment: only one that a HEAD finds
-            // keeps the directory from being removed.
+            // keeps the directory from being removed. A key that cannot be sent exactly (written by
+            // another client) is not looked up: it counts as present.
             let stale = !entry.path().ends_with('/')
                 && checked < CHECK_PAGE
+                && exact_key(entry.path().to_owned()).is_ok()
                 && self.head(entry.path()).await?.is_none();
             if !stale {
                 return Err(StorageError::new(
@@ -594,7 +629,7 @@ impl Storage for S3Storage {
             checked += 1;
         }
         if !marker && checked == 0 {
-            return Err(if self.head(&self.file_key(path)).await?.is_some() {
+            return Err(if self.head(&self.file_key(path)?).await?.is_some() {
                 StorageError::new(StorageErrorKind::NotADirectory, "not a directory")
             } else {
                 not_found()
@@ -611,7 +646,7 @@ impl Storage for S3Storage {
                 "the root cannot be renamed",
             ));
         }
-        match self.head(&self.file_key(from)).await? {
+        match self.head(&self.file_key(from)?).await? {
             Some(_) => {}
             None if self.dir_info(from).await?.is_some() => {
                 return Err(StorageError::new(
@@ -630,11 +665,11 @@ impl Storage for S3Storage {
         self.check_parent(to).await?;
         // OpenDAL pins the copy to the source's ETag; above 5 GiB it is a multipart copy.
         self.op
-            .copy(&self.file_key(from), &self.file_key(to))
+            .copy(&self.file_key(from)?, &self.file_key(to)?)
             .await
             .map_err(|e| self.error(e))?;
         self.op
-            .delete(&self.file_key(from))
+            .delete(&self.file_key(from)?)
             .await
             .map_err(|e| self.error(e))?;
         self.keep_dir(&from.parent()).await
@@ -665,6 +700,7 @@ impl Storage for S3Storage {
         let path = VirtualPath::root()
             .join(home)
             .map_err(|e| StorageError::new(StorageErrorKind::InvalidName, e.to_string()))?;
+        exact_path(&path)?;
         let mut home = self.clone();
         if !path.is_root() {
             home.base = Arc::from(format!("{}{}/", self.base, path.relative()));
@@ -697,6 +733,43 @@ fn store_error(name: &str, e: opendal::Error) -> StorageError {
         tracing::warn!(store = %name, error = %e, "S3 store unavailable");
     }
     StorageError::new(kind, e.to_string())
+}
+
+/// True for a path component the store receives exactly as it is within a key: not `.` or `..`
+/// (which the HTTP client would resolve) and without white space at either end (which OpenDAL trims
+/// where it ends the key). One rule for every component, wherever it stands, so that a name is refused
+/// or accepted alike in every directory, home and prefix.
+pub(super) fn exact_name(name: &str) -> bool {
+    name != "."
+        && name != ".."
+        && !name.starts_with(char::is_whitespace)
+        && !name.ends_with(char::is_whitespace)
+}
+
+/// Refuses a path with a component that [`exact_name`] refuses.
+fn exact_path(path: &VirtualPath) -> Result<(), StorageError> {
+    if path.components().all(exact_name) {
+        Ok(())
+    } else {
+        Err(StorageError::new(
+            StorageErrorKind::InvalidName,
+            "names beginning or ending with white space cannot be stored exactly on object storage",
+        ))
+    }
+}
+
+/// `key` when OpenDAL and the HTTP client pass it to the store unchanged: OpenDAL's own
+/// normalisation leaves it as it is and no segment is a dot segment a URL parser resolves. The last
+/// guard before a request (the rule of [`exact_name`] already keeps such keys from being built).
+fn exact_key(key: String) -> Result<String, StorageError> {
+    if key.split('/').all(|s| s != "." && s != "..") && opendal::raw::normalize_path(&key) == key {
+        Ok(key)
+    } else {
+        Err(StorageError::new(
+            StorageErrorKind::InvalidName,
+            "the object key would not reach the store exactly",
+        ))
+    }
 }
 
 fn not_found() -> StorageError {
@@ -738,4 +811,75 @@ fn to_io_error(e: opendal::Error) -> std::io::Error {
         _ => std::io::ErrorKind::Other,
     };
     std::io::Error::new(kind, e)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_padded_with_white_space_are_not_exact() {
+        for name in ["a b.txt", "...", "a..b", "ünï €", "-x", ".hidden", "x."] {
+            assert!(exact_name(name), "{name:?}");
+        }
+        for name in [
+            "report.txt ",
+            " report.txt",
+            "report.txt\u{3000}",
+            "report.txt\u{a0}",
+            "\tx",
+            ".. ",
+            " ..",
+            ". ",
+            "..\u{2003}",
+            ".",
+            "..",
+        ] {
+            assert!(!exact_name(name), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn keys_opendal_or_a_url_parser_would_change_are_refused() {
+        for key in ["/", "a/b", "a b/c d/", "home/", "x/.../y"] {
+            assert_eq!(exact_key(key.to_owned()).ok().as_deref(), Some(key));
+        }
+        for key in [
+            "a/..",
+            "a/../b",
+            "./a",
+            "a/.",
+            "a ",
+            " a",
+            "a\u{3000}",
+            "a//b",
+            "/a",
+        ] {
+            assert!(exact_key(key.to_owned()).is_err(), "{key:?}");
+        }
+    }
+
+    #[test]
+    fn a_path_or_prefix_with_a_padded_component_is_refused() {
+        let s = S3Storage::new(&S3Config::new("http://127.0.0.1:9", "b")).unwrap();
+        let path = VirtualPath::root().join("d/.. /f").unwrap();
+        assert_eq!(
+            s.file_key(&path).unwrap_err().kind(),
+            StorageErrorKind::InvalidName
+        );
+        assert_eq!(
+            s.dir_key(&path.parent()).unwrap_err().kind(),
+            StorageErrorKind::InvalidName
+        );
+        for prefix in ["tenant/..", "a/./b", " tenant", "tenant\u{a0}/a"] {
+            let mut c = S3Config::new("http://127.0.0.1:9", "b");
+            c.prefix = prefix.to_owned();
+            assert_eq!(
+                S3Storage::new(&c).err().map(|e| e.kind()),
+                Some(StorageErrorKind::InvalidName),
+                "{prefix:?}"
+            );
+        }
+    }
 }
