@@ -16,7 +16,7 @@
 //!   (no marker) shows the time of the listing, never 1970.
 //! - RETR reads with ranged GETs (REST is the first range's start), pinned to the ETag seen at open.
 //! - STOR streams into a multipart upload, a bounded number of parts in memory (see
-//!   [`S3Config::part_size`]); the object appears only when the upload completes, so an aborted or
+//!   [`S3Config::part_size`]; all transfer buffers come from [`S3Config::buffer_budget`]); the object appears only when the upload completes, so an aborted or
 //!   failed upload leaves the old object intact ([`Storage::atomic_writes`]). APPE and REST + STOR
 //!   build the new object from a server-side copy of the existing one (`UploadPartCopy`, whole parts;
 //!   the remainder below a part is read through the server) followed by the new bytes.
@@ -108,8 +108,8 @@ pub struct S3Config {
     pub access_key_id: Option<String>,
     /// The secret access key (from `AWS_SECRET_ACCESS_KEY` or the configuration file).
     pub secret_access_key: Option<String>,
-    /// Size of an upload part, [`MIN_PART_SIZE`] to [`MAX_PART_SIZE`]: an upload holds about
-    /// three parts in memory. Default [`DEFAULT_PART_SIZE`].
+    /// Size of an upload part, [`MIN_PART_SIZE`] to [`MAX_PART_SIZE`]: an upload holds up to five
+    /// parts in memory, from [`S3Config::buffer_budget`]. Default [`DEFAULT_PART_SIZE`].
     pub part_size: usize,
     /// How long one request to the store may take before it is cancelled (and retried).
     pub timeout: Duration,
