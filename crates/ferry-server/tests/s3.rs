@@ -617,3 +617,52 @@ fn a_small_buffer_budget_is_never_exceeded() {
     assert!(s3.buffer_peak() <= budget, "peak {}", s3.buffer_peak());
     wait_for(&s3, "after the downloads", |b| b == 0);
 }
+
+/// A transfer that cannot get its share of the budget within the data idle timeout fails with 451
+/// (memory does not grow), and the transfers holding the budget are unharmed. Two servers share one
+/// storage (one budget): one holds it with unread downloads, the other has a short idle timeout.
+#[test]
+fn a_transfer_waiting_past_the_idle_timeout_for_budget_gets_451() {
+    let Some(g) = Garage::start("budget-wait") else {
+        return;
+    };
+    let mut cfg = config(&g, "");
+    cfg.buffer_budget = cfg.min_buffer_budget();
+    let s3 = S3Storage::new(&cfg).unwrap();
+    let holder = TestServer::with_storage(s3.clone());
+    let mut short = common::test_config();
+    short.limits.data_idle_timeout = Duration::from_secs(1);
+    let waiter = TestServer::with_config_and_storage(short, s3.clone());
+    let body = data(20 * MIB, 9);
+    holder.raw_login().stor(DataMode::Pasv, "f.bin", &body);
+    wait_for(&s3, "after the upload", |b| b == 0);
+    // The first pool is half the budget: chunks for this many downloads fill it.
+    let chunks = cfg.buffer_budget / 2 / READ_CHUNK;
+    let mut held = Vec::new();
+    for _ in 0..chunks {
+        let mut c = holder.raw_login();
+        let data = c.begin(DataMode::Pasv, "RETR f.bin");
+        held.push((c, data));
+    }
+    wait_for(&s3, "the pool filled", |b| b >= chunks * READ_CHUNK);
+    let t = waiter
+        .raw_login()
+        .transfer(DataMode::Pasv, "RETR f.bin", None);
+    assert_eq!(t.codes(), [150, 451], "{:?}", t.replies());
+    assert!(s3.buffer_peak() <= cfg.buffer_budget);
+    let readers: Vec<_> = held
+        .into_iter()
+        .map(|(mut c, mut data)| {
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                std::io::Read::read_to_end(&mut data, &mut got).unwrap();
+                assert_eq!(c.reply().code, 226);
+                got
+            })
+        })
+        .collect();
+    for r in readers {
+        assert!(r.join().unwrap() == body, "a download's bytes differ");
+    }
+    assert_eq!(waiter.raw_login().retr(DataMode::Pasv, "f.bin"), body);
+}
