@@ -181,6 +181,8 @@ pub struct S3Storage {
     list_page: usize,
     /// The server-wide budget of read-ahead and part buffers.
     budget: Arc<budget::Budget>,
+    /// The request timeout, which also bounds an APPE's wait for budget before its `150`.
+    timeout: Duration,
     /// `bucket at endpoint`, for log lines.
     name: Arc<str>,
 }
@@ -268,6 +270,7 @@ impl S3Storage {
             part_size: config.part_size,
             list_page: config.list_page.clamp(1, 1000),
             budget: Arc::new(budget::Budget::new(config.buffer_budget)),
+            timeout: config.timeout,
             name: Arc::from(format!("{} at {}", config.bucket, config.endpoint)),
         })
     }
@@ -568,12 +571,24 @@ impl Storage for S3Storage {
         let mut writer = self.writer(&key).await?;
         let mut held = None;
         if keep > 0 {
-            // The remainder below a part is staged in OpenDAL: the whole working set, up front.
-            let first = Arc::clone(&self.budget).first(self.part_size).await;
-            let second = Arc::clone(&self.budget)
-                .second(io::second_share(self.part_size))
-                .await;
-            held = Some((first, second));
+            // The remainder below a part is staged in OpenDAL: the whole working set, up front
+            // (waiting at most a request's timeout).
+            let budget = Arc::clone(&self.budget);
+            let part = self.part_size;
+            let shares = async move {
+                let first = Arc::clone(&budget).first(part).await;
+                (first, budget.second(io::second_share(part)).await)
+            };
+            match tokio::time::timeout(self.timeout, shares).await {
+                Ok(shares) => held = Some(shares),
+                Err(_) => {
+                    let _ = writer.abort().await;
+                    return Err(StorageError::new(
+                        StorageErrorKind::Unavailable,
+                        "no S3 buffer budget free for the upload",
+                    ));
+                }
+            }
             let etag = existing.as_ref().and_then(|m| m.etag().map(str::to_owned));
             if let Err(e) = self
                 .copy_prefix(&mut writer, &key, etag.as_deref(), keep)
