@@ -466,10 +466,7 @@ async fn send<R: AsyncRead + Unpin>(
     let mut total = 0u64;
     loop {
         let allowed = throttle.grant(buf.len()).await;
-        let n = source
-            .read(&mut buf, allowed)
-            .await
-            .map_err(|e| storage_err(e.into()))?;
+        let n = storage_step(idle, source.read(&mut buf, allowed)).await?;
         if n == 0 {
             return Ok(total);
         }
@@ -531,16 +528,16 @@ async fn receive<S: Storage>(
             converted.clear();
             conv.convert(&buf[..n], &mut converted);
             let len = converted.len();
-            store(upload, &mut local, &mut converted, len).await?;
+            store(upload, &mut local, &mut converted, len, idle).await?;
         } else {
-            store(upload, &mut local, &mut buf, n).await?;
+            store(upload, &mut local, &mut buf, n, idle).await?;
         }
     }
     if ascii {
         converted.clear();
         conv.finish(&mut converted);
         let len = converted.len();
-        store(upload, &mut local, &mut converted, len).await?;
+        store(upload, &mut local, &mut converted, len, idle).await?;
     }
     Ok(total)
 }
@@ -551,6 +548,7 @@ async fn store<S: Storage>(
     local: &mut Option<std::fs::File>,
     data: &mut Vec<u8>,
     len: usize,
+    idle: Duration,
 ) -> Result<(), TransferError> {
     let written = match local {
         Some(_) => {
@@ -559,9 +557,22 @@ async fn store<S: Storage>(
                 .await
                 .map(|()| upload.count_written(len as u64))
         }
-        None => upload.write_all(&data[..len]).await,
+        None => return storage_step(idle, upload.write_all(&data[..len])).await,
     };
     written.map_err(|e| storage_err(e.into()))
+}
+
+/// One read from or write to the storage, which may not take longer than the data idle timeout: a
+/// storage that stalls (or an S3 transfer waiting that long for its share of the buffer budget) fails
+/// the transfer with 451 instead of holding it.
+async fn storage_step<T, E: Into<StorageError>>(
+    idle: Duration,
+    f: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, TransferError> {
+    match tokio::time::timeout(idle, f).await {
+        Ok(r) => r.map_err(|e| storage_err(e.into())),
+        Err(_) => Err(TransferError::Storage(StorageErrorKind::Unavailable)),
+    }
 }
 
 /// Ends a sending transfer with a clean close (FIN), so the client sees the end of the data.

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use ferry_proto::listing::{FileInfo, FileKind};
 use ferry_proto::path::VirtualPath;
-use ferry_server::storage::{Lister, S3Config, S3Storage, Storage, StorageErrorKind, WriteMode};
+use ferry_server::storage::{
+    Lister, S3Config, S3Storage, Storage, StorageErrorKind, WriteMode, READ_CHUNK,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use common::{DataMode, TestServer};
@@ -503,4 +505,164 @@ fn padded_names_are_exact_keys_or_553_in_the_whole_bucket() {
 #[test]
 fn padded_names_are_exact_keys_or_553_under_a_prefix() {
     padded_names_are_exact_keys_or_553("padded-prefix", "tenant/a");
+}
+
+/// Waits (bounded) until `cond` holds for the storage's buffer counters.
+fn wait_for(s: &S3Storage, what: &str, cond: impl Fn(usize) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond(s.buffer_in_use()) {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {} bytes in use",
+            s.buffer_in_use()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+const MIB: usize = 1024 * 1024;
+
+/// Downloads whose clients read nothing hold at most two chunks each (the one being sent and one
+/// ahead), all taken from the budget, and the bytes arrive whole once the clients read.
+#[test]
+fn unread_downloads_hold_at_most_two_chunks_each() {
+    let Some(g) = Garage::start("readahead") else {
+        return;
+    };
+    let mut cfg = config(&g, "");
+    cfg.buffer_budget = 1024 * MIB;
+    let s3 = S3Storage::new(&cfg).unwrap();
+    let server = TestServer::with_storage(s3.clone());
+    let body = data(40 * MIB, 7);
+    server.raw_login().stor(DataMode::Pasv, "big.bin", &body);
+    wait_for(&s3, "after the upload", |n| n == 0);
+    let n = 6;
+    let mut held = Vec::new();
+    for _ in 0..n {
+        let mut c = server.raw_login();
+        let data = c.begin(DataMode::Pasv, "RETR big.bin");
+        held.push((c, data));
+    }
+    // Every download has its first chunk (and then always one at least).
+    wait_for(&s3, "first chunks", |b| b >= n * READ_CHUNK);
+    let limit = n * 2 * READ_CHUNK;
+    assert!(
+        s3.buffer_peak() <= limit,
+        "{} unread downloads held {} bytes at once, more than two chunks each ({limit})",
+        n,
+        s3.buffer_peak()
+    );
+    let readers: Vec<_> = held
+        .into_iter()
+        .map(|(mut c, mut data)| {
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                std::io::Read::read_to_end(&mut data, &mut got).unwrap();
+                assert_eq!(c.reply().code, 226);
+                got
+            })
+        })
+        .collect();
+    for r in readers {
+        assert!(r.join().unwrap() == body, "a download's bytes differ");
+    }
+    assert!(s3.buffer_peak() <= limit, "peak {}", s3.buffer_peak());
+    wait_for(&s3, "after the downloads", |b| b == 0);
+}
+
+/// With the smallest budget, concurrent uploads of several parts and concurrent downloads wait for
+/// budget instead of growing memory, and all complete hash-exact.
+#[test]
+fn a_small_buffer_budget_is_never_exceeded() {
+    let Some(g) = Garage::start("budget") else {
+        return;
+    };
+    let mut cfg = config(&g, "");
+    cfg.buffer_budget = cfg.min_buffer_budget();
+    let budget = cfg.buffer_budget;
+    let s3 = S3Storage::new(&cfg).unwrap();
+    let server = std::sync::Arc::new(TestServer::with_storage(s3.clone()));
+    let uploads: Vec<_> = (0..4)
+        .map(|i| {
+            let server = std::sync::Arc::clone(&server);
+            std::thread::spawn(move || {
+                let body = data(17 * MIB + i * 1000, 100 + i as u32);
+                server
+                    .raw_login()
+                    .stor(DataMode::Pasv, &format!("up{i}.bin"), &body);
+                body
+            })
+        })
+        .collect();
+    let bodies: Vec<_> = uploads.into_iter().map(|u| u.join().unwrap()).collect();
+    assert!(
+        s3.buffer_peak() <= budget,
+        "uploads held {} bytes, over the budget of {budget}",
+        s3.buffer_peak()
+    );
+    wait_for(&s3, "after the uploads", |b| b == 0);
+    let downloads: Vec<_> = (0..8)
+        .map(|i| {
+            let server = std::sync::Arc::clone(&server);
+            std::thread::spawn(move || {
+                server
+                    .raw_login()
+                    .retr(DataMode::Pasv, &format!("up{}.bin", i % 4))
+            })
+        })
+        .collect();
+    for (i, d) in downloads.into_iter().enumerate() {
+        assert!(d.join().unwrap() == bodies[i % 4], "download {i} differs");
+    }
+    assert!(s3.buffer_peak() <= budget, "peak {}", s3.buffer_peak());
+    wait_for(&s3, "after the downloads", |b| b == 0);
+}
+
+/// A transfer that cannot get its share of the budget within the data idle timeout fails with 451
+/// (memory does not grow), and the transfers holding the budget are unharmed. Two servers share one
+/// storage (one budget): one holds it with unread downloads, the other has a short idle timeout.
+#[test]
+fn a_transfer_waiting_past_the_idle_timeout_for_budget_gets_451() {
+    let Some(g) = Garage::start("budget-wait") else {
+        return;
+    };
+    let mut cfg = config(&g, "");
+    cfg.buffer_budget = cfg.min_buffer_budget();
+    let s3 = S3Storage::new(&cfg).unwrap();
+    let holder = TestServer::with_storage(s3.clone());
+    let mut short = common::test_config();
+    short.limits.data_idle_timeout = Duration::from_secs(1);
+    let waiter = TestServer::with_config_and_storage(short, s3.clone());
+    let body = data(20 * MIB, 9);
+    holder.raw_login().stor(DataMode::Pasv, "f.bin", &body);
+    wait_for(&s3, "after the upload", |b| b == 0);
+    // The first pool is half the budget: chunks for this many downloads fill it.
+    let chunks = cfg.buffer_budget / 2 / READ_CHUNK;
+    let mut held = Vec::new();
+    for _ in 0..chunks {
+        let mut c = holder.raw_login();
+        let data = c.begin(DataMode::Pasv, "RETR f.bin");
+        held.push((c, data));
+    }
+    wait_for(&s3, "the pool filled", |b| b >= chunks * READ_CHUNK);
+    let t = waiter
+        .raw_login()
+        .transfer(DataMode::Pasv, "RETR f.bin", None);
+    assert_eq!(t.codes(), [150, 451], "{:?}", t.replies());
+    assert!(s3.buffer_peak() <= cfg.buffer_budget);
+    let readers: Vec<_> = held
+        .into_iter()
+        .map(|(mut c, mut data)| {
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                std::io::Read::read_to_end(&mut data, &mut got).unwrap();
+                assert_eq!(c.reply().code, 226);
+                got
+            })
+        })
+        .collect();
+    for r in readers {
+        assert!(r.join().unwrap() == body, "a download's bytes differ");
+    }
+    assert_eq!(waiter.raw_login().retr(DataMode::Pasv, "f.bin"), body);
 }

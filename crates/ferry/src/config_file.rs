@@ -154,6 +154,7 @@ pub const KEYS: &[Key] = &[
     key("s3-region", "s3_region", "\"eu-west-1\"", false),
     key("s3-prefix", "s3_prefix", "\"ferry/\"", false),
     key("s3-part-size", "s3_part_size", "16", false),
+    key("s3-buffer-budget", "s3_buffer_budget", "512", false),
     key("proxy-protocol", "proxy_protocol", "true", false),
     key("proxy-from", "proxy_from", "[\"10.0.0.5/32\"]", false),
 ];
@@ -228,6 +229,7 @@ pub struct FileConfig {
     s3_region: Option<String>,
     s3_prefix: Option<String>,
     s3_part_size: Option<Positive>,
+    s3_buffer_budget: Option<Positive>,
     proxy_protocol: Option<bool>,
     proxy_from: Option<Vec<ferry_server::auth::Cidr>>,
     s3_access_key_id: Option<String>,
@@ -413,6 +415,9 @@ impl LoadedFile {
         }
         if let (Some(v), false) = (f.s3_part_size, given("s3_part_size")) {
             storage.s3_part_size = v.0;
+        }
+        if let (Some(v), false) = (f.s3_buffer_budget, given("s3_buffer_budget")) {
+            storage.s3_buffer_budget = v.0;
         }
         if let (Some(v), false) = (f.proxy_protocol, given("proxy_protocol")) {
             cli.proxy.proxy_protocol = v;

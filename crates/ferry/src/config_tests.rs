@@ -183,6 +183,9 @@ const TABLE: &[(&str, &str, Check)] = &[
     ("s3-part-size", "s3-part-size = 16", |c, _| {
         c.storage.s3_part_size == 16
     }),
+    ("s3-buffer-budget", "s3-buffer-budget = 512", |c, _| {
+        c.storage.s3_buffer_budget == 512
+    }),
     (
         "proxy-protocol",
         "proxy-protocol = true\nproxy-from = [\"10.0.0.5/32\"]",

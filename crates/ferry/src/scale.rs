@@ -48,10 +48,14 @@ pub struct StorageArgs {
     /// prefixes below it.
     #[arg(long = "s3-prefix", value_name = "PREFIX", default_value = "")]
     pub s3_prefix: String,
-    /// Size of one part of a multipart upload, in MiB (5 to 5120): an upload holds about three parts in
-    /// memory, and an object has at most 10,000 parts.
+    /// Size of one part of a multipart upload, in MiB (5 to 5120): an upload holds up to five parts in
+    /// memory (from --s3-buffer-budget), and an object has at most 10,000 parts.
     #[arg(long = "s3-part-size", value_name = "MIB", default_value_t = 8)]
     pub s3_part_size: u64,
+    /// Memory, in MiB, that the download read-ahead chunks and upload part buffers of all sessions may
+    /// hold together; a transfer beyond it waits for its share. At least 10 × --s3-part-size.
+    #[arg(long = "s3-buffer-budget", value_name = "MIB", default_value_t = 256)]
+    pub s3_buffer_budget: u64,
 }
 
 /// The PROXY protocol options of the command line.
@@ -124,6 +128,16 @@ pub fn s3_config(args: &StorageArgs, file: &FileCredentials) -> Result<S3Config>
         );
     }
     config.part_size = part;
+    config.buffer_budget =
+        usize::try_from(args.s3_buffer_budget.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
+    if config.buffer_budget < config.min_buffer_budget() {
+        bail!(
+            "--s3-buffer-budget {} is too small for {} MiB parts; fix: at least {} (MiB)",
+            args.s3_buffer_budget,
+            args.s3_part_size,
+            config.min_buffer_budget().div_ceil(1024 * 1024)
+        );
+    }
     let env = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
     let (id, secret) = match (env(ACCESS_KEY_ENV), env(SECRET_KEY_ENV)) {
         (Some(id), Some(secret)) => (Some(id), Some(secret)),

@@ -159,6 +159,17 @@ pub fn validate(cli: &Cli, file: Option<&LoadedFile>) -> Result<(), ConfigError>
                 "a part size from 5 to 5120 (MiB)",
             ));
         }
+        if cli.storage.s3_buffer_budget < 10 * cli.storage.s3_part_size {
+            return Err(blame(
+                file,
+                "s3-buffer-budget",
+                format!(
+                    "{} MiB is less than 10 parts of {} MiB",
+                    cli.storage.s3_buffer_budget, cli.storage.s3_part_size
+                ),
+                "a budget of at least 10 × s3-part-size (MiB)",
+            ));
+        }
     }
     match (cli.proxy.proxy_protocol, cli.proxy.proxy_from.is_empty()) {
         (true, true) => {
@@ -393,6 +404,10 @@ fn every_field(cli: &Cli) -> Vec<(&'static str, String)> {
         ("s3-region", format!("{:?}", cli.storage.s3_region)),
         ("s3-prefix", format!("{:?}", cli.storage.s3_prefix)),
         ("s3-part-size", format!("{:?}", cli.storage.s3_part_size)),
+        (
+            "s3-buffer-budget",
+            format!("{:?}", cli.storage.s3_buffer_budget),
+        ),
         ("proxy-protocol", format!("{:?}", cli.proxy.proxy_protocol)),
         ("proxy-from", format!("{:?}", cli.proxy.proxy_from)),
     ]

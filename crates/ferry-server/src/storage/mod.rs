@@ -43,7 +43,7 @@ pub use ferry_proto::storage::{StorageErrorKind, WriteMode};
 pub use any::{AnyLister, AnyReader, AnyStorage, AnyWriter};
 pub use local::{LocalLister, LocalStorage};
 pub use mounts::{Mounted, MountedLister};
-pub use s3::{S3Config, S3Lister, S3Storage};
+pub use s3::{S3Config, S3Lister, S3Storage, DEFAULT_BUFFER_BUDGET, READ_CHUNK};
 
 /// A failed storage operation: a [`StorageErrorKind`] plus a human-readable detail.
 ///

@@ -113,6 +113,12 @@ impl TestServer {
             .unwrap_or_else(|e| panic!("server failed to start: {e}"))
     }
 
+    /// A server with `config` and the accounts of [`TestServer::start`] over `storage`.
+    pub fn with_config_and_storage<S: Storage>(config: ServerConfig, storage: S) -> Self {
+        Self::launch(config, |_| Self::static_auth(), move |_| storage)
+            .unwrap_or_else(|e| panic!("server failed to start: {e}"))
+    }
+
     fn try_with<A: Authenticator>(
         config: ServerConfig,
         auth: impl FnOnce(&Path) -> A,

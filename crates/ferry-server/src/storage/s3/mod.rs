@@ -16,7 +16,7 @@
 //!   (no marker) shows the time of the listing, never 1970.
 //! - RETR reads with ranged GETs (REST is the first range's start), pinned to the ETag seen at open.
 //! - STOR streams into a multipart upload, a bounded number of parts in memory (see
-//!   [`S3Config::part_size`]); the object appears only when the upload completes, so an aborted or
+//!   [`S3Config::part_size`]; all transfer buffers come from [`S3Config::buffer_budget`]); the object appears only when the upload completes, so an aborted or
 //!   failed upload leaves the old object intact ([`Storage::atomic_writes`]). APPE and REST + STOR
 //!   build the new object from a server-side copy of the existing one (`UploadPartCopy`, whole parts;
 //!   the remainder below a part is read through the server) followed by the new bytes.
@@ -50,6 +50,7 @@
 //! it loaded at debug level, so a subscriber must keep that target at `info` (the `ferry` binary adds
 //! `reqsign_core=info` to every filter).
 
+mod budget;
 mod io;
 mod list;
 
@@ -63,6 +64,7 @@ use ferry_proto::path::VirtualPath;
 use futures_util::TryStreamExt;
 use opendal::{ErrorKind, Operator};
 
+pub use self::budget::DEFAULT_BUFFER_BUDGET;
 pub use self::io::{S3Reader, S3Writer};
 pub use self::list::S3Lister;
 use self::list::{dir_info, entry_info, file_info, seconds};
@@ -78,15 +80,12 @@ pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
 /// Largest part S3 accepts.
 pub const MAX_PART_SIZE: usize = 5 * 1024 * 1024 * 1024;
 
-/// Parts of one upload in flight at once (memory per upload: about this many parts plus the one
-/// being filled).
+/// Parts of one upload in flight at once (memory per upload: this many parts plus one queued by
+/// OpenDAL, one staged and the one being filled, all from the buffer budget).
 const UPLOAD_CONCURRENCY: usize = 2;
 
-/// Ranged GETs of one download in flight at once, each [`READ_CHUNK`] bytes.
-const READ_CONCURRENCY: usize = 4;
-
-/// Size of one ranged GET of a download.
-const READ_CHUNK: usize = 8 * 1024 * 1024;
+/// Size of one ranged GET of a download; a download holds at most two (see [`S3Reader`]).
+pub const READ_CHUNK: usize = 4 * 1024 * 1024;
 
 /// Entries an RMD looks at (and files it checks with a HEAD) to decide that a directory is empty.
 const CHECK_PAGE: usize = 16;
@@ -109,8 +108,8 @@ pub struct S3Config {
     pub access_key_id: Option<String>,
     /// The secret access key (from `AWS_SECRET_ACCESS_KEY` or the configuration file).
     pub secret_access_key: Option<String>,
-    /// Size of an upload part, [`MIN_PART_SIZE`] to [`MAX_PART_SIZE`]: an upload holds about
-    /// three parts in memory. Default [`DEFAULT_PART_SIZE`].
+    /// Size of an upload part, [`MIN_PART_SIZE`] to [`MAX_PART_SIZE`]: an upload holds up to five
+    /// parts in memory, from [`S3Config::buffer_budget`]. Default [`DEFAULT_PART_SIZE`].
     pub part_size: usize,
     /// How long one request to the store may take before it is cancelled (and retried).
     pub timeout: Duration,
@@ -120,6 +119,10 @@ pub struct S3Config {
     /// Keys per `ListObjectsV2` page (S3's maximum and default is 1000): a listing holds one page at a
     /// time.
     pub list_page: usize,
+    /// Bytes that the read-ahead chunks and upload part buffers of all sessions may hold together
+    /// (shared by every clone of the storage); at least [`S3Config::min_buffer_budget`]. Default
+    /// [`DEFAULT_BUFFER_BUDGET`].
+    pub buffer_budget: usize,
 }
 
 impl S3Config {
@@ -137,7 +140,14 @@ impl S3Config {
             timeout: Duration::from_secs(30),
             retries: 4,
             list_page: 1000,
+            buffer_budget: DEFAULT_BUFFER_BUDGET,
         }
+    }
+
+    /// The smallest buffer budget for this part size: two halves, each holding one upload's whole
+    /// working set (and a download chunk).
+    pub fn min_buffer_budget(&self) -> usize {
+        2 * (self.part_size + io::second_share(self.part_size)).max(READ_CHUNK)
     }
 }
 
@@ -155,6 +165,7 @@ impl fmt::Debug for S3Config {
             .field("timeout", &self.timeout)
             .field("retries", &self.retries)
             .field("list_page", &self.list_page)
+            .field("buffer_budget", &self.buffer_budget)
             .finish()
     }
 }
@@ -168,6 +179,10 @@ pub struct S3Storage {
     base: Arc<str>,
     part_size: usize,
     list_page: usize,
+    /// The server-wide budget of read-ahead and part buffers.
+    budget: Arc<budget::Budget>,
+    /// The request timeout, which also bounds an APPE's wait for budget before its `150`.
+    timeout: Duration,
     /// `bucket at endpoint`, for log lines.
     name: Arc<str>,
 }
@@ -193,6 +208,16 @@ impl S3Storage {
                 format!(
                     "the S3 part size must be 5 MiB to 5 GiB, not {} bytes",
                     config.part_size
+                ),
+            ));
+        }
+        if config.buffer_budget < config.min_buffer_budget() {
+            return Err(StorageError::new(
+                StorageErrorKind::InvalidName,
+                format!(
+                    "the S3 buffer budget must be at least {} MiB with {} MiB parts",
+                    config.min_buffer_budget().div_ceil(1024 * 1024),
+                    config.part_size / (1024 * 1024)
                 ),
             ));
         }
@@ -244,6 +269,8 @@ impl S3Storage {
             base: Arc::from(""),
             part_size: config.part_size,
             list_page: config.list_page.clamp(1, 1000),
+            budget: Arc::new(budget::Budget::new(config.buffer_budget)),
+            timeout: config.timeout,
             name: Arc::from(format!("{} at {}", config.bucket, config.endpoint)),
         })
     }
@@ -261,6 +288,16 @@ impl S3Storage {
             .map_err(|e| self.error(e))?;
         lister.try_next().await.map_err(|e| self.error(e))?;
         Ok(())
+    }
+
+    /// Bytes of the buffer budget in use now (read-ahead chunks and part buffers of every session).
+    pub fn buffer_in_use(&self) -> usize {
+        self.budget.in_use()
+    }
+
+    /// The most bytes of the buffer budget ever in use at once.
+    pub fn buffer_peak(&self) -> usize {
+        self.budget.peak()
     }
 
     /// The store, as `bucket at endpoint` (for log lines; no credentials).
@@ -489,21 +526,16 @@ impl Storage for S3Storage {
         let meta = self.file(path).await?;
         let size = meta.content_length();
         let key = self.file_key(path)?;
-        let mut reader = self
-            .op
-            .reader_with(&key)
-            .chunk(READ_CHUNK)
-            .concurrent(READ_CONCURRENCY);
+        let mut reader = self.op.reader_with(&key);
         if let Some(etag) = meta.etag() {
             reader = reader.if_match(etag);
         }
         let reader = reader.await.map_err(|e| self.error(e))?;
         let start = offset.min(size);
-        let stream = reader
-            .into_bytes_stream(start..size)
-            .await
-            .map_err(|e| self.error(e))?;
-        Ok((S3Reader::new(stream), size))
+        Ok((
+            S3Reader::new(reader, Arc::clone(&self.budget), start, size),
+            size,
+        ))
     }
 
     async fn open_write(
@@ -537,7 +569,26 @@ impl Storage for S3Storage {
             }
         };
         let mut writer = self.writer(&key).await?;
+        let mut held = None;
         if keep > 0 {
+            // The remainder below a part is staged in OpenDAL: the whole working set, up front
+            // (waiting at most a request's timeout).
+            let budget = Arc::clone(&self.budget);
+            let part = self.part_size;
+            let shares = async move {
+                let first = Arc::clone(&budget).first(part).await;
+                (first, budget.second(io::second_share(part)).await)
+            };
+            match tokio::time::timeout(self.timeout, shares).await {
+                Ok(shares) => held = Some(shares),
+                Err(_) => {
+                    let _ = writer.abort().await;
+                    return Err(StorageError::new(
+                        StorageErrorKind::Unavailable,
+                        "no S3 buffer budget free for the upload",
+                    ));
+                }
+            }
             let etag = existing.as_ref().and_then(|m| m.etag().map(str::to_owned));
             if let Err(e) = self
                 .copy_prefix(&mut writer, &key, etag.as_deref(), keep)
@@ -547,7 +598,12 @@ impl Storage for S3Storage {
                 return Err(e);
             }
         }
-        Ok(S3Writer::new(writer))
+        Ok(S3Writer::new(
+            writer,
+            Arc::clone(&self.budget),
+            self.part_size,
+            held,
+        ))
     }
 
     async fn create_unique(
