@@ -257,3 +257,117 @@ fn the_dummy_hash_has_the_accounts_cost() {
     let mut ok = Control::connect(addr);
     ok.login("alice", "alice-pw");
 }
+
+/// What PostgreSQL was asked to do, from its log under `log_min_duration_statement=0`: a line per
+/// Parse and Execute message of the extended protocol and per simple query. tokio-postgres sends a
+/// Parse (with Describe) and waits for the answer to prepare a statement, and Bind + Execute and
+/// waits to run one, so `parse + execute + simple` is the number of round trips that were waited for.
+#[derive(Debug, Default, PartialEq, Eq, Clone, Copy)]
+struct Statements {
+    parse: usize,
+    execute: usize,
+    simple: usize,
+}
+
+impl Statements {
+    /// Counts the statement lines of a stretch of the log.
+    fn in_log(log: &str) -> Self {
+        let mut s = Self::default();
+        for line in log.lines() {
+            let Some((_, what)) = line
+                .split_once("LOG:  duration: ")
+                .and_then(|(_, rest)| rest.split_once(" ms  "))
+            else {
+                continue;
+            };
+            if what.starts_with("parse ") {
+                s.parse += 1;
+            } else if what.starts_with("execute ") {
+                s.execute += 1;
+            } else if what.starts_with("statement: ") {
+                s.simple += 1;
+            }
+        }
+        s
+    }
+
+    fn times(self, n: usize) -> Self {
+        Self {
+            parse: self.parse * n,
+            execute: self.execute * n,
+            simple: self.simple * n,
+        }
+    }
+}
+
+/// Issue 19, counted work, not time: the PostgreSQL round trips of a login, counted in the
+/// database's own log. A backend writes the log line of a Parse or Execute before it answers the Sync
+/// after it, so when a login's reply arrives every statement of that login is in the log, and only
+/// the stretch of log written during the logins is counted (the test's own schema and account
+/// setup come before it). Deterministic about the background `refresh_dummy`: it runs once at
+/// start-up, before counting, and every account has the dummy's cost, so no login starts another.
+///
+/// Measured (tokio-postgres 0.7, deadpool-postgres 0.14), and the bounds, which are the measured
+/// figures: each login, known name or not, right password or wrong, runs one SELECT of the account
+/// row (`SELECT_USER`) as one Bind + Execute: 1 round trip. The statement is prepared once per pooled
+/// connection (the first login over that connection also sends one Parse, a second round trip);
+/// before it was cached, every login sent Parse, then Bind + Execute, then a Close for the
+/// statement: parse 1 + execute 1 = 2 round trips per login. There is no account cache: a second
+/// login of the same account asks the database again (a changed password or a disabled account takes
+/// effect at the next login), at the same 1 round trip.
+#[test]
+fn a_login_costs_one_round_trip_to_postgres() {
+    let Some(pg) = Postgres::start_with(&["log_min_duration_statement=0"]) else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut config = test_config();
+    config.login_limits = ferry_server::auth::LoginLimits {
+        delay: Duration::ZERO,
+        ban_after: 0,
+        lock_user_after: 0,
+        ..ferry_server::auth::LoginLimits::default()
+    };
+    let (addr, auth, _root) = pg_server(&pg, &rt, CHEAP, config);
+    // Start-up as the server does it: the dummy takes the accounts' cost (alice's, CHEAP).
+    assert_eq!(rt.block_on(auth.refresh_dummy()).unwrap(), CHEAP);
+
+    let counted = |n: usize, user: &str, pass: &str, code: u16| {
+        let before = pg.log().len();
+        for _ in 0..n {
+            let mut c = Control::connect(addr);
+            c.expect(&format!("USER {user}"), 331);
+            c.expect(&format!("PASS {pass}"), code);
+        }
+        let log = pg.log();
+        let during = log.get(before..).unwrap_or_default();
+        (Statements::in_log(during), during.to_owned())
+    };
+    let one = |parse, execute| Statements {
+        parse,
+        execute,
+        simple: 0,
+    };
+    const N: usize = 5;
+
+    // The first SELECT over the pool's connection (the one refresh_dummy opened) prepares it.
+    let (first, log) = counted(1, "alice", "alice-pw", 230);
+    assert_eq!(first, one(1, 1), "first login of alice:\n{log}");
+    assert!(log.contains("FROM ferry_users WHERE name = $1"), "{log}");
+    // The same account again, N times: the prepared statement is reused, one Execute each.
+    let (again, log) = counted(N, "alice", "alice-pw", 230);
+    assert_eq!(
+        again,
+        one(0, 1).times(N),
+        "{N} more logins of alice:\n{log}"
+    );
+    // A wrong password and an unknown name cost the same (one SELECT, then the dummy hash).
+    let (wrong, log) = counted(N, "alice", "wrong", 530);
+    assert_eq!(wrong, one(0, 1).times(N), "{N} wrong passwords:\n{log}");
+    let (unknown, log) = counted(N, "nobody", "x", 530);
+    assert_eq!(unknown, one(0, 1).times(N), "{N} unknown names:\n{log}");
+}

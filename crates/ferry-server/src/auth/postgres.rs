@@ -215,12 +215,16 @@ impl PgUsers {
 
     /// The user `name` as its users-file fields (a TOML table), if there is one.
     ///
+    /// One round trip (Bind + Execute of [`SELECT_USER`]): the statement is prepared once per pooled
+    /// connection and kept, not prepared, run and closed at every login (two round trips and a Close).
+    ///
     /// # Errors
     /// The database cannot be reached or answer.
     pub async fn fields(&self, name: &str) -> Result<Option<toml::Table>, PgError> {
         let name = name.to_owned();
         self.with_client(|c| async move {
-            let row = c.query_opt(SELECT_USER, &[&name]).await.map_err(db)?;
+            let select = c.prepare_cached(SELECT_USER).await.map_err(db)?;
+            let row = c.query_opt(&select, &[&name]).await.map_err(db)?;
             row.map(|r| row_fields(&r)).transpose()
         })
         .await

@@ -23,6 +23,8 @@ pub struct Postgres {
     /// The port it listens on (127.0.0.1).
     pub port: u16,
     run_as: Option<String>,
+    /// Settings passed as `-c name=value` at every start.
+    settings: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -50,6 +52,11 @@ impl Postgres {
     /// Initialises and starts a server; `None` (after a loud message) when PostgreSQL is missing
     /// outside CI.
     pub fn start() -> Option<Self> {
+        Self::start_with(&[])
+    }
+
+    /// As [`start`](Self::start), with server settings (`name=value`, passed as `-c`) on top.
+    pub fn start_with(settings: &[&str]) -> Option<Self> {
         let Some(bin) = find_bin() else {
             let msg = "PostgreSQL is not installed (apt-get install postgresql, or set PG_BIN)";
             assert!(std::env::var_os("CI").is_none(), "{msg}");
@@ -76,6 +83,7 @@ impl Postgres {
             log,
             port: 0,
             run_as,
+            settings: settings.iter().map(|s| (*s).to_owned()).collect(),
             _dir: dir,
         };
         let out = pg.run(
@@ -121,11 +129,15 @@ impl Postgres {
 
     /// Starts the server (again), waiting until it accepts connections.
     pub fn start_again(&self) {
-        let options = format!(
+        let mut options = format!(
             "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
             self.port,
             self.data.display()
         );
+        for s in &self.settings {
+            options.push_str(" -c ");
+            options.push_str(s);
+        }
         let out = self.run(
             "pg_ctl",
             &[
