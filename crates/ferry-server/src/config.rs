@@ -97,7 +97,7 @@ pub struct Limits {
     /// Checksums (HASH, XSHA256, XSHA1, XMD5, XCRC) computed at once by the whole server. One beyond
     /// it waits, first come first served, until one ends (ABOR cancels the wait); the waiting ones are
     /// bounded by [`Limits::max_checksums_per_user`] per account. Default: half the CPUs, rounded up
-    /// (at least 1), so that checksums never take every core. See [`crate::checksum`].
+    /// (at least 1), so that checksums never take every core. See the `checksum` module.
     pub max_checksums: usize,
     /// Checksums one account runs or waits for at once, over all its sessions; one beyond it gets
     /// `450` at once. Default 1.

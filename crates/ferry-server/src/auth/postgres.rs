@@ -215,7 +215,7 @@ impl PgUsers {
 
     /// The user `name` as its users-file fields (a TOML table), if there is one.
     ///
-    /// One round trip (Bind + Execute of [`SELECT_USER`]): the statement is prepared once per pooled
+    /// One round trip (Bind + Execute of `SELECT_USER`): the statement is prepared once per pooled
     /// connection and kept, not prepared, run and closed at every login (two round trips and a Close).
     ///
     /// # Errors

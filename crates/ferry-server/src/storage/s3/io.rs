@@ -159,7 +159,7 @@ enum State {
 ///
 /// Memory: the part being filled is allocated by this writer after taking one part from the
 /// server-wide budget; an upload that outgrows one part first takes the rest of its working set
-/// (OpenDAL keeps up to [`UPLOAD_CONCURRENCY`] parts in flight, one queued and one staged) at once.
+/// (OpenDAL keeps up to `UPLOAD_CONCURRENCY` parts in flight, one queued and one staged) at once.
 /// The budget comes back when the last copy of the parts is dropped, wherever OpenDAL keeps them.
 pub struct S3Writer {
     state: State,
