@@ -232,7 +232,7 @@ fn system_calls_per_mib_downloaded_and_uploaded() {
                 &u,
                 &up,
                 &["write", "pwrite64"],
-                12,
+                14,
                 "256 KiB file writes, two wake-ups each",
             );
         }
