@@ -233,7 +233,7 @@ fn system_calls_per_mib_downloaded_and_uploaded() {
                 &up,
                 &["write", "pwrite64"],
                 14,
-                "256 KiB file writes, two wake-ups each",
+                "256 KiB file writes and the wake-ups around them",
             );
         }
     }
