@@ -508,6 +508,25 @@ fn padded_names_are_exact_keys_or_553_under_a_prefix() {
 }
 
 /// Waits (bounded) until `cond` holds for the storage's buffer counters.
+/// Reads every held download to its end (each in a thread, so that none waits on another's budget)
+/// and checks its `226` and that its bytes are `body`.
+fn drain_held(held: Vec<(ferry_test_support::Client, std::net::TcpStream)>, body: &[u8]) {
+    let readers: Vec<_> = held
+        .into_iter()
+        .map(|(mut c, mut data)| {
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                std::io::Read::read_to_end(&mut data, &mut got).unwrap();
+                assert_eq!(c.reply().code, 226);
+                got
+            })
+        })
+        .collect();
+    for r in readers {
+        assert!(r.join().unwrap() == body, "a download's bytes differ");
+    }
+}
+
 fn wait_for(s: &S3Storage, what: &str, cond: impl Fn(usize) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !cond(s.buffer_in_use()) {
@@ -552,20 +571,7 @@ fn unread_downloads_hold_at_most_two_chunks_each() {
         n,
         s3.buffer_peak()
     );
-    let readers: Vec<_> = held
-        .into_iter()
-        .map(|(mut c, mut data)| {
-            std::thread::spawn(move || {
-                let mut got = Vec::new();
-                std::io::Read::read_to_end(&mut data, &mut got).unwrap();
-                assert_eq!(c.reply().code, 226);
-                got
-            })
-        })
-        .collect();
-    for r in readers {
-        assert!(r.join().unwrap() == body, "a download's bytes differ");
-    }
+    drain_held(held, &body);
     assert!(s3.buffer_peak() <= limit, "peak {}", s3.buffer_peak());
     wait_for(&s3, "after the downloads", |b| b == 0);
 }
@@ -650,19 +656,6 @@ fn a_transfer_waiting_past_the_idle_timeout_for_budget_gets_451() {
         .transfer(DataMode::Pasv, "RETR f.bin", None);
     assert_eq!(t.codes(), [150, 451], "{:?}", t.replies());
     assert!(s3.buffer_peak() <= cfg.buffer_budget);
-    let readers: Vec<_> = held
-        .into_iter()
-        .map(|(mut c, mut data)| {
-            std::thread::spawn(move || {
-                let mut got = Vec::new();
-                std::io::Read::read_to_end(&mut data, &mut got).unwrap();
-                assert_eq!(c.reply().code, 226);
-                got
-            })
-        })
-        .collect();
-    for r in readers {
-        assert!(r.join().unwrap() == body, "a download's bytes differ");
-    }
+    drain_held(held, &body);
     assert_eq!(waiter.raw_login().retr(DataMode::Pasv, "f.bin"), body);
 }
